@@ -1,0 +1,14 @@
+"""hwq: hardware-aware quantization for PyTorch.
+
+Public API: hwq.quantize (swap layers), hwq.summary (per-layer bits, MACs, memory), hwq.Plan
+(per-layer precision plans), hwq.quant (quantizers by name), hwq.nn (drop-in modules).
+"""
+__version__ = "0.1.0"
+
+from . import nn, quant  # noqa: E402
+from .convert import UnquantizedLayersWarning, quantize  # noqa: E402
+from .plan import Plan  # noqa: E402
+from .summary import Summary, summary  # noqa: E402
+
+__all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
+           "__version__"]

@@ -1,0 +1,5 @@
+"""Drop-in quantized modules."""
+from .act import QuantAct
+from .layers import QuantConv2d, QuantLayer, QuantLinear
+
+__all__ = ["QuantConv2d", "QuantLinear", "QuantAct", "QuantLayer"]

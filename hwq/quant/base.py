@@ -1,0 +1,219 @@
+"""What every quantizer shares: the module base class, its config base class and small helpers.
+
+A quantizer is an ``nn.Module`` built from a small config dataclass. It maps a float tensor to a
+tensor whose values lie exactly on its grid (``forward``, differentiable through a straight-through
+estimator) and can also return that grid point as integer codes times a scale (``quantize_int``),
+which is what the profiler and the packed kernels consume.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+ROLES = ("weight", "act")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig:
+    """Base of the per-quantizer config dataclasses.
+
+    ``kind`` is the registered name ("fixed", "binary", ...); ``roles`` says what the quantizer may be
+    applied to ("weight", "act"); ``bit_range`` is the accepted (min, max) of ``bits``, or None when the
+    bit width is fixed by the kind (binary = 1, ternary = 2, float = 32).
+    """
+
+    kind: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ROLES
+    bit_range: ClassVar[tuple[int, int] | None] = None
+    fixed_bits: ClassVar[int] = 32
+
+    @property
+    def n_bits(self) -> int:
+        """Bits per value of the quantized code (32 for float)."""
+        return getattr(self, "bits", self.fixed_bits)
+
+    def check_role(self, role: str) -> None:
+        """Raise ValueError when this quantizer makes no sense for ``role`` ("weight" or "act")."""
+        if role not in ROLES:
+            raise ValueError(f"role={role!r} is not accepted: expected one of {ROLES}")
+        if role not in self.roles:
+            what = {"weight": "weights", "act": "activations"}
+            raise ValueError(
+                f"quantizer '{self.kind}' cannot be applied to {what[role]}: it quantizes "
+                f"{' and '.join(what[r] for r in self.roles)} only")
+        if role == "act" and getattr(self, "per_channel", False):
+            raise ValueError(f"per_channel=True is not accepted for '{self.kind}' activations: "
+                             "activations are quantized per tensor")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, plus ``name``: the inverse of ``hwq.quant.parse(dict)``."""
+        return {"name": self.kind, **dataclasses.asdict(self)}
+
+    def spec(self) -> str | dict[str, Any]:
+        """The short string form ("fixed:4") when every option is default, else ``to_dict()``."""
+        short = self.kind if self.bit_range is None else f"{self.kind}:{self.bits}"
+        defaults = type(self)(**({"bits": self.bits} if self.bit_range is not None else {}))
+        return short if defaults == self else self.to_dict()
+
+    def __str__(self) -> str:
+        spec = self.spec()
+        if isinstance(spec, str):
+            return spec
+        opts = ",".join(f"{k}={v}" for k, v in spec.items() if k not in ("name", "bits"))
+        short = self.kind if self.bit_range is None else f"{self.kind}:{self.bits}"
+        return f"{short}({opts})"
+
+
+class Quantizer(nn.Module):
+    """Base class: holds the config and the role, exposes the precision.
+
+    Subclasses implement ``forward(x)`` (fake-quantized values, STE gradients) and
+    ``quantize_int(x) -> (codes, scale)`` with ``forward(x) == codes * scale`` exactly.
+    """
+
+    def __init__(self, config: QuantConfig, role: str):
+        super().__init__()
+        self.config = config
+        self.role = role
+
+    @property
+    def bits(self) -> int:
+        """Bits per value (32 for the float passthrough)."""
+        return self.config.n_bits
+
+    @property
+    def name(self) -> str:
+        """Human-readable spec, e.g. "fixed:4" or "lsq:4(per_channel=True,...)"."""
+        return str(self.config)
+
+    @property
+    def is_float(self) -> bool:
+        return self.config.kind == "float"
+
+    def quantize_int(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, role={self.role}"
+
+
+def check_bits(config: QuantConfig) -> None:
+    """Raise ValueError unless config.bits is an int inside config.bit_range."""
+    lo, hi = config.bit_range
+    bits = config.bits
+    if isinstance(bits, bool) or not isinstance(bits, int) or not lo <= bits <= hi:
+        raise ValueError(
+            f"bits={bits!r} is not accepted for quantizer '{config.kind}': expected an integer "
+            f"from {lo} to {hi}")
+
+
+def check_choice(kind: str, param: str, value: Any, accepted: tuple) -> None:
+    if value not in accepted:
+        raise ValueError(
+            f"{param}={value!r} is not accepted for quantizer '{kind}': expected one of "
+            + ", ".join(repr(a) for a in accepted))
+
+
+def check_finite(value: torch.Tensor, what: str, kind: str) -> None:
+    """Refuse a range estimate (max|x|, mean|x|) that is NaN or Inf.
+
+    A scale computed from a non-finite range would turn every value of the tensor into garbage, so
+    the quantizer raises instead of passing it on (see "NaN and Inf" in the README).
+    """
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(
+            f"quantizer '{kind}' got a {what} that is not finite ({value.flatten()[:4].tolist()}...): "
+            "the input contains NaN or Inf; finite inputs are required to set the quantization range")
+
+
+def channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """Reshape a per-output-channel vector (C,) to broadcast over a weight of ``ndim`` dims (dim 0)."""
+    return t.reshape((-1,) + (1,) * (ndim - 1))
+
+
+def reduce_dims(x: torch.Tensor, per_channel: bool) -> tuple[int, ...] | None:
+    """Dims to reduce for a per-tensor (None: all) or per-output-channel (all but dim 0) statistic."""
+    if not per_channel:
+        return None
+    return tuple(range(1, x.dim()))
+
+
+def abs_max(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """max|x| over the whole tensor, or per output channel kept broadcastable (C, 1, ...)."""
+    a = x.detach().abs()
+    if per_channel:
+        return a.amax(dim=reduce_dims(x, True), keepdim=True) if x.dim() > 1 else a
+    return a.amax()
+
+
+def abs_mean(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    a = x.abs()
+    if per_channel:
+        return a.mean(dim=reduce_dims(x, True), keepdim=True) if x.dim() > 1 else a
+    return a.mean()
+
+
+def pow2_scale_for(m: torch.Tensor, magnitude_bits: int) -> torch.Tensor:
+    """Power-of-two step so that ``m`` fits in ``magnitude_bits`` bits of integer magnitude.
+
+    The integer part of m needs I = floor(log2 m) + 1 bits (frexp gives exactly that exponent, no
+    floating-point log), the remaining magnitude bits are fraction bits: step = 2^(I - magnitude_bits).
+    This is the Q-format choice of the Stripes/Proteus profiling. m = 0 gives step 1 (all codes 0).
+    """
+    _, exp = torch.frexp(torch.where(m > 0, m, torch.ones_like(m)))
+    return torch.ldexp(torch.ones_like(m), exp - magnitude_bits)
+
+
+def signed_range(bits: int, signed: bool) -> tuple[int, int]:
+    """Integer code range of a b-bit two's-complement (signed) or unsigned code."""
+    if signed:
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return 0, 2 ** bits - 1
+
+
+class SignedMixin:
+    """Signedness of an integer grid: given, or (activations) decided once from the first batch.
+
+    Stored as a buffer (``signed``: -1 undecided, 0 unsigned, 1 signed) so that a state_dict records
+    the decision and a reloaded model uses the same grid.
+    """
+
+    def _init_signed(self, signed: bool | None) -> None:
+        code = -1 if signed is None else int(bool(signed))
+        self.register_buffer("signed", torch.tensor(code, dtype=torch.int8))
+
+    def _resolve_signed(self, x: torch.Tensor) -> bool:
+        code = int(self.signed)
+        if code < 0:
+            # Unsigned when the first batch has no negative value (post-ReLU inputs): one more
+            # magnitude bit. The decision is kept in the state_dict.
+            code = int(bool((x.detach() < 0).any()))
+            self.signed.fill_(code)
+        return bool(code)
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, q):
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def straight_through(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Return q exactly (unlike x + (q - x).detach(), which can be off the grid by a rounding) with
+    the identity gradient to x."""
+    return _StraightThrough.apply(x, q)
+
+
+def check_bool(config: QuantConfig, *params: str) -> None:
+    for p in params:
+        v = getattr(config, p)
+        if not isinstance(v, bool):
+            raise ValueError(f"{p}={v!r} is not accepted for quantizer '{config.kind}': "
+                             "expected True or False")

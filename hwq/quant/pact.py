@@ -1,0 +1,70 @@
+"""pact:b -- activations clipped at a learned level alpha, then b-bit uniform, unsigned
+(Choi et al., "PACT", 2018).
+
+y = round(clamp(x, 0, alpha) * n / alpha) * alpha / n with n = 2^b - 1. Gradients (the paper's
+eq. 3, straight-through for the rounding): dy/dx = 1 where 0 <= x <= alpha, else 0;
+dy/dalpha = 1 where x >= alpha, else 0. alpha starts at 10 (the paper's initial value); put a weight
+decay on it as the paper does. Activations only.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from .base import QuantConfig, Quantizer, check_bits
+
+MIN_ALPHA = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class PACTConfig(QuantConfig):
+    """bits: 2..16. alpha_init: the initial clipping level (> 0)."""
+
+    kind = "pact"
+    roles = ("act",)
+    bit_range = (2, 16)
+    bits: int = 4
+    alpha_init: float = 10.0
+
+    def __post_init__(self):
+        check_bits(self)
+        if not (isinstance(self.alpha_init, (int, float)) and self.alpha_init > 0
+                and self.alpha_init < float("inf")):
+            raise ValueError(f"alpha_init={self.alpha_init!r} is not accepted for quantizer 'pact': "
+                             "expected a finite number > 0")
+
+
+class _PACT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha, n):
+        above = x >= alpha
+        inside = (x >= 0) & ~above
+        ctx.save_for_backward(inside, above)
+        step = alpha / n
+        return torch.minimum(x.clamp(min=0), alpha).div_(step).round_().mul_(step)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inside, above = ctx.saved_tensors
+        # x == alpha exactly is "above" (the paper's x >= alpha), so it feeds alpha, not x.
+        return grad * inside, (grad * above).sum().reshape(()), None
+
+
+class PACTQuantizer(Quantizer):
+    def __init__(self, config: PACTConfig, role: str, channels: int | None = None):
+        super().__init__(config, role)
+        self.alpha = nn.Parameter(torch.tensor(float(config.alpha_init)))
+
+    def _alpha(self, dtype):
+        return self.alpha.clamp(min=MIN_ALPHA).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _PACT.apply(x, self._alpha(x.dtype), float(2 ** self.config.bits - 1))
+
+    @torch.no_grad()
+    def quantize_int(self, x):
+        alpha = self._alpha(x.dtype)
+        step = alpha / (2 ** self.config.bits - 1)
+        return torch.minimum(x.clamp(min=0), alpha).div_(step).round_(), step
