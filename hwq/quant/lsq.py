@@ -87,7 +87,9 @@ class LSQQuantizer(SignedMixin, Quantizer):
             with torch.no_grad():
                 self.scale.copy_(init.reshape(self.scale.shape).clamp(min=MIN_STEP))
             self.initialized.fill_(True)
-        s = self.scale.clamp(min=MIN_STEP)
+        # Clamp in the forward only: the gradient still reaches a step pushed below MIN_STEP, so
+        # it can recover instead of sticking there.
+        s = self.scale + (self.scale.clamp(min=MIN_STEP) - self.scale).detach()
         return channel_view(s, x.dim()) if per_channel else s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ class TernaryQuantizer(Quantizer):
         n = keep.sum(dim=dims, keepdim=True) if dims else keep.sum()
         alpha = (a * keep).sum(dim=dims, keepdim=True) if dims else (a * keep).sum()
         alpha = alpha / n.clamp(min=1)  # all-zero weights: alpha 0, codes 0
-        codes = torch.where(w < 0, -1.0, 1.0).to(w.dtype) * keep
+        codes = torch.where(keep, torch.where(w < 0, -1.0, 1.0), 0.0).to(w.dtype)
         return codes, alpha
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
