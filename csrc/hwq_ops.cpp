@@ -1,0 +1,469 @@
+// hwq._C: packed binary (XNOR-popcount) and bit-serial convolution on the CPU, registered as
+// torch.ops.hwq.*. This file is ISA-neutral: it checks arguments, packs bits, builds packed im2col
+// rows, threads with at::parallel_for (torch's own OpenMP pool and thread count) and applies the
+// epilogue; the inner products run in the micro-kernel of the ISA chosen at run time (isa.h).
+//
+// Layouts (int64 tensors holding 64 bits per element; identical to hwq/kernels/reference.py):
+//   activations (N, H, W, G, P, Cwg): pixel-major (NHWC), one block of words per group, P bit planes
+//     (plane i = bit i of an unsigned code; binary: one plane, bit 1 = -1), Cwg = ceil(C/G / 64).
+//   weights (G, P, NP, K, 8): per group and plane, NP panels of 8 output channels; row word
+//     k = (kh * KW + kw) * Cwg + cw; NP padded to a multiple of 4 with zero weights.
+// Zero padding is the value 0: bit-serial pads with zero words (x = 0 adds nothing to AND counts);
+// binary pads with zero words too and removes their contribution exactly: a zero activation word
+// against weight word w adds popcount(w) to the XOR count, so the epilogue subtracts the weight's
+// per-tap popcount for every out-of-image tap and uses K_valid = C/G * (taps inside the image).
+// Channel tails are zero bits in both operands, so they add 0 to XOR and AND counts alike.
+#include <Python.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "isa.h"
+
+namespace hwq {
+namespace {
+
+constexpr int64_t kWord = 64;      // bits per packed word
+constexpr int64_t kPanel = 8;      // output channels per weight panel
+constexpr int64_t kPanelPad = 4;   // panels per group are padded to a multiple of this
+constexpr int64_t kRowBlock = 48;  // output pixels per im2col block (a multiple of every mr)
+constexpr int64_t kMaxTaps = 64;   // KH * KW limit: the per-pixel tap-validity mask is 64 bits
+
+int64_t words(int64_t bits) { return (bits + kWord - 1) / kWord; }
+
+int64_t padded_panels(int64_t out_channels) {
+  const int64_t p = (out_channels + kPanel - 1) / kPanel;
+  return (p + kPanelPad - 1) / kPanelPad * kPanelPad;
+}
+
+// ---- run-time ISA choice -------------------------------------------------------------------
+
+#if defined(__x86_64__) && defined(__GNUC__)
+bool has_vpopcntdq() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+}
+bool has_avx512bw() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
+bool has_avx2() { return __builtin_cpu_supports("avx2"); }
+bool has_popcnt() { return __builtin_cpu_supports("popcnt"); }
+#else
+bool has_vpopcntdq() { return false; }
+bool has_avx512bw() { return false; }
+bool has_avx2() { return false; }
+bool has_popcnt() { return false; }
+#endif
+bool always() { return true; }
+
+struct IsaEntry {
+  const char* name;
+  bool (*supported)();
+  const KernelTable* (*table)();
+};
+
+// Fastest first.
+const IsaEntry kIsas[] = {
+    {"avx512_vpopcntdq", has_vpopcntdq, table_avx512_vpopcntdq},
+    {"avx512bw", has_avx512bw, table_avx512bw},
+    {"avx2", has_avx2, table_avx2},
+    {"scalar_popcnt", has_popcnt, table_scalar_popcnt},
+    {"scalar", always, table_scalar},
+};
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (const IsaEntry& e : kIsas)
+    if (e.table() != nullptr && e.supported()) names.emplace_back(e.name);
+  return names;
+}
+
+const KernelTable* best_table() {
+  for (const IsaEntry& e : kIsas)
+    if (e.table() != nullptr && e.supported()) return e.table();
+  return table_scalar();
+}
+
+std::atomic<const KernelTable*> g_table{nullptr};
+
+const KernelTable* current_table() {
+  const KernelTable* t = g_table.load();
+  if (t == nullptr) {
+    t = best_table();
+    g_table.store(t);
+  }
+  return t;
+}
+
+void set_isa(std::string name) {
+  if (name == "auto") {
+    g_table.store(best_table());
+    return;
+  }
+  for (const IsaEntry& e : kIsas)
+    if (name == e.name && e.table() != nullptr && e.supported()) {
+      g_table.store(e.table());
+      return;
+    }
+  std::string accepted = "'auto'";
+  for (const std::string& n : available_isas()) accepted += ", '" + n + "'";
+  TORCH_CHECK(false, "isa='", name, "' is not available on this CPU and build: expected one of ",
+              accepted);
+}
+
+std::string get_isa() { return current_table()->name; }
+
+// ---- argument checks -----------------------------------------------------------------------
+
+void check_cpu(const at::Tensor& t, const char* param) {
+  TORCH_CHECK(t.device().is_cpu(), param, " is on device ", t.device(),
+              ": the hwq CPU kernels accept CPU tensors only");
+}
+
+void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
+  check_cpu(t, param);
+  TORCH_CHECK(t.scalar_type() == at::kLong, param, " has dtype ", t.scalar_type(),
+              ": packed bits are expected as torch.int64 (from hwq pack ops)");
+  TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(),
+              "): packed ", param, " has ", dim, " dims");
+}
+
+void check_bits(int64_t bits, bool binary, const char* param) {
+  if (binary) {
+    TORCH_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
+  } else {
+    TORCH_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
+  }
+}
+
+void check_groups(int64_t channels, int64_t groups, const char* what) {
+  TORCH_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
+  TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
+}
+
+// ---- packing -------------------------------------------------------------------------------
+
+// Set bit `bit` of word(s) `dst` from value v: binary -> one plane, bit = (v < 0) so +1 and 0 give
+// 0 (sign(0) = +1); otherwise the low `planes` bits of the two's complement of the integer v.
+template <typename T>
+inline void set_bits(T value, bool binary, int64_t planes, int64_t plane_stride, int64_t bit,
+                     uint64_t* dst) {
+  const double v = static_cast<double>(value);
+  if (binary) {
+    if (v < 0) dst[0] |= uint64_t{1} << bit;
+    return;
+  }
+  const int64_t iv = static_cast<int64_t>(v);
+  for (int64_t p = 0; p < planes; ++p)
+    dst[p * plane_stride] |= (static_cast<uint64_t>(iv >> p) & 1u) << bit;
+}
+
+at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int64_t groups) {
+  check_cpu(x, "x");
+  TORCH_CHECK(x.dim() == 4, "x has shape ", x.sizes(), ": expected (N, C, H, W)");
+  check_bits(bits, binary, "bits");
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  check_groups(c, groups, "channels");
+  const int64_t cg = c / groups, cwg = words(cg), planes = binary ? 1 : bits;
+  at::Tensor out = at::zeros({n, h, w, groups, planes, cwg}, x.options().dtype(at::kLong));
+  if (out.numel() == 0) return out;
+  uint64_t* o = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
+  const int64_t pixel_words = groups * planes * cwg;
+  AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hwq_pack_activations", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    // One (n, h) image row per task: its W * C values and W pixels of words stay in cache whether
+    // x is NCHW (inner loop contiguous in w) or channels-last.
+    at::parallel_for(0, n * h, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t in = r / h, ih = r % h;
+        for (int64_t ci = 0; ci < c; ++ci) {
+          const int64_t g = ci / cg, cc = ci % cg;
+          const scalar_t* src = xp + in * sn + ci * sc + ih * sh;
+          uint64_t* dst = o + (r * w) * pixel_words + g * planes * cwg + cc / kWord;
+          for (int64_t iw = 0; iw < w; ++iw)
+            set_bits(src[iw * sw], binary, planes, cwg, cc % kWord, dst + iw * pixel_words);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t groups) {
+  check_cpu(wt, "w");
+  TORCH_CHECK(wt.dim() == 4, "w has shape ", wt.sizes(), ": expected (O, C/groups, KH, KW)");
+  check_bits(bits, binary, "bits");
+  const int64_t o = wt.size(0), cg = wt.size(1), kh = wt.size(2), kw = wt.size(3);
+  check_groups(o, groups, "out_channels");
+  const int64_t og = o / groups, cwg = words(cg), planes = binary ? 1 : bits;
+  const int64_t np = padded_panels(og), k = kh * kw * cwg;
+  at::Tensor out = at::zeros({groups, planes, np, k, kPanel}, wt.options().dtype(at::kLong));
+  if (out.numel() == 0) return out;
+  uint64_t* op = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int64_t s0 = wt.stride(0), s1 = wt.stride(1), s2 = wt.stride(2), s3 = wt.stride(3);
+  AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, wt.scalar_type(), "hwq_pack_weights", [&] {
+    const scalar_t* wp = wt.const_data_ptr<scalar_t>();
+    for (int64_t oi = 0; oi < o; ++oi) {
+      const int64_t g = oi / og, oo = oi % og;
+      uint64_t* base = op + (g * planes * np + oo / kPanel) * k * kPanel + oo % kPanel;
+      for (int64_t ci = 0; ci < cg; ++ci)
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t b = 0; b < kw; ++b) {
+            const int64_t word = (a * kw + b) * cwg + ci / kWord;
+            set_bits(wp[oi * s0 + ci * s1 + a * s2 + b * s3], binary, planes, np * k * kPanel,
+                     ci % kWord, base + word * kPanel);
+          }
+    }
+  });
+  return out;
+}
+
+// ---- convolution ---------------------------------------------------------------------------
+
+enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2 };
+
+at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                         int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
+                         int64_t w_bits, bool binary, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                         const std::optional<at::Tensor>& scale,
+                         const std::optional<at::Tensor>& bias, int64_t out_mode) {
+  check_packed(x_in, "x", 6);
+  check_packed(w_in, "w", 5);
+  check_bits(a_bits, binary, "a_bits");
+  check_bits(w_bits, binary, "w_bits");
+  check_groups(in_channels, groups, "in_channels");
+  check_groups(out_channels, groups, "out_channels");
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2,
+              "kernel_size, stride, padding and dilation must each have 2 values");
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1 && kh * kw <= kMaxTaps, "kernel_size=", kernel_size,
+              " is not accepted: expected sizes >= 1 with KH * KW <= ", kMaxTaps);
+  for (int d = 0; d < 2; ++d) {
+    TORCH_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
+    TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
+    TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
+  }
+  TORCH_CHECK(out_mode >= 0 && out_mode <= 2, "out_mode=", out_mode,
+              " is not accepted: expected 0 (int32 sums), 1 (float) or 2 (packed signs)");
+
+  const int64_t g_ = groups, cg = in_channels / g_, og = out_channels / g_, cwg = words(cg);
+  const int64_t pa = binary ? 1 : a_bits, pw = binary ? 1 : w_bits;
+  const int64_t n = x_in.size(0), h = x_in.size(1), w = x_in.size(2);
+  TORCH_CHECK(x_in.size(3) == g_ && x_in.size(4) == pa && x_in.size(5) == cwg, "x has shape ",
+              x_in.sizes(), ": expected (N, H, W, ", g_, ", ", pa, ", ", cwg, ") for in_channels=",
+              in_channels, ", groups=", g_, ", ", binary ? "binary" : "a_bits=", binary ? 0 : a_bits,
+              " (channel count mismatch between input and weight?)");
+  const int64_t taps = kh * kw, k = taps * cwg, np = padded_panels(og);
+  TORCH_CHECK(w_in.size(0) == g_ && w_in.size(1) == pw && w_in.size(2) == np && w_in.size(3) == k &&
+                  w_in.size(4) == kPanel,
+              "w has shape ", w_in.sizes(), ": expected (", g_, ", ", pw, ", ", np, ", ", k, ", ",
+              kPanel, ") for out_channels=", out_channels, ", in_channels=", in_channels,
+              ", kernel_size=", kernel_size, ", groups=", g_);
+  const int64_t oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  TORCH_CHECK(h + 2 * padding[0] >= dilation[0] * (kh - 1) + 1 &&
+                  w + 2 * padding[1] >= dilation[1] * (kw - 1) + 1,
+              "input size (", h, ", ", w, ") with padding ", padding, " is smaller than the dilated ",
+              "kernel (", dilation[0] * (kh - 1) + 1, ", ", dilation[1] * (kw - 1) + 1, ")");
+  if (out_mode == kOutInt32) {
+    // Largest |sum|: K * max|x| * max|w| (unsigned a-bit x <= 2^a - 1, signed w-bit |w| <= 2^(w-1)).
+    const double bound = static_cast<double>(cg * taps) *
+                         (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
+                                             double(int64_t{1} << (w_bits - 1)));
+    TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", cg * taps, " at a_bits=",
+                a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ", bound,
+                "): use a float epilogue (scale/bias) or fewer channels per group");
+  }
+  const float* sc = nullptr;
+  const float* bi = nullptr;
+  at::Tensor scale_c, bias_c;
+  if (scale.has_value()) {
+    check_cpu(*scale, "scale");
+    TORCH_CHECK(scale->scalar_type() == at::kFloat && scale->numel() == out_channels, "scale has dtype ",
+                scale->scalar_type(), " and ", scale->numel(), " values: expected float32 with ",
+                out_channels, " (one per output channel)");
+    scale_c = scale->contiguous();
+    sc = scale_c.const_data_ptr<float>();
+  }
+  if (bias.has_value()) {
+    check_cpu(*bias, "bias");
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == out_channels, "bias has dtype ",
+                bias->scalar_type(), " and ", bias->numel(), " values: expected float32 with ",
+                out_channels, " (one per output channel)");
+    bias_c = bias->contiguous();
+    bi = bias_c.const_data_ptr<float>();
+  }
+  TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
+              "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
+
+  const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
+  const auto opts = x.options();
+  const int64_t m_total = n * oh * ow, cwo = words(out_channels);
+  at::Tensor out;
+  if (out_mode == kOutPackedSign) {
+    out = at::zeros({n, oh, ow, 1, 1, cwo}, opts.dtype(at::kLong));
+  } else {
+    out = at::empty({n, oh, ow, out_channels}, opts.dtype(out_mode == kOutInt32 ? at::kInt : at::kFloat));
+  }
+  auto result = [&]() {
+    // (N, OH, OW, O) memory seen as (N, O, OH, OW) in channels-last strides: no copy.
+    return out_mode == kOutPackedSign ? out : out.permute({0, 3, 1, 2});
+  };
+  if (m_total == 0 || out_channels == 0) return result();
+
+  const KernelTable* kt = current_table();
+  const MicroFn fn = binary ? kt->xor_popcount : kt->and_popcount;
+  const int64_t mr = kt->mr, tile_panels = kt->panels, tc = tile_panels * kPanel;
+  const uint64_t* xp = reinterpret_cast<const uint64_t*>(x.const_data_ptr<int64_t>());
+  const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.const_data_ptr<int64_t>());
+
+  // Bit-serial plane weights: c_ij = 2^(i+j), negative for the weight's sign plane j = w_bits - 1.
+  std::vector<int64_t> coef(pa * pw);
+  for (int64_t i = 0; i < pa; ++i)
+    for (int64_t j = 0; j < pw; ++j)
+      coef[i * pw + j] = binary ? 1 : ((j == pw - 1) ? -1 : 1) * (int64_t{1} << (i + j));
+
+  // Binary padding correction: popcount of each (group, output channel, tap) weight row.
+  std::vector<int32_t> wpop;
+  if (binary) {
+    wpop.assign(g_ * og * taps, 0);
+    for (int64_t g = 0; g < g_; ++g)
+      for (int64_t oo = 0; oo < og; ++oo)
+        for (int64_t t = 0; t < taps; ++t) {
+          int32_t s = 0;
+          const uint64_t* row = wp + (g * np + oo / kPanel) * k * kPanel + oo % kPanel;
+          for (int64_t cw = 0; cw < cwg; ++cw) s += __builtin_popcountll(row[(t * cwg + cw) * kPanel]);
+          wpop[(g * og + oo) * taps + t] = s;
+        }
+  }
+
+  const uint64_t all_taps = taps == 64 ? ~uint64_t{0} : (uint64_t{1} << taps) - 1;
+  const int64_t pixel_words = g_ * pa * cwg;
+  const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
+  int32_t* out_i = out_mode == kOutInt32 ? out.data_ptr<int32_t>() : nullptr;
+  float* out_f = out_mode == kOutFloat ? out.data_ptr<float>() : nullptr;
+  uint64_t* out_p =
+      out_mode == kOutPackedSign ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()) : nullptr;
+
+  // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
+  // channels of every group, is written by one thread per pixel.
+  at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<uint64_t> abuf(pa * kRowBlock * k);
+    std::vector<int64_t> cbuf(kRowBlock * tc);
+    std::vector<uint64_t> valid(kRowBlock);
+    std::vector<int64_t> src_pixel(kRowBlock * taps);  // input pixel index per tap, -1 outside
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t m0 = b * kRowBlock;
+      const int64_t mc = std::min(kRowBlock, m_total - m0);
+      const int64_t mp = (mc + mr - 1) / mr * mr;
+      for (int64_t r = 0; r < mc; ++r) {
+        const int64_t m = m0 + r, in = m / (oh * ow), rem = m % (oh * ow);
+        const int64_t ih0 = (rem / ow) * stride[0] - padding[0];
+        const int64_t iw0 = (rem % ow) * stride[1] - padding[1];
+        uint64_t mask = 0;
+        for (int64_t a = 0; a < kh; ++a)
+          for (int64_t c = 0; c < kw; ++c) {
+            const int64_t ih = ih0 + a * dilation[0], iw = iw0 + c * dilation[1], t = a * kw + c;
+            const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+            src_pixel[r * taps + t] = inside ? (in * h + ih) * w + iw : -1;
+            if (inside) mask |= uint64_t{1} << t;
+          }
+        valid[r] = mask;
+      }
+      for (int64_t g = 0; g < g_; ++g) {
+        // Packed im2col rows of this group, one block per activation plane; rows past mc are 0.
+        for (int64_t i = 0; i < pa; ++i)
+          for (int64_t r = 0; r < mp; ++r) {
+            uint64_t* dst = abuf.data() + (i * kRowBlock + r) * k;
+            if (r >= mc) {
+              std::memset(dst, 0, k * sizeof(uint64_t));
+              continue;
+            }
+            for (int64_t t = 0; t < taps; ++t) {
+              const int64_t pix = src_pixel[r * taps + t];
+              if (pix < 0)
+                std::memset(dst + t * cwg, 0, cwg * sizeof(uint64_t));
+              else
+                std::memcpy(dst + t * cwg, xp + pix * pixel_words + (g * pa + i) * cwg,
+                            cwg * sizeof(uint64_t));
+            }
+          }
+        for (int64_t nb = 0; nb < np && nb * kPanel < og; nb += tile_panels) {
+          std::fill(cbuf.begin(), cbuf.begin() + mp * tc, 0);
+          for (int64_t r = 0; r < mp; r += mr)
+            for (int64_t i = 0; i < pa; ++i)
+              for (int64_t j = 0; j < pw; ++j)
+                fn(abuf.data() + (i * kRowBlock + r) * k, k,
+                   wp + ((g * pw + j) * np + nb) * k * kPanel, k * kPanel, k,
+                   cbuf.data() + r * tc, tc, coef[i * pw + j]);
+          const int64_t cols = std::min(tc, og - nb * kPanel);
+          for (int64_t r = 0; r < mc; ++r) {
+            const int64_t m = m0 + r;
+            const uint64_t outside = ~valid[r] & all_taps;
+            const int64_t k_valid = cg * __builtin_popcountll(valid[r]);
+            for (int64_t c = 0; c < cols; ++c) {
+              const int64_t oo = nb * kPanel + c, o = g * og + oo;
+              int64_t s = cbuf[r * tc + c];
+              if (binary) {
+                int64_t corr = 0;
+                for (uint64_t rest = outside; rest != 0; rest &= rest - 1)
+                  corr += wpop[(g * og + oo) * taps + __builtin_ctzll(rest)];
+                s = k_valid - 2 * (s - corr);
+              }
+              if (out_mode == kOutInt32) {
+                out_i[m * out_channels + o] = static_cast<int32_t>(s);
+                continue;
+              }
+              float y = static_cast<float>(s);
+              if (sc != nullptr) y *= sc[o];
+              if (bi != nullptr) y += bi[o];
+              if (out_mode == kOutFloat)
+                out_f[m * out_channels + o] = y;
+              else if (y < 0)  // sign(0) = +1 -> bit 0; bit 1 means -1
+                out_p[m * cwo + o / kWord] |= uint64_t{1} << (o % kWord);
+            }
+          }
+        }
+      }
+    }
+  });
+  return result();
+}
+
+}  // namespace
+}  // namespace hwq
+
+TORCH_LIBRARY(hwq, m) {
+  m.def("pack_activations(Tensor x, int bits, bool binary, int groups) -> Tensor");
+  m.def("pack_weights(Tensor w, int bits, bool binary, int groups) -> Tensor");
+  m.def(
+      "conv2d_packed(Tensor x, Tensor w, int in_channels, int out_channels, int[2] kernel_size, "
+      "int a_bits, int w_bits, bool binary, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups, Tensor? scale, Tensor? bias, int out_mode) -> Tensor");
+  m.def("set_isa(str name) -> ()", &hwq::set_isa);
+  m.def("get_isa() -> str", &hwq::get_isa);
+  m.def("available_isas() -> str[]", &hwq::available_isas);
+}
+
+TORCH_LIBRARY_IMPL(hwq, CPU, m) {
+  m.impl("pack_activations", &hwq::pack_activations);
+  m.impl("pack_weights", &hwq::pack_weights);
+  m.impl("conv2d_packed", &hwq::conv2d_packed);
+}
+
+// The module itself is empty: importing it runs the registrations above.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&def);
+}

@@ -1,0 +1,33 @@
+// The interface between the ISA-neutral driver (hwq_ops.cpp) and the per-ISA micro-kernels.
+//
+// This header includes no torch or standard-library headers on purpose: the kernel files are
+// compiled under `#pragma GCC target(...)`, and any inline function they pulled in from a shared
+// header could be emitted with AVX-512 instructions and then picked by the linker for every caller,
+// crashing CPUs without them. Kernel files therefore see only <stdint.h> and <immintrin.h>.
+#pragma once
+#include <stdint.h>
+
+namespace hwq {
+
+// C[r * ldc + c] += coef * sum_{k < K} popcount(A[r * lda + k] OP B_c[k]) for rows r < mr and
+// columns c < 8 * panels, where column c is lane c % 8 of panel c / 8 and word k of lane l of
+// panel p is B[p * ldb + k * 8 + l]. OP is XOR (binary) or AND (bit-serial).
+typedef void (*MicroFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+                        int64_t* C, int64_t ldc, int64_t coef);
+
+struct KernelTable {
+  const char* name;
+  int mr;       // rows of A per micro-tile
+  int panels;   // weight panels (8 output channels each) per micro-tile; divides 4
+  MicroFn xor_popcount;
+  MicroFn and_popcount;
+};
+
+// Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.
+const KernelTable* table_scalar();
+const KernelTable* table_scalar_popcnt();
+const KernelTable* table_avx2();
+const KernelTable* table_avx512bw();
+const KernelTable* table_avx512_vpopcntdq();
+
+}  // namespace hwq

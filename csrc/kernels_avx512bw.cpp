@@ -1,0 +1,61 @@
+// AVX-512BW path (AVX-512 CPUs without VPOPCNTDQ, e.g. Skylake-SP / Cascade Lake): byte-table
+// popcount on 512-bit vectors, one vector = one panel of 8 output channels.
+#include "isa.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw")
+#include <immintrin.h>
+
+namespace avx512bw_impl {
+
+struct V {
+  using T = __m512i;
+  static constexpr int lanes = 8;
+  static inline T zero() { return _mm512_setzero_si512(); }
+  static inline T load(const uint64_t* p) { return _mm512_loadu_si512((const void*)p); }
+  static inline T broadcast(uint64_t a) { return _mm512_set1_epi64((long long)a); }
+  static inline T bxor(T a, T b) { return _mm512_xor_si512(a, b); }
+  static inline T band(T a, T b) { return _mm512_and_si512(a, b); }
+  static inline T add8(T a, T b) { return _mm512_add_epi8(a, b); }
+  static inline T nibble_table() {
+    // vpshufb looks up within each 128-bit lane, so the 16-entry table is repeated 4 times.
+    alignas(64) static const uint8_t table[64] = {
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+    return _mm512_load_si512((const void*)table);
+  }
+  static inline T low_nibble_mask() { return _mm512_set1_epi8(0x0f); }
+  static inline T popcount_bytes(T v, T lut, T low4) {
+    const T lo = _mm512_and_si512(v, low4);
+    const T hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+    return _mm512_add_epi8(_mm512_shuffle_epi8(lut, lo), _mm512_shuffle_epi8(lut, hi));
+  }
+  static inline void add_byte_sums(int64_t* s, T acc) {
+    const T sums = _mm512_sad_epu8(acc, _mm512_setzero_si512());
+    _mm512_store_si512((void*)s, _mm512_add_epi64(_mm512_load_si512((const void*)s), sums));
+  }
+};
+
+#define HWQ_LUT_NS avx512bw_impl
+}  // namespace avx512bw_impl
+#include "micro_lut.h"
+#undef HWQ_LUT_NS
+
+#pragma GCC pop_options
+#endif
+
+namespace hwq {
+
+const KernelTable* table_avx512bw() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  // 4 rows x 4 panels: 16 byte accumulators + 4 weight vectors + 2 constants of 32 registers.
+  static const KernelTable t = {"avx512bw", 4, 4, avx512bw_impl::micro<true, 4, 4>,
+                                avx512bw_impl::micro<false, 4, 4>};
+  return &t;
+#else
+  return nullptr;
+#endif
+}
+
+}  // namespace hwq

@@ -1,0 +1,35 @@
+// Portable scalar path and the same code compiled for the x86 POPCNT instruction.
+#include "isa.h"
+
+#define HWQ_SCALAR_NS scalar_portable
+#include "micro_scalar.h"
+#undef HWQ_SCALAR_NS
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("popcnt")
+#define HWQ_SCALAR_NS scalar_popcnt
+#include "micro_scalar.h"
+#undef HWQ_SCALAR_NS
+#pragma GCC pop_options
+#endif
+
+namespace hwq {
+
+const KernelTable* table_scalar() {
+  static const KernelTable t = {"scalar", scalar_portable::MR, 1, scalar_portable::micro<true>,
+                                scalar_portable::micro<false>};
+  return &t;
+}
+
+const KernelTable* table_scalar_popcnt() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const KernelTable t = {"scalar_popcnt", scalar_popcnt::MR, 1, scalar_popcnt::micro<true>,
+                                scalar_popcnt::micro<false>};
+  return &t;
+#else
+  return nullptr;
+#endif
+}
+
+}  // namespace hwq

@@ -1,0 +1,42 @@
+// Byte-table popcount micro-kernel for CPUs without a vector popcount instruction (AVX2, AVX-512BW).
+//
+// popcount of each byte = table[low nibble] + table[high nibble] (two vpshufb); the byte counts of
+// successive words accumulate in 8-bit lanes and are summed into 64-bit lanes (vpsadbw) every 31
+// words, before a byte could overflow (31 * 8 = 248 <= 255). Each 64-bit lane is one output channel
+// (outer-product tile: a broadcast activation word against 8 weight lanes), so no horizontal sum is
+// needed.
+// Expects a traits struct V (vector type, lane count and ops) defined in the including file, whose
+// functions carry the file's target pragma.
+namespace HWQ_LUT_NS {
+
+template <bool XOR, int MR, int NV>
+static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+                  int64_t* C, int64_t ldc, int64_t coef) {
+  constexpr int L = V::lanes;  // 64-bit words per vector
+  typename V::T acc[MR][NV];
+  alignas(64) int64_t sum[MR][NV * L] = {};
+  const typename V::T lut = V::nibble_table(), low4 = V::low_nibble_mask();
+  for (int64_t k0 = 0; k0 < K; k0 += 31) {
+    const int64_t k1 = k0 + 31 < K ? k0 + 31 : K;
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int64_t k = k0; k < k1; ++k) {
+      typename V::T b[NV];
+      for (int v = 0; v < NV; ++v)  // vector v covers lanes (v*L) % 8 .. of panel v*L / 8
+        b[v] = V::load(B + (v * L / 8) * ldb + k * 8 + (v * L) % 8);
+      for (int r = 0; r < MR; ++r) {
+        const typename V::T a = V::broadcast(A[r * lda + k]);
+        for (int v = 0; v < NV; ++v) {
+          const typename V::T t = XOR ? V::bxor(a, b[v]) : V::band(a, b[v]);
+          acc[r][v] = V::add8(acc[r][v], V::popcount_bytes(t, lut, low4));
+        }
+      }
+    }
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) V::add_byte_sums(&sum[r][v * L], acc[r][v]);
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NV * L; ++c) C[r * ldc + c] += coef * sum[r][c];
+}
+
+}  // namespace HWQ_LUT_NS
