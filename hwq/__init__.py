@@ -9,6 +9,8 @@ from . import nn, quant  # noqa: E402
 from .convert import UnquantizedLayersWarning, quantize  # noqa: E402
 from .plan import Plan  # noqa: E402
 from .summary import Summary, summary  # noqa: E402
+from . import workloads  # noqa: E402
+from .profile import Profile, profile  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
-           "__version__"]
+           "__version__", "profile", "Profile", "workloads"]
