@@ -11,6 +11,9 @@ from .plan import Plan  # noqa: E402
 from .summary import Summary, summary  # noqa: E402
 from . import workloads  # noqa: E402
 from .profile import Profile, profile  # noqa: E402
+from . import hw  # noqa: E402
+from .hw import Report, map  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
-           "__version__", "profile", "Profile", "workloads"]
+           "__version__", "profile", "Profile", "workloads",
+           "hw", "map", "Report"]

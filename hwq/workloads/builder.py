@@ -75,3 +75,24 @@ class Net:
                     meta={"source": source, "workload": name})
         p.validate()
         return p
+
+
+def single(kind: str = "conv", c: int = 32, k: int = 64, hw: int = 16, kernel: int = 3,
+           stride: int = 1, pad: int = 1, groups: int = 1, w_bits: int = 16, a_bits: int = 16,
+           fc_in: int | None = None, name: str = "L") -> Profile:
+    """A one-layer Profile, handy to explore a design: a conv of ``c`` -> ``k`` channels on an
+    ``hw`` x ``hw`` input, or (kind="fc") an FC layer of ``fc_in`` -> ``k`` features."""
+    if kind not in ("conv", "fc"):
+        raise ValueError(f"kind={kind!r} is not accepted: expected 'conv' or 'fc'")
+    if kind == "fc" and fc_in is None:
+        raise ValueError("kind='fc' needs fc_in, the number of input features")
+    net = Net((c, hw, hw) if kind == "conv" else (fc_in,))
+    if kind == "conv":
+        net.conv(name, k, kernel, stride=stride, pad=pad, groups=groups)
+    else:
+        net.fc(name, k)
+    p = Profile(net.layers, name=f"single {kind}")
+    p[0].w_bits, p[0].a_bits = w_bits, a_bits
+    p[0].w_quant, p[0].a_quant = f"fixed:{w_bits}", f"fixed:{a_bits}"
+    p.validate()
+    return p

@@ -1,0 +1,14 @@
+"""Accelerator models: one file per design (a config dataclass with the paper's defaults and a
+per-layer cost function, every constant cited), a shared 45 nm energy table, and hwq.map.
+
+``hwq.hw.ARCHS`` lists the registered names; ``hwq.map(profile, "stripes")`` costs a Profile.
+"""
+from .config import ArchConfig
+from .cost import Cost
+from .energy import HOROWITZ_45NM, EnergyTable
+from .mapper import map
+from .registry import ARCHS, Arch, get
+from .report import Energy, LayerReport, Report, plot, reports_csv
+
+__all__ = ["map", "ARCHS", "Arch", "get", "ArchConfig", "Cost", "EnergyTable", "HOROWITZ_45NM",
+           "Energy", "LayerReport", "Report", "plot", "reports_csv"]

@@ -1,0 +1,190 @@
+"""The result of hwq.map: per-layer and total cycles, time, energy and ratios to a baseline.
+
+speedup = baseline seconds / seconds (time, so designs at different clocks compare fairly; equal to
+the cycle ratio at equal clocks); energy_efficiency = baseline energy / energy, both on the same
+profile. utilization = MACs / (cycles * the design's peak MACs per cycle at the layer's precision).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+from typing import Any, Sequence
+
+from .._io import atomic_write_text
+
+
+@dataclasses.dataclass
+class Energy:
+    """Picojoules, split by where they are spent."""
+
+    compute: float = 0.0
+    onchip: float = 0.0
+    offchip: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.compute + self.onchip + self.offchip
+
+    def __add__(self, other: "Energy") -> "Energy":
+        return Energy(self.compute + other.compute, self.onchip + other.onchip,
+                      self.offchip + other.offchip)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"compute": self.compute, "onchip": self.onchip, "offchip": self.offchip,
+                "total": self.total}
+
+
+@dataclasses.dataclass
+class LayerReport:
+    name: str
+    kind: str
+    macs: int
+    cycles: float
+    seconds: float
+    energy_pj: Energy
+    utilization: float
+    speedup: float
+    energy_efficiency: float
+    footprint_bits: int = 0
+    offchip_bits: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["energy_pj"] = self.energy_pj.to_dict()
+        return d
+
+
+COLUMNS = ("layer", "kind", "MACs", "cycles", "time_us", "util", "speedup", "compute_uJ",
+           "onchip_uJ", "offchip_uJ", "energy_uJ", "eff")
+
+
+@dataclasses.dataclass
+class Report:
+    """``layers`` in profile order and ``total`` for the network; ``notes`` lists what the model
+    approximated or lacked (e.g. run-time statistics), also per layer."""
+
+    arch: str
+    baseline: str
+    profile: str
+    layers: list[LayerReport]
+    total: LayerReport
+    config: dict[str, Any]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __getitem__(self, name: str) -> LayerReport:
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(f"no layer named {name!r} in the report")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, "baseline": self.baseline, "profile": self.profile,
+                "config": _plain(self.config), "notes": self.notes,
+                "layers": [l.to_dict() for l in self.layers], "total": self.total.to_dict()}
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
+
+    def rows(self) -> list[list[str]]:
+        return [_row(l) for l in self.layers + [self.total]]
+
+    def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        return reports_csv([self], path)
+
+    def table(self) -> str:
+        """A text table: one row per layer and a total row."""
+        head = list(COLUMNS)
+        body = [_row(l) for l in self.layers]
+        total = _row(self.total)
+        widths = [max(len(r[i]) for r in [head, total] + body) for i in range(len(head))]
+
+        def line(r):
+            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths)))
+        rule = "-" * len(line(head))
+        out = [f"{self.arch} vs {self.baseline} on {self.profile}: speedup "
+               f"{self.total.speedup:.2f}x, energy efficiency {self.total.energy_efficiency:.2f}x",
+               line(head), rule] + [line(r) for r in body] + [rule, line(total)]
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def _row(l: LayerReport) -> list[str]:
+    return [l.name, l.kind, f"{l.macs:,}", f"{l.cycles:,.0f}", _fmt(l.seconds * 1e6),
+            _fmt(l.utilization), _fmt(l.speedup), _fmt(l.energy_pj.compute / 1e6, 3),
+            _fmt(l.energy_pj.onchip / 1e6, 3), _fmt(l.energy_pj.offchip / 1e6, 3),
+            _fmt(l.energy_pj.total / 1e6, 3), _fmt(l.energy_efficiency)]
+
+
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v):
+        return dataclasses.asdict(v)
+    return v
+
+
+CSV_COLUMNS = ("arch", "baseline", "layer", "kind", "macs", "cycles", "seconds", "utilization",
+               "speedup", "compute_pj", "onchip_pj", "offchip_pj", "energy_pj",
+               "energy_efficiency", "footprint_bits", "offchip_bits", "notes")
+
+
+def reports_csv(reports: Sequence[Report], path: str | os.PathLike | None = None) -> str:
+    """One row per layer (and a "total" row) per report, machine-readable numbers."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in reports:
+        for l in r.layers + [r.total]:
+            e = l.energy_pj
+            w.writerow([r.arch, r.baseline, l.name, l.kind, l.macs, repr(float(l.cycles)),
+                        repr(l.seconds), repr(l.utilization), repr(l.speedup), repr(e.compute),
+                        repr(e.onchip), repr(e.offchip), repr(e.total), repr(l.energy_efficiency),
+                        l.footprint_bits, l.offchip_bits, " | ".join(l.notes)])
+    text = buf.getvalue()
+    if path is not None:
+        atomic_write_text(path, text)
+    return text
+
+
+def plot(reports: Sequence[Report], path: str | os.PathLike) -> None:
+    """Per-layer cycles and energy of several designs on the same profile, as a PNG (matplotlib,
+    optional: ImportError with an install hint when missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install matplotlib") from None
+    names = [l.name for l in reports[0].layers]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, len(names) * 0.25), 8), sharex=True)
+    width = 0.8 / len(reports)
+    for i, r in enumerate(reports):
+        xs = [j + i * width for j in range(len(names))]
+        ax1.bar(xs, [l.cycles for l in r.layers], width, label=r.arch)
+        ax2.bar(xs, [l.energy_pj.total / 1e6 for l in r.layers], width, label=r.arch)
+    ax1.set_ylabel("cycles")
+    ax1.set_yscale("log")
+    ax2.set_ylabel("energy (uJ)")
+    ax2.set_yscale("log")
+    ax2.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    ax1.legend(fontsize=7)
+    ax1.set_title(f"{reports[0].profile}: per-layer cycles and energy")
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=120)
+    plt.close(fig)

@@ -1,0 +1,38 @@
+"""A multiplier-free, shift-based design for power-of-two weights (after Brown et al., DAC 2017:
+power-of-two weights turn multiplications into shifts).
+
+Assumed organisation: DaDianNao's array (16 tiles x 16 filters x 16 lanes, one window at a time)
+with a barrel shifter in place of each multiplier, so cycles are DaDianNao's; the energy of a shift
+is taken as that of an adder of the activation's width (assumed), plus the accumulation. Weights
+must be powers of two (hwq's "pow2", or binary / ternary, which are signed powers of two); a layer
+with other weights gets a note and is costed as if its weights were powers of two.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..profile import LayerProfile
+from .cost import Cost, dadn_steps, memory, passes, wide_note
+from .dadiannao import DaDianNaoConfig
+
+POW2_KINDS = ("pow2", "binary", "ternary")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftConfig(DaDianNaoConfig):
+    acc_bits: int = 32
+    """Accumulator width (assumed)."""
+
+
+def cost(layer: LayerProfile, cfg: ShiftConfig) -> Cost:
+    notes = wide_note(layer, cfg.width, "the shift design")
+    if not layer.w_quant.startswith(POW2_KINDS):
+        notes.append(f"w_quant={layer.w_quant!r} is not power-of-two: costed as if the weights "
+                     "were (a shift per MAC)")
+    p = passes(layer.a_bits, cfg.width)
+    filters = cfg.filters * cfg.tiles
+    cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * p
+    e = cfg.energy.add_pj(min(layer.a_bits, cfg.width)) + cfg.energy.add_pj(cfg.acc_bits)
+    c = Cost(cycles=cycles, peak_macs_per_cycle=filters * cfg.lanes / p,
+             compute_pj=layer.macs * p * e, notes=notes)
+    return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, filters), cost=c)
