@@ -39,6 +39,88 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _load_profile(text: str):
+    """A profile JSON file, or the name of a shape-only workload."""
+    import os
+
+    import hwq
+    if os.path.exists(text):
+        return hwq.Profile.from_json(text)
+    if text in hwq.workloads.NAMES:
+        return hwq.workloads.build(text)
+    raise ValueError(f"PROFILE {text!r} is neither a profile JSON file nor a workload; workloads: "
+                     f"{', '.join(hwq.workloads.NAMES)}")
+
+
+def cmd_map(args) -> int:
+    import hwq
+    from hwq._io import atomic_write_text
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed: "
+                             "pip install matplotlib") from None
+    profile = _load_profile(args.profile)
+    archs = list(hwq.hw.ARCHS) if args.arch == "all" else [a for a in args.arch.split(",") if a]
+    reports = [hwq.map(profile, a, baseline=args.baseline, config=args.config) for a in archs]
+    if args.format == "json":
+        import json
+        text = json.dumps([r.to_dict() for r in reports], indent=1) + "\n"
+    elif args.format == "csv":
+        text = hwq.hw.reports_csv(reports)
+    else:
+        text = "\n\n".join(r.table() for r in reports) + "\n"
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        hwq.hw.plot(reports, args.plot)
+    return 0
+
+
+def cmd_profile(args) -> int:
+    import torch
+
+    import hwq
+    from hwq._io import atomic_write_text
+    if (args.workload is None) == (args.checkpoint is None):
+        raise ValueError("give one of --workload NAME or --checkpoint PATH (with --model)")
+    if args.workload is not None:
+        profile = hwq.workloads.build(args.workload, w_bits=args.w_bits, a_bits=args.a_bits)
+    else:
+        import torchvision
+        names = torchvision.models.list_models(module=torchvision.models)
+        if args.model not in names:
+            raise ValueError(f"--model {args.model!r} is not a torchvision classification model; "
+                             f"accepted: {', '.join(sorted(names))}")
+        kwargs = {"aux_logits": False, "init_weights": False} if args.model in (
+            "googlenet", "inception_v3") else {}
+        model = torchvision.models.get_model(args.model, weights=None, **kwargs)
+        hwq.quantize(model, weights=_spec(args.weights), acts=_spec(args.acts), plan=args.plan)
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict):
+            for key in ("model", "state_dict"):
+                if isinstance(state.get(key), dict):
+                    state = state[key]
+                    break
+        model.load_state_dict(state)
+        g = torch.Generator().manual_seed(0)
+        example = torch.randn(args.input_size, generator=g)
+        batches = [torch.randn(args.input_size, generator=g) for _ in range(args.batches)]
+        profile = hwq.profile(model, example, batches=batches or None, name=args.model)
+        if batches:  # say where the statistics come from: not a data set
+            profile.meta["stats_inputs"] = "synthetic N(0, 1) batches of --input-size"
+    text = {"json": profile.to_json, "csv": profile.to_csv, "dnnsim": profile.to_dnnsim,
+            "table": lambda: str(profile) + "\n"}[args.format]()
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwq", description="hardware-aware quantization")
     sub = p.add_subparsers(dest="command", required=True)
@@ -51,6 +133,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plan", default=None, help="per-layer plan JSON applied after the defaults")
     s.add_argument("--input-size", type=_input_size, default=(1, 3, 224, 224))
     s.set_defaults(func=cmd_summary)
+
+    m = sub.add_parser("map", help="cycles and energy of a profile on accelerator models")
+    m.add_argument("profile", help="profile JSON file (hwq profile), or a workload name")
+    m.add_argument("--arch", default="stripes", help="comma-separated names from hwq.hw.ARCHS, "
+                                                     "or all (default stripes)")
+    m.add_argument("--baseline", default="dadiannao", help="baseline design (default dadiannao)")
+    m.add_argument("--config", default=None, help="TOML file: a [name] table of options per design")
+    m.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    m.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    m.add_argument("--plot", default=None, help="PNG of per-layer cycles and energy (matplotlib)")
+    m.set_defaults(func=cmd_map)
+
+    pr = sub.add_parser("profile", help="a precision profile from a workload or a checkpoint")
+    pr.add_argument("--workload", default=None, help="shape-only network: alexnet, nin, "
+                    "googlenet, vgg_m, vgg_s, vgg19, resnet18, resnet50, mobilenet_v2")
+    pr.add_argument("--w-bits", type=int, default=16, help="workload weight bits (default 16)")
+    pr.add_argument("--a-bits", type=int, default=16, help="workload activation bits (default 16)")
+    pr.add_argument("--checkpoint", default=None, help="state_dict file of a quantized "
+                    "torchvision model (a dict with 'model' or 'state_dict' is accepted)")
+    pr.add_argument("--model", default="resnet18", help="torchvision model of the checkpoint")
+    pr.add_argument("--weights", default="fixed:8", help="weight quantizer spec used in training")
+    pr.add_argument("--acts", default="fixed:8", help="activation quantizer spec used in training")
+    pr.add_argument("--plan", default=None, help="per-layer plan JSON used in training")
+    pr.add_argument("--input-size", type=_input_size, default=(1, 3, 224, 224))
+    pr.add_argument("--batches", type=int, default=0, help="synthetic batches for run-time "
+                    "statistics (default 0: none)")
+    pr.add_argument("--format", choices=("json", "csv", "dnnsim", "table"), default="json")
+    pr.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    pr.set_defaults(func=cmd_profile)
     return p
 
 

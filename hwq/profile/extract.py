@@ -96,18 +96,22 @@ def _static(name: str, m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> La
     return layer
 
 
-def profile(model: nn.Module, example_input: Any, batches: Iterable[Any] | None = None,
+def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] | None = None,
             name: str | None = None) -> Profile:
     """Profile ``model``'s conv and FC layers in execution order.
 
     example_input: what the model is called with (a tensor, or a tuple of positional arguments);
-        it sets the shapes and MACs (per sample: the first dim of the input is the batch).
+        it sets the shapes and MACs (per sample: the first dim of the input is the batch). May be
+        None when ``batches`` is given: the first batch then sets the shapes (one pass less).
     batches: optional iterable of inputs in the same form; each layer's run-time statistics are
         accumulated over all of them (hwq.profile.stats). Without it ``layer.stats`` is None.
     name: the profile's name (default: the model's class name).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model={type(model).__name__} is not accepted: expected an nn.Module")
+    if example_input is None and batches is None:
+        raise ValueError("give example_input (shapes only), batches (shapes and run-time "
+                         "statistics), or both")
 
     def call(inp):
         return model(*inp) if isinstance(inp, tuple) else model(inp)
@@ -153,10 +157,13 @@ def profile(model: nn.Module, example_input: Any, batches: Iterable[Any] | None 
     try:
         model.eval()
         with torch.no_grad():
-            call(example_input)
+            if example_input is not None:
+                call(example_input)
             if batches is not None:
                 phase["stats"] = True
                 for b in batches:
+                    if example_input is None and n_batches == 0:
+                        example_input = b  # its shapes were recorded in this same pass
                     call(b)
                     n_batches += 1
     finally:
@@ -167,8 +174,8 @@ def profile(model: nn.Module, example_input: Any, batches: Iterable[Any] | None 
         for m, t in modes.items():
             m.train(t)
     if not order:
-        raise ValueError(f"model {type(model).__name__}: no nn.Conv2d or nn.Linear layer ran on "
-                         "example_input; nothing to profile")
+        raise ValueError(f"model {type(model).__name__}: no nn.Conv2d or nn.Linear layer ran; "
+                         "nothing to profile")
     if batches is not None and n_batches == 0:
         raise ValueError("batches= is empty: give at least one input batch, or None for a profile "
                          "without run-time statistics")

@@ -151,3 +151,16 @@ def test_execution_order_and_shapes():
     assert body.macs == 4 * 3 * 3 * 1 * 3 * 3 and body.weights == 4 * 1 * 9
     assert p["head"].macs == 36 * 10 and p.input_shape == (2, 6, 6)
     assert body.stats is None
+
+
+def test_shapes_from_the_first_batch_match_a_separate_example():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(16 * 3 * 3, 5))
+    x = torch.randn(2, 3, 8, 8)
+    a = profile(model, batches=[x])
+    b = profile(model, x, batches=[x])
+    assert a.to_dict() == b.to_dict()
+    import pytest
+    with pytest.raises(ValueError, match="example_input"):
+        profile(model)

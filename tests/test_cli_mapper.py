@@ -1,0 +1,63 @@
+"""The `hwq map` and `hwq profile` subcommands."""
+import csv
+import io
+import json
+
+import torch
+import torchvision
+
+import hwq
+from hwq.cli import main
+
+
+def test_map_workload_formats(tmp_path, capsys):
+    assert main(["map", "alexnet", "--arch", "stripes,loom"]) == 0
+    out = capsys.readouterr().out
+    assert "stripes vs dadiannao on alexnet" in out and "loom vs dadiannao" in out
+    assert main(["map", "alexnet", "--arch", "bitfusion", "--format", "json",
+                 "-o", str(tmp_path / "r.json")]) == 0
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d[0]["arch"] == "bitfusion" and len(d[0]["layers"]) == 8
+    assert main(["map", "alexnet", "--arch", "all", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["arch"] for r in rows} == set(hwq.hw.ARCHS)
+
+
+def test_map_errors_are_one_line(capsys):
+    assert main(["map", "alexnet", "--arch", "eyeriss"]) == 2
+    assert "accepted: dadiannao" in capsys.readouterr().err
+    assert main(["map", "no_such_file.json"]) == 2
+    assert "neither a profile JSON file nor a workload" in capsys.readouterr().err
+
+
+def test_profile_workload_then_map(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    assert main(["profile", "--workload", "vgg_s", "--a-bits", "9", "-o", str(path)]) == 0
+    p = hwq.Profile.from_json(path)
+    assert p.name == "vgg_s" and all(l.a_bits == 9 for l in p)
+    assert main(["map", str(path), "--arch", "stripes", "--config", str(_toml(tmp_path))]) == 0
+    assert "stripes vs dadiannao on vgg_s" in capsys.readouterr().out
+    assert main(["profile", "--workload", "alexnet", "--format", "dnnsim"]) == 0
+    assert capsys.readouterr().out.count("\n") == 5
+
+
+def _toml(tmp_path):
+    t = tmp_path / "hw.toml"
+    t.write_text("[stripes]\ntiles = 8\n")
+    return t
+
+
+def test_profile_from_checkpoint(tmp_path):
+    model = torchvision.models.get_model("resnet18", weights=None)
+    hwq.quantize(model, weights="fixed:4", acts="fixed:8")
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    torch.save({"model": model.state_dict()}, tmp_path / "ck.pt")
+    out = tmp_path / "p.json"
+    assert main(["profile", "--checkpoint", str(tmp_path / "ck.pt"), "--model", "resnet18",
+                 "--weights", "fixed:4", "--acts", "fixed:8", "--input-size", "1,3,32,32",
+                 "--batches", "1", "-o", str(out)]) == 0
+    p = hwq.Profile.from_json(out)
+    assert len(p) == 21 and p[1].w_bits == 4 and p[1].a_bits == 8 and p.has_stats
+    assert "synthetic" in p.meta["stats_inputs"]
