@@ -38,7 +38,11 @@ class BitFusionConfig(ArchConfig):
     """B: images per run (the report is per image when 1)."""
     freq_hz: float = 500e6
     """500 MHz (Sharma et al. 2018, 45 nm)."""
+    proteus: bool = True
+    """Operands are stored at their own bit width (the simulator sizes its buffers and traffic by
+    each layer's precision; hsharma35/bitfusion)."""
     storage_bits: int = 8
+    """Packing granularity (bytes)."""
 
     def check(self):
         for f in ("rows", "cols", "pmax", "pmin", "batch"):

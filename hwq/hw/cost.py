@@ -96,8 +96,7 @@ NO_STATS = "no run-time statistics in the profile: {what} taken as the static a_
 def dynamic(layer: LayerProfile, field: str, what: str, floor: int = 1
             ) -> tuple[float, list[str]]:
     """Mean of a run-time histogram (``LayerStats.<field>``), each group taking at least ``floor``
-    cycles, or the static activation precision with a note when the profile has no statistics.
-    The mean never exceeds what the static precision allows, except for the sign-bit case noted."""
+    cycles, or the static activation precision with a note when the profile has no statistics."""
     stats = layer.stats
     hist = getattr(stats, field, None) if stats is not None else None
     if not hist or sum(hist) == 0:

@@ -30,8 +30,10 @@ class FinnConfig(ArchConfig):
     """Per-layer {name: [pe, simd]} overriding pe/simd."""
     freq_hz: float = 200e6
     """200 MHz (Umuroglu et al. 2017, ZC706)."""
+    proteus: bool = True
+    """Values are kept at each layer's own precision in the on-chip memories (Umuroglu et al.)."""
     storage_bits: int = 1
-    """Binarized values are stored as 1 bit."""
+    """Packing granularity in bits (1: bit-exact, binarized values take 1 bit)."""
 
     def check(self):
         if self.pe < 1 or self.simd < 1:

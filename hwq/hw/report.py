@@ -40,6 +40,10 @@ class Energy:
 
 @dataclasses.dataclass
 class LayerReport:
+    """One layer (or, for ``Report.total``, the network: sums, except footprint_bits, the largest
+    layer's, which is what must fit on chip at once). cycles at the design's clock; seconds =
+    cycles / clock; energy_pj in picojoules; footprint_bits / offchip_bits as in hwq.hw.cost."""
+
     name: str
     kind: str
     macs: int

@@ -29,8 +29,10 @@ class YodaNNConfig(ArchConfig):
     """Activation width (12-bit, Andri et al.)."""
     freq_hz: float = 481e6
     """Derived: 1510 GOp/s / (2 * 1568 ops per cycle) at 1.2 V."""
-    storage_bits: int = 12
-    """Activations stored at 12 bits (weights: see w_bits, 1 for binary)."""
+    proteus: bool = True
+    """Binary weights are stored as 1 bit, activations at the layer's precision (Andri et al.)."""
+    storage_bits: int = 1
+    """Packing granularity in bits (1: bit-exact)."""
 
     def check(self):
         for f in ("sop_units", "kernel", "a_width"):
