@@ -61,3 +61,11 @@ def test_profile_from_checkpoint(tmp_path):
     p = hwq.Profile.from_json(out)
     assert len(p) == 21 and p[1].w_bits == 4 and p[1].a_bits == 8 and p.has_stats
     assert "synthetic" in p.meta["stats_inputs"]
+
+
+def test_plot_when_matplotlib_is_installed(tmp_path, capsys):
+    import pytest
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.png"
+    assert main(["map", "alexnet", "--arch", "stripes,loom", "--plot", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
