@@ -123,6 +123,7 @@ def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] 
     layers: dict[str, LayerProfile] = {}
     order: list[str] = []
     stats: dict[str, LayerStats] = {}
+    fracs: dict[str, set] = {}
     phase = {"stats": False}
 
     def hook(mod, args, out, name):
@@ -141,7 +142,8 @@ def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] 
         aq = mod.act_quant if isinstance(mod, QuantLayer) else None
         codes, frac, _ = _codes(aq, x)
         s.add_activations(codes, layer.kind, f"layer {name!r} input")
-        layer.a_frac = frac if layer.a_frac is None or layer.a_frac == frac else None
+        fracs.setdefault(name, set()).add(frac)  # one fraction width for all batches, or None
+        layer.a_frac = frac if len(fracs[name]) == 1 else None
         if s.w_values == 0:
             wq = mod.weight_quant if isinstance(mod, QuantLayer) else None
             wcodes, wfrac, _ = _codes(wq, mod.weight)

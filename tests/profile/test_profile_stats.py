@@ -164,3 +164,11 @@ def test_shapes_from_the_first_batch_match_a_separate_example():
     import pytest
     with pytest.raises(ValueError, match="example_input"):
         profile(model)
+
+
+def test_fraction_bits_kept_only_when_every_batch_agrees():
+    lin = nn.Linear(4, 2)
+    x1, x2, x3 = torch.ones(1, 4), torch.ones(1, 4) * 2, torch.ones(1, 4) * 4
+    assert profile(nn.Sequential(lin), batches=[x1, x1])[0].a_frac == 14
+    # float layers get one power-of-two step per batch: 14, 13, 12 fraction bits -> no single one
+    assert profile(nn.Sequential(lin), batches=[x1, x2, x3])[0].a_frac is None
