@@ -89,7 +89,7 @@ class ArchConfig:
     def from_toml(cls, path: str | os.PathLike, table: str | None = None) -> "ArchConfig":
         """Read a config from a TOML file: the ``[table]`` when given and present, else the keys
         at top level (sub-tables naming other designs are skipped)."""
-        return cls.from_dict(read_toml(path, table))
+        return cls.from_dict(read_toml(path, table, cls.accepted()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,7 +103,10 @@ def _energy(owner: str, d: dict[str, Any], base: EnergyTable) -> EnergyTable:
     return dataclasses.replace(base, **d)
 
 
-def read_toml(path: str | os.PathLike, table: str | None) -> dict[str, Any]:
+def read_toml(path: str | os.PathLike, table: str | None, accepted: list[str]) -> dict[str, Any]:
+    """The options in a TOML file for one design: its ``[table]`` when present, else the top-level
+    keys (tables are kept only when they name an option, such as ``energy``: the others are other
+    designs' tables)."""
     with open(path, "rb") as f:
         try:
             data = tomllib.load(f)
@@ -111,5 +114,4 @@ def read_toml(path: str | os.PathLike, table: str | None) -> dict[str, Any]:
             raise ValueError(f"{os.fspath(path)}: not valid TOML ({e})") from None
     if table is not None and isinstance(data.get(table), dict):
         return dict(data[table])
-    # top-level keys only (other designs' tables are left out; an energy table stays)
-    return {k: v for k, v in data.items() if not isinstance(v, dict) or k == "energy"}
+    return {k: v for k, v in data.items() if not isinstance(v, dict) or k in accepted}

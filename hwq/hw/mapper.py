@@ -20,7 +20,7 @@ def _config(name: str, arch: Arch, config: Any, overrides: dict[str, Any]) -> Ar
                              f"expected a {arch.config.__name__}")
         cfg = config
     elif isinstance(config, (str, os.PathLike)):
-        cfg = cfg.replace(**read_toml(config, name))
+        cfg = cfg.replace(**read_toml(config, name, arch.config.accepted()))
     elif isinstance(config, dict):
         cfg = cfg.replace(**config)
     elif config is not None:

@@ -83,3 +83,11 @@ def test_map_reads_a_profile_file(tmp_path):
     p = one_layer()
     p.to_json(tmp_path / "p.json")
     assert hwq.map(tmp_path / "p.json", "loom").total.cycles == map(p, "loom").total.cycles
+
+
+def test_toml_top_level_keys_and_nested_option_tables(tmp_path):
+    p = one_layer(c=32, k=64, hw=10, a_bits=1, w_bits=1)
+    toml = tmp_path / "finn.toml"
+    toml.write_text("pe = 16\nsimd = 32\n[folding]\nL = [64, 288]\n[stripes]\ntiles = 8\n")
+    assert map(p, "finn", config=toml).layers[0].cycles == 100  # folding wins for layer L
+    assert map(p, "stripes", config=toml).config["tiles"] == 8
