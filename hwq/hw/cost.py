@@ -39,6 +39,12 @@ class Cost:
     """Clock for this layer when the design scales it per layer (DVAFS); None: the config's."""
 
 
+def single_window(layer: LayerProfile) -> bool:
+    """A plain FC layer: one window per sample. The Stripes family runs it differently from a conv;
+    an FC layer over several tokens is a 1x1 convolution to these designs."""
+    return layer.kind == "fc" and layer.windows == 1
+
+
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b) for positive ints."""
     return -(-a // b)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..profile import LayerProfile
-from .cost import Cost, dynamic, expected_max_of_sums, floored
+from .cost import Cost, dynamic, expected_max_of_sums, floored, single_window
 from .dadiannao import parallel_cost
 from .stripes import StripesConfig, serial_conv
 
@@ -42,7 +42,7 @@ def step_cycles(layer: LayerProfile, cfg, pallet_field: str, group_field: str, w
 
 
 def cost(layer: LayerProfile, cfg: DynamicStripesConfig) -> Cost:
-    if layer.kind == "fc":
+    if single_window(layer):
         return parallel_cost(layer, cfg, "Dynamic Stripes (FC, bit-parallel)")
     cycles, notes = step_cycles(layer, cfg, "a_pallet_prec", "a_group_prec",
                                 "dynamic activation precision")

@@ -18,7 +18,7 @@ import dataclasses
 import math
 
 from ..profile import LayerProfile
-from .cost import Cost, dadn_steps, dynamic, memory
+from .cost import Cost, dadn_steps, dynamic, memory, single_window
 from .stripes import StripesConfig
 
 
@@ -42,7 +42,7 @@ def cost(layer: LayerProfile, cfg: LoomConfig) -> Cost:
     notes: list[str] = []
     p_a: float = layer.a_bits
     p_w: float = layer.w_bits
-    if cfg.dynamic and layer.kind == "conv":
+    if cfg.dynamic and not single_window(layer):
         p_a, notes = dynamic(layer, "a_pallet_prec", "dynamic activation precision")
     if cfg.dynamic_weights:
         s = layer.stats
@@ -54,7 +54,7 @@ def cost(layer: LayerProfile, cfg: LoomConfig) -> Cost:
     filters = cfg.filters * cfg.tiles
     base = dadn_steps(layer, cfg.lanes, filters) * layer.windows  # equivalent 16x16 engine
     peak16 = filters * cfg.lanes
-    if layer.kind == "conv":
+    if not single_window(layer):
         serial_a = math.ceil(p_a / cfg.serial_bits - 1e-9) * cfg.serial_bits
         scale = serial_a * p_w / (16 * 16)
     else:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..profile import LayerProfile
-from .cost import Cost, NO_STATS
+from .cost import NO_STATS, Cost, single_window
 from .dadiannao import parallel_cost
 from .dstripes import step_cycles
 from .stripes import StripesConfig, serial_conv
@@ -35,7 +35,7 @@ class PragmaticConfig(StripesConfig):
 
 
 def cost(layer: LayerProfile, cfg: PragmaticConfig) -> Cost:
-    if layer.kind == "fc":
+    if single_window(layer):
         return parallel_cost(layer, cfg, "Pragmatic (FC, bit-parallel)")
     cycles, notes = step_cycles(layer, cfg, "a_pallet_ess", "a_group_ess", "essential bits")
     if layer.stats is not None and layer.stats.a_values:

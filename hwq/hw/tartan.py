@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..profile import LayerProfile
-from .cost import Cost, dadn_steps, memory
+from .cost import Cost, dadn_steps, memory, single_window
 from .stripes import StripesConfig, serial_conv
 
 
@@ -21,7 +21,7 @@ class TartanConfig(StripesConfig):
 
 
 def cost(layer: LayerProfile, cfg: TartanConfig) -> Cost:
-    if layer.kind == "conv":
+    if not single_window(layer):
         return serial_conv(layer, cfg, layer.a_bits, layer.a_bits, [])
     filters = cfg.filters * cfg.tiles
     base = dadn_steps(layer, cfg.lanes, filters) * layer.windows

@@ -109,3 +109,13 @@ def test_utilization_never_above_one_on_workloads():
             r = map(p, arch)
             assert all(0 < l.utilization <= 1 + 1e-9 for l in r.layers), (name, arch)
             assert r.total.cycles == pytest.approx(sum(l.cycles for l in r.layers))
+
+
+def test_fc_over_tokens_is_a_1x1_convolution_to_stripes():
+    from hwq.profile import LayerProfile, Profile
+    layer = LayerProfile(name="proj", kind="fc", in_shape=(48, 32), out_shape=(48, 8),
+                         macs=48 * 8 * 32, weights=8 * 32, w_bits=16, a_bits=8)
+    p = Profile([layer])
+    # ceil(32/16) lanes * ceil(8/256) filters * ceil(48 tokens / 16 columns) * 8 bits
+    assert map(p, "stripes").layers[0].cycles == 2 * 1 * 3 * 8
+    assert map(p, "dadiannao").layers[0].cycles == 2 * 48
