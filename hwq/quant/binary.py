@@ -14,9 +14,11 @@ NaN stays NaN.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 
+from . import fused
 from .base import QuantConfig, Quantizer, abs_mean, check_choice, check_finite
 
 
@@ -65,6 +67,17 @@ class _SignSTE(torch.autograd.Function):
 class BinaryQuantizer(Quantizer):
     def __init__(self, config: BinaryConfig, role: str, channels: int | None = None):
         super().__init__(config, role)
+        self._checked_input = role != "act"
+
+    def _check_first_input(self, x: torch.Tensor) -> None:
+        # A binary activation after a ReLU sees no negative value: sign() then maps everything to
+        # +1 and the layer carries no information. BNN practice puts BatchNorm (and Hardtanh, not
+        # ReLU) before a binary activation. Checked once, on the first batch.
+        self._checked_input = True
+        if x.numel() > 1 and bool((x.detach() >= 0).all()):
+            warnings.warn("binary activation quantizer got a first batch with no negative value "
+                          "(after a ReLU?): sign() maps it all to +1. Feed it signed values "
+                          "(BatchNorm, Hardtanh) as BNNs do.", UserWarning, stacklevel=3)
 
     def _alpha(self, w: torch.Tensor) -> torch.Tensor | None:
         if self.config.scale == "none":
@@ -74,7 +87,10 @@ class BinaryQuantizer(Quantizer):
         return alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = _SignSTE.apply(x, self.config.grad == "approx")
+        if not self._checked_input:
+            self._check_first_input(x)
+        approx = self.config.grad == "approx"
+        s = fused.Sign.apply(x, approx) if fused.usable(x) else _SignSTE.apply(x, approx)
         alpha = self._alpha(x)
         return s if alpha is None else s * alpha
 

@@ -17,6 +17,7 @@ import dataclasses
 
 import torch
 
+from . import fused
 from .base import (QuantConfig, Quantizer, SignedMixin, abs_max, check_bits, check_bool,
                    check_finite, pow2_scale_for, signed_range)
 
@@ -92,6 +93,8 @@ class FixedQuantizer(SignedMixin, Quantizer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         step, lo, hi = self.step_and_range(x)
+        if step.numel() == 1 and fused.usable(x):
+            return fused.FakeQuant.apply(x, step, lo, hi, None)
         return _ClippedRound.apply(x, step, lo, hi)
 
     @torch.no_grad()

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from . import fused
 from .base import (QuantConfig, Quantizer, SignedMixin, abs_mean, channel_view, check_bits,
                    check_bool, check_finite, reduce_dims, signed_range)
 
@@ -102,6 +103,8 @@ class LSQQuantizer(SignedMixin, Quantizer):
             n = x.numel() if self.role == "weight" else x[0].numel()
             dims = None
         g = 1.0 / math.sqrt(n * hi)
+        if dims is None and fused.usable(x):
+            return fused.FakeQuant.apply(x, s.to(x.dtype), lo, hi, g)
         return _LSQ.apply(x, s.to(x.dtype), g, lo, hi, dims)
 
     @torch.no_grad()
