@@ -23,6 +23,7 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <optional>
@@ -151,19 +152,34 @@ void check_groups(int64_t channels, int64_t groups, const char* what) {
 
 // ---- packing -------------------------------------------------------------------------------
 
-// Set bit `bit` of word(s) `dst` from value v: binary -> one plane, bit = (v < 0) so +1 and 0 give
-// 0 (sign(0) = +1); otherwise the low `planes` bits of the two's complement of the integer v.
+// Values to bits. Binary: bit = (v < 0), so +1 and 0 give 0 (sign(0) = +1) and bit 1 means -1.
+// Otherwise the low bits of the two's complement of the integer v, one plane per bit.
 template <typename T>
-inline void set_bits(T value, bool binary, int64_t planes, int64_t plane_stride, int64_t bit,
-                     uint64_t* dst) {
-  const double v = static_cast<double>(value);
+inline int64_t integer_of(T v) {
+  return static_cast<int64_t>(static_cast<double>(v));
+}
+template <typename T>
+inline uint64_t negative_bit(T v) {
+  return static_cast<double>(v) < 0 ? 1u : 0u;
+}
+
+// Packs nc <= 64 values src[c * sc] (c < nc) into one word per plane, written to dst[p * ps].
+// Branch-free on purpose: the sign of random data mispredicts half the time.
+template <typename T>
+inline void pack_word(const T* src, int64_t sc, int64_t nc, bool binary, int64_t planes,
+                      uint64_t* dst, int64_t ps) {
   if (binary) {
-    if (v < 0) dst[0] |= uint64_t{1} << bit;
+    uint64_t word = 0;
+    for (int64_t c = 0; c < nc; ++c) word |= negative_bit(src[c * sc]) << c;
+    dst[0] = word;
     return;
   }
-  const int64_t iv = static_cast<int64_t>(v);
-  for (int64_t p = 0; p < planes; ++p)
-    dst[p * plane_stride] |= (static_cast<uint64_t>(iv >> p) & 1u) << bit;
+  uint64_t word[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < nc; ++c) {
+    const uint64_t v = static_cast<uint64_t>(integer_of(src[c * sc]));
+    for (int64_t p = 0; p < planes; ++p) word[p] |= ((v >> p) & 1u) << c;
+  }
+  for (int64_t p = 0; p < planes; ++p) dst[p * ps] = word[p];
 }
 
 at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int64_t groups) {
@@ -173,25 +189,45 @@ at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int6
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   check_groups(c, groups, "channels");
   const int64_t cg = c / groups, cwg = words(cg), planes = binary ? 1 : bits;
-  at::Tensor out = at::zeros({n, h, w, groups, planes, cwg}, x.options().dtype(at::kLong));
+  at::Tensor out = at::empty({n, h, w, groups, planes, cwg}, x.options().dtype(at::kLong));
   if (out.numel() == 0) return out;
   uint64_t* o = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const int64_t pixel_words = groups * planes * cwg;
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hwq_pack_activations", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    // One (n, h) image row per task: its W * C values and W pixels of words stay in cache whether
-    // x is NCHW (inner loop contiguous in w) or channels-last.
+    // One (n, h) image row per task, one 64-channel word at a time; every output word is written
+    // once. The inner loop runs along the smaller stride: channels for channels-last input (one
+    // word from 64 contiguous values), pixels for NCHW input (W words built in a buffer).
     at::parallel_for(0, n * h, 1, [&](int64_t r0, int64_t r1) {
+      std::vector<uint64_t> buf(sw < sc ? w * planes : 0);
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t in = r / h, ih = r % h;
-        for (int64_t ci = 0; ci < c; ++ci) {
-          const int64_t g = ci / cg, cc = ci % cg;
-          const scalar_t* src = xp + in * sn + ci * sc + ih * sh;
-          uint64_t* dst = o + (r * w) * pixel_words + g * planes * cwg + cc / kWord;
-          for (int64_t iw = 0; iw < w; ++iw)
-            set_bits(src[iw * sw], binary, planes, cwg, cc % kWord, dst + iw * pixel_words);
-        }
+        const scalar_t* row = xp + (r / h) * sn + (r % h) * sh;
+        for (int64_t g = 0; g < groups; ++g)
+          for (int64_t cw = 0; cw < cwg; ++cw) {
+            const int64_t c0 = g * cg + cw * kWord, nc = std::min(kWord, cg - cw * kWord);
+            uint64_t* dst = o + r * w * pixel_words + g * planes * cwg + cw;
+            if (sw >= sc) {
+              for (int64_t iw = 0; iw < w; ++iw)
+                pack_word(row + c0 * sc + iw * sw, sc, nc, binary, planes,
+                          dst + iw * pixel_words, cwg);
+              continue;
+            }
+            std::fill(buf.begin(), buf.end(), 0);
+            for (int64_t c = 0; c < nc; ++c) {
+              const scalar_t* src = row + (c0 + c) * sc;
+              if (binary) {
+                for (int64_t iw = 0; iw < w; ++iw) buf[iw] |= negative_bit(src[iw * sw]) << c;
+              } else {
+                for (int64_t iw = 0; iw < w; ++iw) {
+                  const uint64_t v = static_cast<uint64_t>(integer_of(src[iw * sw]));
+                  for (int64_t p = 0; p < planes; ++p) buf[p * w + iw] |= ((v >> p) & 1u) << c;
+                }
+              }
+            }
+            for (int64_t iw = 0; iw < w; ++iw)
+              for (int64_t p = 0; p < planes; ++p) dst[iw * pixel_words + p * cwg] = buf[p * w + iw];
+          }
       }
     });
   });
@@ -215,13 +251,12 @@ at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t
     for (int64_t oi = 0; oi < o; ++oi) {
       const int64_t g = oi / og, oo = oi % og;
       uint64_t* base = op + (g * planes * np + oo / kPanel) * k * kPanel + oo % kPanel;
-      for (int64_t ci = 0; ci < cg; ++ci)
-        for (int64_t a = 0; a < kh; ++a)
-          for (int64_t b = 0; b < kw; ++b) {
-            const int64_t word = (a * kw + b) * cwg + ci / kWord;
-            set_bits(wp[oi * s0 + ci * s1 + a * s2 + b * s3], binary, planes, np * k * kPanel,
-                     ci % kWord, base + word * kPanel);
-          }
+      for (int64_t a = 0; a < kh; ++a)
+        for (int64_t b = 0; b < kw; ++b)
+          for (int64_t cw = 0; cw < cwg; ++cw)
+            pack_word(wp + oi * s0 + cw * kWord * s1 + a * s2 + b * s3, s1,
+                      std::min(kWord, cg - cw * kWord), binary, planes,
+                      base + ((a * kw + b) * cwg + cw) * kPanel, np * k * kPanel);
     }
   });
   return out;

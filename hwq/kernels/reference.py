@@ -138,24 +138,26 @@ def _plane_sums(xplanes, wplanes, coef, stride, padding, dilation, groups, binar
     ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     # valid[t, l] = 1 where tap t of output position l falls inside the image.
     valid = F.unfold(torch.ones(1, 1, h, w, dtype=torch.float64), **kw_)[0]   # (T, L)
+    pa, pw = xplanes.shape[0], wplanes.shape[0]
     out = torch.zeros(n, o, oh * ow, dtype=torch.int64)
+    if out.numel() == 0:
+        return out.reshape(n, o, oh, ow)
     for g in range(groups):
         xs, os_ = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
-        cols = [F.unfold(xp[:, xs].to(torch.float64), **kw_) for xp in xplanes]  # (N, Cg*T, L)
-        wrows = [wp[os_].reshape(og, -1).to(torch.float64) for wp in wplanes]     # (Og, Cg*T)
-        acc = torch.zeros(n, og, oh * ow, dtype=torch.float64)
-        for i, col in enumerate(cols):
-            for j, wr in enumerate(wrows):
-                and_count = wr @ col                                             # (N, Og, L)
-                if binary:
-                    # popcount(x XOR w) over valid taps = sum x + sum w - 2 sum x*w.
-                    x_count = col.sum(1, keepdim=True)
-                    w_count = wplanes[0][os_].sum(1).reshape(og, -1).to(torch.float64) @ valid
-                    xor_count = x_count + w_count - 2 * and_count
-                    k_valid = cg * valid.sum(0)
-                    acc += k_valid - 2 * xor_count
-                else:
-                    acc += coef[i][j] * and_count
+        # All plane pairs in one matmul: AND counts[n, j, o, i, l] = sum_k w_j[o, k] x_i[n, k, l].
+        cols = F.unfold(xplanes[:, :, xs].reshape(pa * n, cg, h, w).to(torch.float64), **kw_)
+        cols = cols.reshape(pa, n, cg * kh * kw, -1).permute(1, 2, 0, 3).reshape(n, cg * kh * kw, -1)
+        wrows = wplanes[:, os_].reshape(pw * og, -1).to(torch.float64)
+        and_count = (wrows @ cols).reshape(n, pw, og, pa, -1)
+        if binary:
+            # popcount(x XOR w) over valid taps = sum x + sum w - 2 sum x*w.
+            x_count = cols.sum(1, keepdim=True)                                  # (N, 1, L)
+            w_count = wplanes[0, os_].sum(1).reshape(og, -1).to(torch.float64) @ valid  # (Og, L)
+            xor_count = x_count + w_count - 2 * and_count[:, 0, :, 0]
+            acc = cg * valid.sum(0) - 2 * xor_count
+        else:
+            c = torch.tensor(coef, dtype=torch.float64)                          # (Pa, Pw)
+            acc = torch.einsum("njoil,ij->nol", and_count, c)
         out[:, os_] = acc.round().to(torch.int64)
     return out.reshape(n, o, oh, ow)
 
