@@ -22,7 +22,8 @@ from torch import nn
 import hwq
 from hwq.models import resnet20
 
-FIRST_LAST_8BIT = {"conv1": dict(weights="fixed:8", acts=None), "fc": dict(weights="fixed:8")}
+FIRST_LAST_8BIT = {"conv1": dict(weights="fixed:8", acts=None),
+                   "fc": dict(weights="fixed:8", acts="fixed:8")}
 
 HWQ_CONFIGS = {
     "hwq W8A8 (fixed:8)": (nn.ReLU, dict(weights="fixed:8", acts="fixed:8")),
