@@ -51,10 +51,13 @@ int64_t padded_panels(int64_t out_channels) {
 // ---- run-time ISA choice -------------------------------------------------------------------
 
 #if defined(__x86_64__) && defined(__GNUC__)
-bool has_vpopcntdq() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+// The AVX-512 files are built for F + BW + DQ + VL (every AVX-512 server CPU has all four).
+bool has_avx512_base() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 }
-bool has_avx512bw() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
+bool has_vpopcntdq() { return has_avx512_base() && __builtin_cpu_supports("avx512vpopcntdq"); }
+bool has_avx512bw() { return has_avx512_base(); }
 bool has_avx2() { return __builtin_cpu_supports("avx2"); }
 bool has_popcnt() { return __builtin_cpu_supports("popcnt"); }
 #else
@@ -311,14 +314,15 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                   w + 2 * padding[1] >= dilation[1] * (kw - 1) + 1,
               "input size (", h, ", ", w, ") with padding ", padding, " is smaller than the dilated ",
               "kernel (", dilation[0] * (kh - 1) + 1, ", ", dilation[1] * (kw - 1) + 1, ")");
-  if (out_mode == kOutInt32) {
+  {
     // Largest |sum|: K * max|x| * max|w| (unsigned a-bit x <= 2^a - 1, signed w-bit |w| <= 2^(w-1)).
+    // The epilogues work in int32 (vectorized conversion to float), so every mode needs it.
     const double bound = static_cast<double>(cg * taps) *
                          (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
                                              double(int64_t{1} << (w_bits - 1)));
     TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", cg * taps, " at a_bits=",
                 a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ", bound,
-                "): use a float epilogue (scale/bias) or fewer channels per group");
+                "): split the input channels into several calls (or groups)");
   }
   const float* sc = nullptr;
   const float* bi = nullptr;
@@ -341,6 +345,15 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   }
   TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
               "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
+  std::vector<float> ones, zeros;  // the epilogue always multiplies and adds
+  if (sc == nullptr) {
+    ones.assign(out_channels, 1.0f);
+    sc = ones.data();
+  }
+  if (bi == nullptr) {
+    zeros.assign(out_channels, 0.0f);
+    bi = zeros.data();
+  }
 
   const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
   const auto opts = x.options();
@@ -383,6 +396,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
         }
   }
 
+  const int64_t beta = binary ? -2 : 1;
   const uint64_t all_taps = taps == 64 ? ~uint64_t{0} : (uint64_t{1} << taps) - 1;
   const int64_t pixel_words = g_ * pa * cwg;
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
@@ -398,6 +412,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
     std::vector<int64_t> cbuf(kRowBlock * tc);
     std::vector<uint64_t> valid(kRowBlock);
     std::vector<int64_t> src_pixel(kRowBlock * taps);  // input pixel index per tap, -1 outside
+    std::vector<int64_t> offset(kRowBlock);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t m0 = b * kRowBlock;
       const int64_t mc = std::min(kRowBlock, m_total - m0);
@@ -415,6 +430,8 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
             if (inside) mask |= uint64_t{1} << t;
           }
         valid[r] = mask;
+        // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
+        offset[r] = binary ? cg * __builtin_popcountll(mask) : 0;
       }
       for (int64_t g = 0; g < g_; ++g) {
         // Packed im2col rows of this group, one block per activation plane; rows past mc are 0.
@@ -442,33 +459,30 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                 fn(abuf.data() + (i * kRowBlock + r) * k, k,
                    wp + ((g * pw + j) * np + nb) * k * kPanel, k * kPanel, k,
                    cbuf.data() + r * tc, tc, coef[i * pw + j]);
-          const int64_t cols = std::min(tc, og - nb * kPanel);
-          for (int64_t r = 0; r < mc; ++r) {
-            const int64_t m = m0 + r;
-            const uint64_t outside = ~valid[r] & all_taps;
-            const int64_t k_valid = cg * __builtin_popcountll(valid[r]);
-            for (int64_t c = 0; c < cols; ++c) {
-              const int64_t oo = nb * kPanel + c, o = g * og + oo;
-              int64_t s = cbuf[r * tc + c];
-              if (binary) {
+          const int64_t cols = std::min(tc, og - nb * kPanel), o0 = g * og + nb * kPanel;
+          if (binary) {
+            // Out-of-image taps: remove the popcount their zero words added (see the top).
+            for (int64_t r = 0; r < mc; ++r) {
+              const uint64_t outside = ~valid[r] & all_taps;
+              if (outside == 0) continue;
+              for (int64_t c = 0; c < cols; ++c) {
                 int64_t corr = 0;
                 for (uint64_t rest = outside; rest != 0; rest &= rest - 1)
-                  corr += wpop[(g * og + oo) * taps + __builtin_ctzll(rest)];
-                s = k_valid - 2 * (s - corr);
+                  corr += wpop[(g * og + nb * kPanel + c) * taps + __builtin_ctzll(rest)];
+                cbuf[r * tc + c] -= corr;
               }
-              if (out_mode == kOutInt32) {
-                out_i[m * out_channels + o] = static_cast<int32_t>(s);
-                continue;
-              }
-              float y = static_cast<float>(s);
-              if (sc != nullptr) y *= sc[o];
-              if (bi != nullptr) y += bi[o];
-              if (out_mode == kOutFloat)
-                out_f[m * out_channels + o] = y;
-              else if (y < 0)  // sign(0) = +1 -> bit 0; bit 1 means -1
-                out_p[m * cwo + o / kWord] |= uint64_t{1} << (o % kWord);
             }
           }
+          const int64_t* c0 = cbuf.data();
+          if (out_mode == kOutInt32)
+            kt->epilogue_int(c0, tc, mc, cols, offset.data(), beta, out_i + m0 * out_channels + o0,
+                             out_channels);
+          else if (out_mode == kOutFloat)
+            kt->epilogue_float(c0, tc, mc, cols, offset.data(), beta, sc + o0, bi + o0,
+                               out_f + m0 * out_channels + o0, out_channels);
+          else
+            kt->epilogue_sign(c0, tc, mc, cols, offset.data(), beta, sc + o0, bi + o0, o0,
+                              out_p + m0 * cwo, cwo);
         }
       }
     }

@@ -15,12 +15,26 @@ namespace hwq {
 typedef void (*MicroFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
                         int64_t* C, int64_t ldc, int64_t coef);
 
+// Epilogues (epilogue.h): s = offset[r] + beta * C[r * ldc + c] for r < rows, c < cols, then
+// int32 s, float(s) * scale[c] + bias[c], or the sign bits of the latter.
+typedef void (*EpiIntFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                         const int64_t* offset, int64_t beta, int32_t* out, int64_t ldo);
+typedef void (*EpiFloatFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                           const int64_t* offset, int64_t beta, const float* scale,
+                           const float* bias, float* out, int64_t ldo);
+typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                          const int64_t* offset, int64_t beta, const float* scale,
+                          const float* bias, int64_t o0, uint64_t* out, int64_t ldo);
+
 struct KernelTable {
   const char* name;
   int mr;       // rows of A per micro-tile
   int panels;   // weight panels (8 output channels each) per micro-tile; divides 4
   MicroFn xor_popcount;
   MicroFn and_popcount;
+  EpiIntFn epilogue_int;
+  EpiFloatFn epilogue_float;
+  EpiSignFn epilogue_sign;
 };
 
 // Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.

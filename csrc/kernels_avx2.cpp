@@ -38,6 +38,10 @@ struct V {
 #include "micro_lut.h"
 #undef HWQ_LUT_NS
 
+#define HWQ_EPI_NS avx2_impl
+#include "epilogue.h"
+#undef HWQ_EPI_NS
+
 #pragma GCC pop_options
 #endif
 
@@ -45,9 +49,11 @@ namespace hwq {
 
 const KernelTable* table_avx2() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  // 4 rows x 1 panel (2 vectors): 8 accumulators + 2 weight vectors + 2 constants of 16 registers.
-  static const KernelTable t = {"avx2", 4, 1, avx2_impl::micro<true, 4, 2>,
-                                avx2_impl::micro<false, 4, 2>};
+  // 2 rows x 1 panel (2 vectors): 4 accumulators, 2 weight vectors, 2 constants and temporaries
+  // fit the 16 registers; larger tiles spill accumulators inside the loop.
+  static const KernelTable t = {"avx2", 2, 1, avx2_impl::micro<true, 2, 2>,
+                                avx2_impl::micro<false, 2, 2>,
+                                avx2_impl::epilogue_int, avx2_impl::epilogue_float, avx2_impl::epilogue_sign};
   return &t;
 #else
   return nullptr;

@@ -5,7 +5,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512vpopcntdq")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq")
 #include <immintrin.h>
 
 namespace vpopcnt_impl {
@@ -38,6 +38,10 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 
 }  // namespace vpopcnt_impl
 
+#define HWQ_EPI_NS vpopcnt_impl
+#include "epilogue.h"
+#undef HWQ_EPI_NS
+
 #pragma GCC pop_options
 #endif
 
@@ -47,7 +51,8 @@ const KernelTable* table_avx512_vpopcntdq() {
 #if defined(__x86_64__) && defined(__GNUC__)
   // 6 rows x 4 panels: 24 accumulators + 4 weight vectors + 1 broadcast of 32 registers.
   static const KernelTable t = {"avx512_vpopcntdq", 6, 4, vpopcnt_impl::micro<true, 6, 4>,
-                                vpopcnt_impl::micro<false, 6, 4>};
+                                vpopcnt_impl::micro<false, 6, 4>,
+                                vpopcnt_impl::epilogue_int, vpopcnt_impl::epilogue_float, vpopcnt_impl::epilogue_sign};
   return &t;
 #else
   return nullptr;

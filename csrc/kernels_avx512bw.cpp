@@ -4,7 +4,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl")
 #include <immintrin.h>
 
 namespace avx512bw_impl {
@@ -42,6 +42,10 @@ struct V {
 #include "micro_lut.h"
 #undef HWQ_LUT_NS
 
+#define HWQ_EPI_NS avx512bw_impl
+#include "epilogue.h"
+#undef HWQ_EPI_NS
+
 #pragma GCC pop_options
 #endif
 
@@ -49,9 +53,11 @@ namespace hwq {
 
 const KernelTable* table_avx512bw() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  // 4 rows x 4 panels: 16 byte accumulators + 4 weight vectors + 2 constants of 32 registers.
-  static const KernelTable t = {"avx512bw", 4, 4, avx512bw_impl::micro<true, 4, 4>,
-                                avx512bw_impl::micro<false, 4, 4>};
+  // 4 rows x 2 panels: 8 byte accumulators + 2 weight vectors + 2 constants + temporaries; 4 x 4
+  // spills accumulators to the stack inside the loop (checked in the assembly).
+  static const KernelTable t = {"avx512bw", 4, 2, avx512bw_impl::micro<true, 4, 2>,
+                                avx512bw_impl::micro<false, 4, 2>,
+                                avx512bw_impl::epilogue_int, avx512bw_impl::epilogue_float, avx512bw_impl::epilogue_sign};
   return &t;
 #else
   return nullptr;

@@ -1,0 +1,56 @@
+// The epilogue of a micro-tile: integer sums to outputs. Plain loops, included by every kernel
+// file so that each copy is auto-vectorized for that file's instruction set (per output element the
+// kernels do only K/8 vector operations, so a scalar epilogue would cost as much as the products).
+// Sums are int32 here: the driver refuses shapes whose bound K * max|x| * max|w| reaches 2^31.
+// Expects HWQ_EPI_NS to name the namespace of this copy.
+namespace HWQ_EPI_NS {
+
+// s = offset[r] + beta * C[r * ldc + c] (binary: K_valid - 2 * xor count; bit-serial: the sum).
+static void epilogue_int(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                         const int64_t* offset, int64_t beta, int32_t* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t* c = C + r * ldc;
+    int32_t* o = out + r * ldo;
+    const int32_t off = static_cast<int32_t>(offset[r]), b = static_cast<int32_t>(beta);
+    for (int64_t j = 0; j < cols; ++j) o[j] = off + b * static_cast<int32_t>(c[j]);
+  }
+}
+
+// out = float(s) * scale[c] + bias[c]: a multiply then an add, never fused (built with
+// -ffp-contract=off), so every kernel path rounds the same way.
+static void epilogue_float(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                           const int64_t* offset, int64_t beta, const float* scale,
+                           const float* bias, float* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t* c = C + r * ldc;
+    float* o = out + r * ldo;
+    const int32_t off = static_cast<int32_t>(offset[r]), b = static_cast<int32_t>(beta);
+    for (int64_t j = 0; j < cols; ++j)
+      o[j] = static_cast<float>(off + b * static_cast<int32_t>(c[j])) * scale[j] + bias[j];
+  }
+}
+
+// Sign bits of float(s) * scale + bias for a following binary layer: bit 1 where the value is
+// negative (0 and NaN give +1). Columns start at output channel o0, a multiple of 8, so the 8
+// channels of a panel share one byte of a 64-bit output word.
+static void epilogue_sign(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
+                          const int64_t* offset, int64_t beta, const float* scale,
+                          const float* bias, int64_t o0, uint64_t* out, int64_t ldo) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t* c = C + r * ldc;
+    const int32_t off = static_cast<int32_t>(offset[r]), b = static_cast<int32_t>(beta);
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+      uint64_t byte = 0;
+      const int64_t n = cols - j0 < 8 ? cols - j0 : 8;
+      for (int64_t l = 0; l < n; ++l) {
+        const float y = static_cast<float>(off + b * static_cast<int32_t>(c[j0 + l])) *
+                            scale[j0 + l] + bias[j0 + l];
+        byte |= static_cast<uint64_t>(y < 0.0f) << l;
+      }
+      const int64_t o = o0 + j0;
+      out[r * ldo + o / 64] |= byte << (o % 64);
+    }
+  }
+}
+
+}  // namespace HWQ_EPI_NS
