@@ -140,6 +140,7 @@ def logits(out):
 
 
 @pytest.mark.parametrize("name,cfg", TORCHVISION, ids=[t[0] for t in TORCHVISION])
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got")  # vgg: binary after ReLU
 def test_torchvision_models(name, cfg):
     size = 64 if name != "alexnet" else 96
     x = torch.randn(2, 3, size, size)
