@@ -13,7 +13,8 @@ from . import workloads  # noqa: E402
 from .profile import Profile, profile  # noqa: E402
 from . import hw  # noqa: E402
 from .hw import Report, map  # noqa: E402
+from .deploy import deploy  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
            "__version__", "profile", "Profile", "workloads",
-           "hw", "map", "Report"]
+           "hw", "map", "Report", "deploy"]
