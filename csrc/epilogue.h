@@ -53,4 +53,15 @@ static void epilogue_sign(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
   }
 }
 
+// Portable sign packing (the SIMD files define their own pack_sign_f32 with compare masks).
+static inline void pack_sign_f32_portable(const float* src, int64_t pixels, int64_t pixel_stride,
+                                          int64_t nc, uint64_t* dst, int64_t dst_stride) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* s = src + p * pixel_stride;
+    uint64_t word = 0;
+    for (int64_t c = 0; c < nc; ++c) word |= static_cast<uint64_t>(s[c] < 0.0f) << c;
+    dst[p * dst_stride] = word;
+  }
+}
+
 }  // namespace HWQ_EPI_NS

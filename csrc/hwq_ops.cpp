@@ -197,6 +197,22 @@ at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int6
   uint64_t* o = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const int64_t pixel_words = groups * planes * cwg;
+  if (binary && x.scalar_type() == at::kFloat && sc == 1) {
+    // Channels-last float32 (what the deployed layers output): SIMD compare masks, per pixel.
+    const KernelTable* kt = current_table();
+    const float* xp = x.const_data_ptr<float>();
+    at::parallel_for(0, n * h, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t g = 0; g < groups; ++g)
+          for (int64_t cw = 0; cw < cwg; ++cw) {
+            const int64_t c0 = g * cg + cw * kWord;
+            kt->pack_sign_f32(xp + (r / h) * sn + (r % h) * sh + c0, w, sw,
+                              std::min(kWord, cg - cw * kWord),
+                              o + r * w * pixel_words + g * cwg + cw, pixel_words);
+          }
+    });
+    return out;
+  }
   AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hwq_pack_activations", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     // One (n, h) image row per task, one 64-channel word at a time; every output word is written

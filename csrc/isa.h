@@ -26,6 +26,11 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
                           const int64_t* offset, int64_t beta, const float* scale,
                           const float* bias, int64_t o0, uint64_t* out, int64_t ldo);
 
+// Sign bits of float32 values, for binary layers fed by float outputs in channels-last memory:
+// dst[p * dst_stride] = sum_c (src[p * pixel_stride + c] < 0) << c for c < nc <= 64, p < pixels.
+typedef void (*PackSignFn)(const float* src, int64_t pixels, int64_t pixel_stride, int64_t nc,
+                           uint64_t* dst, int64_t dst_stride);
+
 struct KernelTable {
   const char* name;
   int mr;       // rows of A per micro-tile
@@ -35,6 +40,7 @@ struct KernelTable {
   EpiIntFn epilogue_int;
   EpiFloatFn epilogue_float;
   EpiSignFn epilogue_sign;
+  PackSignFn pack_sign_f32;
 };
 
 // Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.

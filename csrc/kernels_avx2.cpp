@@ -38,6 +38,24 @@ struct V {
 #include "micro_lut.h"
 #undef HWQ_LUT_NS
 
+namespace avx2_impl {
+// x < 0 as in the generic packer: an ordered compare, so -0.0 and NaN give bit 0 (+1).
+static void pack_sign_f32(const float* src, int64_t pixels, int64_t pixel_stride, int64_t nc,
+                          uint64_t* dst, int64_t dst_stride) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* s = src + p * pixel_stride;
+    uint64_t word = 0;
+    int64_t c = 0;
+    for (; c + 8 <= nc; c += 8)
+      word |= static_cast<uint64_t>(static_cast<unsigned>(_mm256_movemask_ps(
+                  _mm256_cmp_ps(_mm256_loadu_ps(s + c), zero, _CMP_LT_OQ)))) << c;
+    for (; c < nc; ++c) word |= static_cast<uint64_t>(s[c] < 0.0f) << c;
+    dst[p * dst_stride] = word;
+  }
+}
+}  // namespace avx2_impl
+
 #define HWQ_EPI_NS avx2_impl
 #include "epilogue.h"
 #undef HWQ_EPI_NS
@@ -53,7 +71,8 @@ const KernelTable* table_avx2() {
   // fit the 16 registers; larger tiles spill accumulators inside the loop.
   static const KernelTable t = {"avx2", 2, 1, avx2_impl::micro<true, 2, 2>,
                                 avx2_impl::micro<false, 2, 2>,
-                                avx2_impl::epilogue_int, avx2_impl::epilogue_float, avx2_impl::epilogue_sign};
+                                avx2_impl::epilogue_int, avx2_impl::epilogue_float, avx2_impl::epilogue_sign,
+                                avx2_impl::pack_sign_f32};
   return &t;
 #else
   return nullptr;

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import warnings
 import statistics
 import time
 
@@ -138,9 +139,52 @@ def run_layers(args) -> None:
               flush=True)
 
 
+def resnet18_twins(batch: int):
+    """(float ResNet-18, its torch int8 twin (FX, x86 backend), its hwq binary twin (deployed),
+    input). The binary twin has binary weights and activations everywhere but the first conv
+    (8-bit weights, float input) and the fc layer (8-bit); BN statistics come from calibration
+    batches of random data, which is all a timing needs."""
+    import copy
+
+    import torchvision
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    import hwq
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 224, 224)
+    fp = torchvision.models.resnet18().eval()
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(copy.deepcopy(fp), get_default_qconfig_mapping("x86"), (x,))
+    with torch.no_grad():
+        prepared(x)
+    int8 = convert_fx(prepared).eval()
+    qat = hwq.quantize(copy.deepcopy(fp), weights="binary", acts="binary",
+                       layers={"conv1": dict(weights="fixed:8", acts=None),
+                               "fc": dict(weights="fixed:8", acts="fixed:8")})
+    qat.train()
+    with torch.no_grad():
+        qat(x[:4])
+    deployed = hwq.deploy(qat.eval())
+    return fp, int8, deployed, x
+
+
 def run_e2e(args) -> None:
-    from bench_deploy import resnet18_e2e  # scripts/bench_deploy.py
-    resnet18_e2e(args.rounds)
+    import warnings
+    warnings.filterwarnings("ignore", message="binary activation quantizer got a first batch")
+    fp, int8, deployed, x = resnet18_twins(args.batch)
+    kinds = [d.impl for d in deployed.deploy_report.layers]
+    print(f"\nResNet-18 end to end, batch {args.batch}, 3x224x224; hwq binary twin: "
+          f"{kinds.count('binary')} binary layers, kept: "
+          f"{', '.join(d.name for d in deployed.deploy_report.kept)}")
+    with torch.no_grad():
+        res = time_interleaved({"float": lambda: fp(x), "int8 (torch FX, x86)": lambda: int8(x),
+                                "hwq binary (deployed)": lambda: deployed(x)},
+                               args.rounds, min_time=0.0)
+    print("| model | ms per batch | speed-up over float |\n|---|---|---|")
+    for name, t in res.items():
+        print(f"| {name} | {t * 1e3:.1f} | {res['float'] / t:.2f}x |")
 
 
 def main() -> None:
@@ -151,9 +195,13 @@ def main() -> None:
     ap.add_argument("--no-deepbench", action="store_true")
     ap.add_argument("--e2e", action="store_true", help="also time a binary ResNet-18 end to end")
     ap.add_argument("--no-layers", action="store_true")
+    ap.add_argument("--batch", type=int, default=16, help="end-to-end batch size")
     args = ap.parse_args()
     if not K.HAVE_EXTENSION:
         raise SystemExit("hwq._C is not built: pip install --no-build-isolation -e .")
+    # torch.ao's quantized tensors warn that they are deprecated; they are still what users run.
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     if args.threads:
         torch.set_num_threads(args.threads)
     K.set_isa(args.isa)

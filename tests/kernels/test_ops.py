@@ -295,3 +295,18 @@ def test_reference_fallback_warns_once_and_agrees(monkeypatch):
     want = F.conv2d(x.double(), w.double(), padding=1)
     assert y.dtype == torch.int32 and torch.equal(y.double(), want) and torch.equal(y2, y)
     assert K.current_isa() is None and K.available_isas() == []
+
+
+@needs_ext
+def test_channels_last_float_sign_packing_on_every_path():
+    # The SIMD sign packer (channels-last float32) against the reference: x < 0 -> bit 1, so
+    # +0.0, -0.0 and NaN all give +1; channel counts around the 8/16/64 boundaries, groups.
+    gen = torch.Generator().manual_seed(16)
+    for c, groups in [(1, 1), (15, 1), (17, 1), (64, 1), (100, 2), (300, 3), (129, 1)]:
+        x = torch.randn(2, c, 3, 5, generator=gen)
+        x[0, 0, 0, 0], x[0, -1, 0, 1], x[1, 0, 2, 4] = -0.0, float("nan"), 0.0
+        xl = x.to(memory_format=torch.channels_last)
+        want = R.pack_activations_ref(x, None, groups)
+        for isa in K.available_isas():
+            with K.use_isa(isa):
+                assert torch.equal(K.pack_activations(xl, None, groups).data, want), (isa, c)
