@@ -10,7 +10,6 @@ Weight memory = weights * w_bits + biases * 32 (biases stay float); scales are n
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from typing import Any, Callable, Sequence
@@ -18,9 +17,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ._observe import observing
 from .convert import COMPUTE_TYPES
 from .nn import QuantAct, QuantLayer
-from .quant import Quantizer
+from ._observe import observing
 
 FLOAT_BITS = 32
 
@@ -124,20 +124,12 @@ def _run_shapes(model: nn.Module, rows: dict[str, nn.Module], example: torch.Ten
                 if v is not None:
                     macs[name] = macs.get(name, 0) + v
         handles.append(m.register_forward_hook(hook))
-    quantizers = [m for m in model.modules() if isinstance(m, Quantizer)]
-    saved = [copy.deepcopy(q.state_dict()) for q in quantizers]
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
+        with observing(model):
             model(example)
     finally:
         for h in handles:
             h.remove()
-        for q, s in zip(quantizers, saved):
-            q.load_state_dict(s)
-        for m, t in modes.items():
-            m.train(t)
     return macs
 
 

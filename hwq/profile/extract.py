@@ -16,7 +16,6 @@ transposed convs, attention, RNNs) are listed in ``profile.meta["skipped"]`` and
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from typing import Any, Iterable
@@ -24,6 +23,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .._observe import observing
 from ..convert import COMPUTE_TYPES
 from ..nn import QuantLayer
 from ..quant import Quantizer
@@ -152,13 +152,9 @@ def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] 
 
     handles = [m.register_forward_hook(lambda mod, a, o, n=n: hook(mod, a, o, n))
                for n, m in named]
-    quantizers = [m for m in model.modules() if isinstance(m, Quantizer)]
-    saved = [copy.deepcopy(q.state_dict()) for q in quantizers]
-    modes = {m: m.training for m in model.modules()}
     n_batches = 0
     try:
-        model.eval()
-        with torch.no_grad():
+        with observing(model):
             if example_input is not None:
                 call(example_input)
             if batches is not None:
@@ -171,10 +167,6 @@ def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] 
     finally:
         for h in handles:
             h.remove()
-        for q, s in zip(quantizers, saved):
-            q.load_state_dict(s)
-        for m, t in modes.items():
-            m.train(t)
     if not order:
         raise ValueError(f"model {type(model).__name__}: no nn.Conv2d or nn.Linear layer ran; "
                          "nothing to profile")
