@@ -1,0 +1,305 @@
+// hwq._C_cuda: the CUDA implementations of torch.ops.hwq.pack_activations / pack_weights /
+// conv2d_packed (schemas defined by TORCH_LIBRARY(hwq) in csrc/hwq_ops.cpp, or by
+// hwq/kernels/cuda.py where hwq._C is not built), plus torch.ops.hwq_cuda.* to choose the tile
+// configuration (for tuning and benchmarks; the default picks one per shape).
+//
+// This file checks arguments exactly as the CPU binding does (same messages, same int32 bound), then
+// hands raw pointers to the kernels in conv.cu / pack.cu, which include no torch headers.
+#include <Python.h>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hwq_cuda.h"
+
+namespace {
+
+constexpr int64_t kPanel = 8, kPanelPad = 4, kMaxTaps = 64;
+
+int64_t words(int64_t bits) { return (bits + 63) / 64; }
+int64_t padded_panels(int64_t out_channels) {
+  const int64_t p = (out_channels + kPanel - 1) / kPanel;
+  return (p + kPanelPad - 1) / kPanelPad * kPanelPad;
+}
+
+std::atomic<int> g_config{-1};
+
+void set_config(int64_t config) {
+  TORCH_CHECK(config >= -1 && config < hwq_cuda::num_configs(), "config=", config,
+              " is not accepted: expected -1 (auto) or 0..", hwq_cuda::num_configs() - 1);
+  g_config.store(static_cast<int>(config));
+}
+int64_t get_config() { return g_config.load(); }
+std::vector<std::string> config_names() {
+  std::vector<std::string> names;
+  for (int i = 0; i < hwq_cuda::num_configs(); ++i) names.emplace_back(hwq_cuda::config_name(i));
+  return names;
+}
+
+void check_cuda_ok(cudaError_t err, const char* what) {
+  TORCH_CHECK(err == cudaSuccess, "hwq CUDA kernel ", what, " failed: ", cudaGetErrorName(err), " (",
+              cudaGetErrorString(err), ")");
+}
+
+void check_cuda_tensor(const at::Tensor& t, const char* param) {
+  TORCH_CHECK(t.is_cuda(), param, " is on device ", t.device(),
+              ": the hwq CUDA kernels take CUDA tensors (this is the CUDA implementation)");
+}
+
+void check_same_device(const at::Tensor& t, const at::Tensor& ref, const char* param) {
+  TORCH_CHECK(t.device() == ref.device(), param, " is on device ", t.device(), " but x is on ",
+              ref.device(), ": expected all tensors on one device");
+}
+
+void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
+  check_cuda_tensor(t, param);
+  TORCH_CHECK(t.scalar_type() == at::kLong, param, " has dtype ", t.scalar_type(),
+              ": packed bits are expected as torch.int64 (from hwq pack ops)");
+  TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(), "): packed ",
+              param, " has ", dim, " dims");
+}
+
+void check_bits(int64_t bits, bool binary, const char* param) {
+  if (binary) {
+    TORCH_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
+  } else {
+    TORCH_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
+  }
+}
+
+void check_groups(int64_t channels, int64_t groups, const char* what) {
+  TORCH_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
+  TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
+}
+
+int dtype_code(at::ScalarType t, const char* param) {
+  switch (t) {
+    case at::kFloat: return hwq_cuda::kF32;
+    case at::kDouble: return hwq_cuda::kF64;
+    case at::kHalf: return hwq_cuda::kF16;
+    case at::kBFloat16: return hwq_cuda::kBF16;
+    case at::kChar: return hwq_cuda::kI8;
+    case at::kByte: return hwq_cuda::kU8;
+    case at::kShort: return hwq_cuda::kI16;
+    case at::kInt: return hwq_cuda::kI32;
+    case at::kLong: return hwq_cuda::kI64;
+    default:
+      TORCH_CHECK(false, param, " has dtype ", t,
+                  ": expected a real floating or integer dtype (float32/64, float16, bfloat16, "
+                  "int8, uint8, int16, int32, int64)");
+  }
+  return -1;
+}
+
+at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int64_t groups) {
+  check_cuda_tensor(x, "x");
+  TORCH_CHECK(x.dim() == 4, "x has shape ", x.sizes(), ": expected (N, C, H, W)");
+  check_bits(bits, binary, "bits");
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  check_groups(c, groups, "channels");
+  const int code = dtype_code(x.scalar_type(), "x");
+  const int64_t planes = binary ? 1 : bits, cwg = words(c / groups);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::empty({n, h, w, groups, planes, cwg}, x.options().dtype(at::kLong));
+  if (out.numel() == 0) return out;
+  check_cuda_ok(hwq_cuda::pack_activations(
+                    x.const_data_ptr(), code, n, c, h, w, x.stride(0), x.stride(1), x.stride(2),
+                    x.stride(3), static_cast<int>(bits), binary, groups,
+                    reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()),
+                    at::cuda::getCurrentCUDAStream()),
+                "pack_activations");
+  return out;
+}
+
+at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t groups) {
+  check_cuda_tensor(wt, "w");
+  TORCH_CHECK(wt.dim() == 4, "w has shape ", wt.sizes(), ": expected (O, C/groups, KH, KW)");
+  check_bits(bits, binary, "bits");
+  const int64_t o = wt.size(0), cg = wt.size(1), kh = wt.size(2), kw = wt.size(3);
+  check_groups(o, groups, "out_channels");
+  const int code = dtype_code(wt.scalar_type(), "w");
+  const int64_t og = o / groups, cwg = words(cg), planes = binary ? 1 : bits;
+  const int64_t np = padded_panels(og), k = kh * kw * cwg;
+  const c10::cuda::CUDAGuard guard(wt.device());
+  at::Tensor out = at::zeros({groups, planes, np, k, kPanel}, wt.options().dtype(at::kLong));
+  if (out.numel() == 0) return out;
+  check_cuda_ok(hwq_cuda::pack_weights(wt.const_data_ptr(), code, o, cg, kh, kw, wt.stride(0),
+                                       wt.stride(1), wt.stride(2), wt.stride(3),
+                                       static_cast<int>(bits), binary, groups, np,
+                                       reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()),
+                                       at::cuda::getCurrentCUDAStream()),
+                "pack_weights");
+  return out;
+}
+
+enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2 };
+
+at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                         int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
+                         int64_t w_bits, bool binary, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                         const std::optional<at::Tensor>& scale,
+                         const std::optional<at::Tensor>& bias, int64_t out_mode) {
+  check_packed(x_in, "x", 6);
+  check_packed(w_in, "w", 5);
+  check_same_device(w_in, x_in, "w");
+  check_bits(a_bits, binary, "a_bits");
+  check_bits(w_bits, binary, "w_bits");
+  check_groups(in_channels, groups, "in_channels");
+  check_groups(out_channels, groups, "out_channels");
+  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
+                  dilation.size() == 2,
+              "kernel_size, stride, padding and dilation must each have 2 values");
+  const int64_t kh = kernel_size[0], kw = kernel_size[1];
+  TORCH_CHECK(kh >= 1 && kw >= 1 && kh * kw <= kMaxTaps, "kernel_size=", kernel_size,
+              " is not accepted: expected sizes >= 1 with KH * KW <= ", kMaxTaps);
+  for (int d = 0; d < 2; ++d) {
+    TORCH_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
+    TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
+    TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
+  }
+  TORCH_CHECK(out_mode >= 0 && out_mode <= 2, "out_mode=", out_mode,
+              " is not accepted: expected 0 (int32 sums), 1 (float) or 2 (packed signs)");
+
+  const int64_t g_ = groups, cg = in_channels / g_, og = out_channels / g_, cwg = words(cg);
+  const int64_t pa = binary ? 1 : a_bits, pw = binary ? 1 : w_bits;
+  const int64_t n = x_in.size(0), h = x_in.size(1), w = x_in.size(2);
+  TORCH_CHECK(x_in.size(3) == g_ && x_in.size(4) == pa && x_in.size(5) == cwg, "x has shape ",
+              x_in.sizes(), ": expected (N, H, W, ", g_, ", ", pa, ", ", cwg, ") for in_channels=",
+              in_channels, ", groups=", g_, ", ", binary ? "binary" : "a_bits=", binary ? 0 : a_bits,
+              " (channel count mismatch between input and weight?)");
+  const int64_t taps = kh * kw, k = taps * cwg, np = padded_panels(og);
+  TORCH_CHECK(w_in.size(0) == g_ && w_in.size(1) == pw && w_in.size(2) == np && w_in.size(3) == k &&
+                  w_in.size(4) == kPanel,
+              "w has shape ", w_in.sizes(), ": expected (", g_, ", ", pw, ", ", np, ", ", k, ", ",
+              kPanel, ") for out_channels=", out_channels, ", in_channels=", in_channels,
+              ", kernel_size=", kernel_size, ", groups=", g_);
+  TORCH_CHECK(h + 2 * padding[0] >= dilation[0] * (kh - 1) + 1 &&
+                  w + 2 * padding[1] >= dilation[1] * (kw - 1) + 1,
+              "input size (", h, ", ", w, ") with padding ", padding, " is smaller than the dilated ",
+              "kernel (", dilation[0] * (kh - 1) + 1, ", ", dilation[1] * (kw - 1) + 1, ")");
+  const int64_t oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  {
+    // Largest |sum|: K * max|x| * max|w|; the kernels accumulate in int32 (as the CPU ones).
+    const double bound = static_cast<double>(cg * taps) *
+                         (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
+                                             double(int64_t{1} << (w_bits - 1)));
+    TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", cg * taps, " at a_bits=",
+                a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ", bound,
+                "): split the input channels into several calls (or groups)");
+  }
+  // The kernel's integer parameters are 32-bit where they index taps, strides and offsets.
+  for (int d = 0; d < 2; ++d)
+    TORCH_CHECK(stride[d] < (1 << 20) && padding[d] < (1 << 20) && dilation[d] < (1 << 20),
+                "stride/padding/dilation values must be below 2^20 for the CUDA kernels");
+  TORCH_CHECK((og + 127) / 128 * g_ <= 65535, "out_channels=", out_channels, " with groups=", g_,
+              " needs more than 65535 column blocks: too many groups for the CUDA kernels");
+  TORCH_CHECK(k < (int64_t{1} << 30), "KH * KW * words(in_channels/groups) = ", k,
+              " is too large for the CUDA kernels (expected < 2^30)");
+
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  at::Tensor scale_c, bias_c;
+  const float* sc = nullptr;
+  const float* bi = nullptr;
+  if (scale.has_value()) {
+    check_cuda_tensor(*scale, "scale");
+    check_same_device(*scale, x_in, "scale");
+    TORCH_CHECK(scale->scalar_type() == at::kFloat && scale->numel() == out_channels,
+                "scale has dtype ", scale->scalar_type(), " and ", scale->numel(),
+                " values: expected float32 with ", out_channels, " (one per output channel)");
+    scale_c = scale->contiguous();
+    sc = scale_c.const_data_ptr<float>();
+  }
+  if (bias.has_value()) {
+    check_cuda_tensor(*bias, "bias");
+    check_same_device(*bias, x_in, "bias");
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == out_channels,
+                "bias has dtype ", bias->scalar_type(), " and ", bias->numel(),
+                " values: expected float32 with ", out_channels, " (one per output channel)");
+    bias_c = bias->contiguous();
+    bi = bias_c.const_data_ptr<float>();
+  }
+  TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
+              "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
+
+  const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
+  const auto opts = x.options();
+  at::Tensor out;
+  if (out_mode == kOutPackedSign) {
+    out = at::zeros({n, oh, ow, 1, 1, words(out_channels)}, opts.dtype(at::kLong));
+  } else {
+    out = at::empty({n, oh, ow, out_channels},
+                    opts.dtype(out_mode == kOutInt32 ? at::kInt : at::kFloat));
+  }
+  auto result = [&]() { return out_mode == kOutPackedSign ? out : out.permute({0, 3, 1, 2}); };
+  if (n * oh * ow == 0 || out_channels == 0) return result();
+
+  hwq_cuda::ConvParams p;
+  p.x = reinterpret_cast<const uint64_t*>(x.const_data_ptr<int64_t>());
+  p.w = reinterpret_cast<const uint64_t*>(wt.const_data_ptr<int64_t>());
+  p.n = n;
+  p.h = h;
+  p.w_in = w;
+  p.oh = oh;
+  p.ow = ow;
+  p.in_channels = in_channels;
+  p.out_channels = out_channels;
+  p.groups = g_;
+  p.kh = static_cast<int>(kh);
+  p.kw = static_cast<int>(kw);
+  p.stride_h = static_cast<int>(stride[0]);
+  p.stride_w = static_cast<int>(stride[1]);
+  p.pad_h = static_cast<int>(padding[0]);
+  p.pad_w = static_cast<int>(padding[1]);
+  p.dil_h = static_cast<int>(dilation[0]);
+  p.dil_w = static_cast<int>(dilation[1]);
+  p.pa = static_cast<int>(pa);
+  p.pw = static_cast<int>(pw);
+  p.binary = binary;
+  p.scale = sc;
+  p.bias = bi;
+  p.out_mode = static_cast<int>(out_mode);
+  p.out = out.data_ptr();
+  p.config = g_config.load();
+  at::Tensor workspace;
+  p.workspace = nullptr;
+  const int64_t ws = hwq_cuda::conv2d_workspace_ints(p);
+  if (ws > 0) {
+    workspace = at::empty({ws}, opts.dtype(at::kInt));
+    p.workspace = workspace.data_ptr<int32_t>();
+  }
+  const cudaError_t err = hwq_cuda::conv2d_packed(p, at::cuda::getCurrentCUDAStream());
+  check_cuda_ok(err, "conv2d_packed");
+  return result();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hwq, CUDA, m) {
+  m.impl("pack_activations", &pack_activations);
+  m.impl("pack_weights", &pack_weights);
+  m.impl("conv2d_packed", &conv2d_packed);
+}
+
+TORCH_LIBRARY(hwq_cuda, m) {
+  m.def("set_config(int config) -> ()", &set_config);
+  m.def("get_config() -> int", &get_config);
+  m.def("config_names() -> str[]", &config_names);
+}
+
+// The module itself is empty: importing it runs the registrations above.
+extern "C" PyObject* PyInit__C_cuda(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C_cuda", nullptr, -1, nullptr};
+  return PyModule_Create(&def);
+}
