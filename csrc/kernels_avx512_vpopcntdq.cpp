@@ -28,11 +28,13 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
       }
     }
   }
+  // coef is 1 (binary) or +/-2^(i+j) (bit-serial): one vector multiply-add per accumulator.
+  const __m512i cv = _mm512_set1_epi64((long long)coef);
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) {
-      alignas(64) int64_t s[8];
-      _mm512_store_si512((void*)s, acc[r][v]);
-      for (int l = 0; l < 8; ++l) C[r * ldc + v * 8 + l] += coef * s[l];
+      int64_t* c = C + r * ldc + v * 8;
+      const __m512i add = coef == 1 ? acc[r][v] : _mm512_mullo_epi64(acc[r][v], cv);
+      _mm512_storeu_si512((void*)c, _mm512_add_epi64(_mm512_loadu_si512((const void*)c), add));
     }
 }
 

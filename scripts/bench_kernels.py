@@ -12,7 +12,8 @@ What each column times (inputs prepared outside the timed region, as inside a ne
   fp32      F.conv2d on an NCHW float tensor.
   int8      torch.ao.nn.quantized.Conv2d on a quint8 channels-last input (requantized output).
   binary    torch.ops.hwq.conv2d_packed on packed +/-1 input, float output with the per-channel
-            scale/bias epilogue (what hwq.deploy runs); "+pack" adds packing the float input.
+            scale/bias epilogue (what hwq.deploy runs); "+pack" adds packing the float input
+            (channels-last, as a deployed layer receives it from the previous one).
   WxAy      bit-serial: signed x-bit weights, unsigned y-bit activations, packed input, float out.
 
     .venv/bin/python scripts/bench_kernels.py [--rounds 7] [--threads N] [--isa NAME] [--e2e]
@@ -74,8 +75,11 @@ def conv_configs(batch, cin, cout, hw, k, stride, with_pack: bool):
     out["binary"] = lambda: torch.ops.hwq.conv2d_packed(px.data, pw.data, cin, cout, *geometry[:1],
                                                         1, 1, True, *geometry[1:], scale, bias, 1)
     if with_pack:
+        # A deployed layer's input is the previous layer's channels-last float output.
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+
         def binary_with_pack():
-            p = torch.ops.hwq.pack_activations(x, 1, True, 1)
+            p = torch.ops.hwq.pack_activations(x_cl, 1, True, 1)
             return torch.ops.hwq.conv2d_packed(p, pw.data, cin, cout, [k, k], 1, 1, True,
                                                *geometry[1:], scale, bias, 1)
         out["binary+pack"] = binary_with_pack
