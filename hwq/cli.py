@@ -121,6 +121,44 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _recipe(args):
+    from hwq.train import recipe as recipes
+    overrides = list(args.set or [])
+    if args.data_dir is not None:
+        overrides.append(("data.dir", args.data_dir))
+    if args.download:
+        overrides.append(("data.download", True))
+    if args.device is not None:
+        overrides.append(("train.device", args.device))
+    if args.no_progress:
+        overrides.append(("train.progress", False))
+    return recipes.load(recipes.find(args.recipe), overrides)
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def cmd_train(args) -> int:
+    from hwq.train import run
+    recipe = _recipe(args)
+    out = args.out or f"runs/{recipe['name']}"
+    run(recipe, out, schemes=_names(args.schemes), resume=args.resume)
+    return 0
+
+
+def _add_recipe_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("recipe", nargs="?", default="digits",
+                   help="recipe TOML file, or a shipped recipe name (default digits)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set optim.lr=0.01 (repeatable)")
+    t.add_argument("--data-dir", default=None, help="folder of the data set (sets data.dir)")
+    t.add_argument("--download", action="store_true",
+                   help="download MNIST / CIFAR-10 into --data-dir if missing")
+    t.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets train.device)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwq", description="hardware-aware quantization")
     sub = p.add_subparsers(dest="command", required=True)
@@ -162,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=("json", "csv", "dnnsim", "table"), default="json")
     pr.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     pr.set_defaults(func=cmd_profile)
+
+    t = sub.add_parser("train", help="train a recipe's schemes (float and quantized); print "
+                                     "accuracies, write profiles and accelerator reports")
+    _add_recipe_args(t)
+    t.add_argument("--out", default=None, help="folder for checkpoints, logs, profiles and "
+                                               "reports (default runs/<recipe name>)")
+    t.add_argument("--schemes", default=None, help="comma-separated scheme names (default all)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoints in --out")
+    t.set_defaults(func=cmd_train)
     return p
 
 

@@ -1,0 +1,14 @@
+"""The training engine the recipes use: recipes (TOML), data sets, the loop with checkpoints and
+TensorBoard logs, multi-process training, and ``run`` (what ``hwq train`` does).
+
+    recipe = hwq.train.load_recipe("recipes/digits.toml", ["optim.lr=0.01"])
+    results = hwq.train.run(recipe, "runs/digits")
+"""
+from .checkpoint import load as load_checkpoint, save as save_checkpoint
+from .data import datasets
+from .engine import evaluate, fit
+from .recipe import load as load_recipe, validate as validate_recipe
+from .run import build_model, run
+
+__all__ = ["load_recipe", "validate_recipe", "datasets", "fit", "evaluate", "run", "build_model",
+           "load_checkpoint", "save_checkpoint"]

@@ -1,0 +1,249 @@
+"""The training loop: ``fit(model, train_set, test_set, ...)`` and ``evaluate(...)``.
+
+One epoch visits a fixed random order of the training set, drawn from a generator seeded with
+(seed, epoch) alone, as DistributedSampler does; the last incomplete global batch is dropped. So the
+data order never depends on how many epochs ran before in this process, and a resumed run sees the
+same batches as an uninterrupted one. Each of P processes takes every P-th sample of each global
+batch; DistributedDataParallel averages the gradients, which equals the gradient of the global batch
+(exactly, up to float summation order, for models without BatchNorm; with BatchNorm each process
+normalises over its own part of the batch unless train.sync_bn is set on GPUs).
+
+Before the first step, the first global batch is run once through the model in training mode
+without a step, on every process: this initialises the quantizers' data-dependent state (LSQ steps,
+activation ranges, activation signedness) identically everywhere.
+
+After every epoch a checkpoint (model, optimizer, scheduler, epochs done, random states, metrics) is
+written atomically; ``resume=True`` loads it and continues where it stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..nn import QuantLayer
+from . import checkpoint, distributed
+
+FORMAT = "hwq.checkpoint"
+VERSION = 1
+
+
+def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    """cfg: the [optim] table (name sgd / adam / adamw, lr, momentum, weight_decay, nesterov)."""
+    name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd,
+                               nesterov=bool(cfg["nesterov"]))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optim.name = {name!r} is not accepted: expected one of sgd, adam, adamw")
+
+
+def lr_factor(cfg: dict, step: int, steps_per_epoch: int, epochs: int, base_lr: float) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based), per step, not per epoch.
+
+    warmup: linear from 1/warmup_steps to 1 over warmup_epochs; then "cosine" (to min_lr at the
+    last step, Loshchilov & Hutter, SGDR 2017), "step" (times gamma every step_size epochs) or
+    "constant"."""
+    warm = cfg["warmup_epochs"] * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    name = cfg["name"]
+    if name == "constant":
+        return 1.0
+    if name == "step":
+        return float(cfg["gamma"]) ** ((step // steps_per_epoch) // cfg["step_size"])
+    if name == "cosine":
+        total = max(1, epochs * steps_per_epoch - warm)
+        floor = float(cfg["min_lr"]) / base_lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warm) / total))
+    raise ValueError(f"schedule.name = {name!r} is not accepted: expected cosine, step or constant")
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a permutation drawn from (seed, epoch), cut into full
+    batches of ``batch_size`` (the remainder is dropped)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    return [order[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+def clip_binary_weights(model: nn.Module, c: float) -> None:
+    """Clip the latent float weights of binary-weight layers to [-c, c] (BNN practice: beyond it
+    the clipped straight-through gradient is zero, so the weight could never come back)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, QuantLayer) and m.weight_quant.config.kind == "binary":
+                m.weight.clamp_(-c, c)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
+             workers: int = 0) -> dict[str, float]:
+    """Mean cross-entropy loss and top-1 accuracy (%) on ``dataset``; with several processes each
+    takes every P-th sample and the sums are added up."""
+    rank, world = distributed.rank_world()
+    was = model.training
+    model.eval()
+    idx = list(range(rank, len(dataset), world))
+    loader = DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=batch_size,
+                        num_workers=workers)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        sums[0] += F.cross_entropy(out, y, reduction="sum").double()
+        sums[1] += (out.argmax(1) == y).sum().double()
+        sums[2] += len(y)
+    distributed.all_reduce_sum(sums)
+    model.train(was)
+    loss, correct, n = sums.tolist()
+    return {"loss": loss / n, "acc": 100.0 * correct / n}
+
+
+class Logger:
+    """TensorBoard scalars and histograms (process 0 only; nothing when log_dir is None)."""
+
+    def __init__(self, log_dir: str | None, purge_step: int | None = None):
+        self.writer = None
+        if log_dir is not None and distributed.rank_world()[0] == 0:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir, purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)
+
+    def model(self, model: nn.Module, step: int) -> None:
+        """Per-layer bit widths and weight histograms of the quantized layers."""
+        if self.writer is None:
+            return
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                self.writer.add_histogram(f"weights/{name}", m.weight.detach().cpu(), step)
+                if isinstance(m, QuantLayer):
+                    self.writer.add_scalar(f"bits/{name}/weights", m.w_bits, step)
+                    self.writer.add_scalar(f"bits/{name}/acts", m.a_bits, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
+        batch_size: int, optim: dict, schedule: dict, seed: int = 0,
+        test_batch_size: int = 256, device: torch.device | str = "cpu",
+        checkpoint_path: str | None = None, resume: bool = False,
+        clip_weights: float | None = None, label_smoothing: float = 0.0,
+        log_dir: str | None = None, progress: bool = False, workers: int = 0,
+        sync_bn: bool = False, desc: str = "",
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, float]]:
+    """Train ``model`` in place for ``epochs`` epochs and return the per-epoch metrics
+    (epoch, lr, train_loss, train_acc, test_loss, test_acc; accuracies in %).
+
+    batch_size is the global batch: with P processes (torchrun) each takes batch_size / P.
+    optim / schedule: the recipe's [optim] / [schedule] tables. checkpoint_path: written after
+    every epoch; with resume=True it is read first (when it exists) and training continues after
+    its last finished epoch. Raises ValueError on bad arguments.
+    """
+    rank, world = distributed.rank_world()
+    device = torch.device(device)
+    if batch_size % world:
+        raise ValueError(f"data.batch_size = {batch_size} is not accepted with {world} processes: "
+                         "expected a multiple of the number of processes (it is the global batch)")
+    if len(train_set) < batch_size:
+        raise ValueError(f"data.batch_size = {batch_size} is larger than the training set "
+                         f"({len(train_set)} samples): expected at most {len(train_set)}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+    model.to(device)
+    opt = make_optimizer(model.parameters(), optim)
+    steps_per_epoch = len(train_set) // batch_size
+    base_lr = float(optim["lr"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(schedule, s, steps_per_epoch, epochs, base_lr))
+
+    start, history = 0, []
+    if resume and os.path.exists(checkpoint_path):
+        state = checkpoint.load(checkpoint_path)
+        if state.get("format") != FORMAT or state.get("version") != VERSION:
+            raise ValueError(f"checkpoint {checkpoint_path!r} is not a {FORMAT} version "
+                             f"{VERSION} file")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        start, history = int(state["epoch"]), list(state["metrics"])
+    else:
+        first = epoch_batches(len(train_set), batch_size, seed, 0)[0]
+        x0 = torch.stack([train_set[i][0] for i in first]).to(device)
+        with torch.no_grad():
+            model.train()
+            model(x0)
+
+    net = model
+    if world > 1:
+        if sync_bn and device.type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    logger = Logger(log_dir, purge_step=start * steps_per_epoch if start else None)
+    if start == 0:
+        logger.model(model, 0)
+    try:
+        from tqdm import tqdm
+        for epoch in range(start, epochs):
+            net.train()
+            batches = [b[rank::world] for b in epoch_batches(len(train_set), batch_size, seed, epoch)]
+            loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers)
+            bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not progress or rank != 0, dynamic_ncols=True)
+            sums = torch.zeros(3, dtype=torch.float64, device=device)
+            for i, (x, y) in enumerate(bar):
+                x, y = x.to(device), y.to(device)
+                out = net(x)
+                loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                lr = opt.param_groups[0]["lr"]
+                sched.step()
+                if clip_weights is not None:
+                    clip_binary_weights(model, clip_weights)
+                sums[0] += loss.detach().double() * len(y)
+                sums[1] += (out.detach().argmax(1) == y).sum().double()
+                sums[2] += len(y)
+                step = epoch * steps_per_epoch + i
+                logger.scalar("train/loss", loss.item(), step)
+                logger.scalar("train/lr", lr, step)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+            distributed.all_reduce_sum(sums)
+            test = evaluate(model, test_set, test_batch_size, device, workers)
+            metrics = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0].item() / sums[2].item(),
+                       "train_acc": 100.0 * sums[1].item() / sums[2].item(),
+                       "test_loss": test["loss"], "test_acc": test["acc"]}
+            history.append(metrics)
+            step = (epoch + 1) * steps_per_epoch
+            for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                logger.scalar(k.replace("_", "/", 1), metrics[k], step)
+            logger.model(model, step)
+            if checkpoint_path is not None and rank == 0:
+                checkpoint.save(checkpoint_path, {
+                    "format": FORMAT, "version": VERSION, "epoch": epoch + 1,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(),
+                    "metrics": history})
+            distributed.barrier()
+            if on_epoch is not None:
+                on_epoch(metrics)
+    finally:
+        logger.close()
+    return history

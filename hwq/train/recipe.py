@@ -1,0 +1,237 @@
+"""Recipes: TOML files (read with the standard library's tomllib) that say what to train and how.
+
+A recipe has six sections and a table of quantization schemes::
+
+    name = "digits"
+    [data]      name, dir, download, batch_size, test_batch_size, workers, augment
+    [model]     name, act
+    [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn
+    [optim]     name (sgd, adam, adamw), lr, momentum, weight_decay, nesterov
+    [schedule]  name (cosine, step, constant), warmup_epochs, step_size, gamma, min_lr
+    [report]    arch, baseline, stats_batches
+    [schemes.<name>]  weights, acts, layers, skip, plan, init, act, epochs, clip_weights,
+                      optim = {...}, schedule = {...}
+
+Each scheme trains one model. ``weights`` / ``acts`` / ``layers`` / ``skip`` / ``plan`` go to
+hwq.quantize (TOML has no null: "float" means no quantizer); ``init = "float"`` starts from the
+trained weights of the scheme named "float" (any scheme name works); ``act`` replaces the model's
+activation; ``epochs``, ``optim`` and ``schedule`` override the top-level ones for this scheme;
+``clip_weights = c`` clips the latent float weights of binary-weight layers to [-c, c] after each
+step (BNN practice, Courbariaux et al. 2016).
+
+Every key is checked: an unknown one is refused with the list of valid ones. Overrides from the
+command line (``--set optim.lr=0.01``) are applied before the check; their values are read as
+TOML values (0.01, true, [16, 32]) and, when that fails, as plain strings (lsq:4).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from typing import Any
+
+# key -> (accepted types, default); a default of None means "not set".
+SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "data": {"name": ((str,), "digits"), "dir": ((str,), "data"), "download": ((bool,), False),
+             "batch_size": ((int,), 64), "test_batch_size": ((int,), 256),
+             "workers": ((int,), 0), "augment": ((bool,), False)},
+    "model": {"name": ((str,), "digits_cnn"), "act": ((str,), "relu"),
+              "channels": ((list,), None)},
+    "train": {"epochs": ((int,), 10), "seed": ((int,), 0), "deterministic": ((bool,), True),
+              "device": ((str,), "auto"), "progress": ((bool,), True),
+              "label_smoothing": ((float, int), 0.0), "sync_bn": ((bool,), False)},
+    "optim": {"name": ((str,), "sgd"), "lr": ((float, int), 0.1), "momentum": ((float, int), 0.9),
+              "weight_decay": ((float, int), 0.0), "nesterov": ((bool,), False)},
+    "schedule": {"name": ((str,), "cosine"), "warmup_epochs": ((int,), 0),
+                 "step_size": ((int,), 30), "gamma": ((float, int), 0.1),
+                 "min_lr": ((float, int), 0.0)},
+    "report": {"arch": ((str,), "loom"), "baseline": ((str,), "dadiannao"),
+               "stats_batches": ((int,), 2)},
+}
+SCHEME_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "weights": ((str, dict), "float"), "acts": ((str, dict), "float"), "layers": ((dict,), None),
+    "skip": ((list,), None), "plan": ((str,), None), "init": ((str,), None),
+    "act": ((str,), None), "epochs": ((int,), None), "clip_weights": ((float, int), None),
+    "optim": ((dict,), None), "schedule": ((dict,), None),
+}
+TOP_KEYS = ("name", *SECTIONS, "schemes")
+CHOICES = {("optim", "name"): ("sgd", "adam", "adamw"),
+           ("schedule", "name"): ("cosine", "step", "constant"),
+           ("model", "act"): ("relu", "hardtanh")}
+POSITIVE = {("data", "batch_size"), ("data", "test_batch_size"), ("train", "epochs"),
+            ("optim", "lr")}
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true/false", int: "an integer", float: "a number",
+             list: "an array", dict: "a table"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _check_value(where: str, value: Any, types: tuple[type, ...]) -> None:
+    # bool is a subclass of int in Python, but epochs = true is a mistake.
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        raise ValueError(f"recipe key {where} = {value!r} is not accepted: expected "
+                         f"{_type_names(types)}")
+
+
+def _check_table(where: str, table: Any, schema: dict) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"recipe key {where} = {table!r} is not accepted: expected a table")
+    unknown = sorted(set(table) - set(schema))
+    if unknown:
+        raise ValueError(f"recipe: unknown key(s) {[f'{where}.{k}' for k in unknown]}; valid keys "
+                         f"in [{where}]: {list(schema)}")
+    for key, value in table.items():
+        _check_value(f"{where}.{key}", value, schema[key][0])
+
+
+def _check_section_values(where: str, section: str, table: dict) -> None:
+    for key, value in table.items():
+        choices = CHOICES.get((section, key))
+        if choices is not None and value not in choices:
+            raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected "
+                             f"one of {list(choices)}")
+        if (section, key) in POSITIVE and not value > 0:
+            raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
+                             "value > 0")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
+                             "value >= 0")
+
+
+def validate(recipe: dict) -> dict:
+    """Check every key and value of a recipe dict and return it with the defaults filled in.
+
+    Raises ValueError naming the key, the value and what is accepted."""
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe: expected a table at the top level, got {type(recipe).__name__}")
+    unknown = sorted(set(recipe) - set(TOP_KEYS))
+    if unknown:
+        raise ValueError(f"recipe: unknown top-level key(s) {unknown}; valid: {list(TOP_KEYS)}")
+    out: dict[str, Any] = {"name": recipe.get("name", "recipe")}
+    _check_value("name", out["name"], (str,))
+    for section, schema in SECTIONS.items():
+        table = recipe.get(section, {})
+        _check_table(section, table, schema)
+        _check_section_values(section, section, table)
+        out[section] = {k: copy.deepcopy(table.get(k, d)) for k, (_, d) in schema.items()}
+    schemes = recipe.get("schemes")
+    if not isinstance(schemes, dict) or not schemes:
+        raise ValueError(f"recipe key schemes = {schemes!r} is not accepted: expected a table "
+                         "with at least one [schemes.<name>] table, e.g. [schemes.float]")
+    out["schemes"] = {}
+    for name, scheme in schemes.items():
+        where = f"schemes.{name}"
+        _check_table(where, scheme, SCHEME_KEYS)
+        for sub in ("optim", "schedule"):
+            if sub in scheme:
+                _check_table(f"{where}.{sub}", scheme[sub], SECTIONS[sub])
+                _check_section_values(f"{where}.{sub}", sub, scheme[sub])
+        if "act" in scheme:
+            _check_section_values(where, "model", {"act": scheme["act"]})
+        for key in ("epochs", "clip_weights"):
+            if key in scheme and not scheme[key] > 0:
+                raise ValueError(f"recipe key {where}.{key} = {scheme[key]!r} is not accepted: "
+                                 "expected a value > 0")
+        init = scheme.get("init")
+        if init is not None and init not in schemes:
+            raise ValueError(f"recipe key {where}.init = {init!r} is not accepted: expected the "
+                             f"name of a scheme of this recipe: {list(schemes)}")
+        if init == name:
+            raise ValueError(f"recipe key {where}.init = {init!r}: a scheme cannot start from itself")
+        out["schemes"][name] = {k: copy.deepcopy(scheme.get(k, d))
+                                for k, (_, d) in SCHEME_KEYS.items()}
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a TOML value when it parses as one (0.01, 3, true, [16, 32], "x"), otherwise
+    the text itself (lsq:4, cosine)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_key(recipe: dict, key: str, value: Any, what: str = "") -> None:
+    """Set ``recipe[a][b][c] = value`` for key "a.b.c" in place, creating tables on the way."""
+    what = what or key
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ValueError(f"--set {what!r} is not accepted: expected key.sub=value, "
+                         "e.g. optim.lr=0.01 or schemes.w4a4.epochs=5")
+    table = recipe
+    for i, p in enumerate(parts[:-1]):
+        child = table.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"--set {what!r}: {'.'.join(parts[:i + 1])} is a value, not a table")
+        table = child
+    table[parts[-1]] = value
+
+
+def apply_override(recipe: dict, item: str | tuple[str, Any]) -> None:
+    """Apply one override in place (before validation, which checks it): a string
+    ``"key.sub=value"`` (the value read by parse_value) or a pair (key, value) taken as is."""
+    if isinstance(item, tuple):
+        set_key(recipe, item[0], item[1])
+        return
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ValueError(f"--set {item!r} is not accepted: expected key.sub=value, "
+                         "e.g. optim.lr=0.01 or schemes.w4a4.epochs=5")
+    set_key(recipe, key, parse_value(text.strip()), item)
+
+
+def load(path: str | os.PathLike, overrides: list = ()) -> dict:
+    """Read a recipe TOML file, apply ``overrides`` ("key.sub=value" strings or (key, value)
+    pairs, see apply_override) and validate it.
+
+    A relative ``plan`` path in a scheme is taken relative to the recipe file's folder."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            recipe = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"recipe {path!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"recipe {path!r} is not valid TOML: {e}") from None
+    for item in overrides:
+        apply_override(recipe, item)
+    try:
+        out = validate(recipe)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    for scheme in out["schemes"].values():
+        if scheme["plan"] is not None and not os.path.isabs(scheme["plan"]):
+            scheme["plan"] = os.path.join(folder, scheme["plan"])
+    return out
+
+
+def scheme_settings(recipe: dict, name: str) -> dict:
+    """The effective settings of one scheme: the top-level train/optim/schedule/model values with
+    the scheme's own overrides applied."""
+    s = recipe["schemes"][name]
+    return {"epochs": s["epochs"] or recipe["train"]["epochs"],
+            "optim": {**recipe["optim"], **(s["optim"] or {})},
+            "schedule": {**recipe["schedule"], **(s["schedule"] or {})},
+            "act": s["act"] or recipe["model"]["act"]}
+
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "recipes")
+
+
+def find(text: str) -> str:
+    """The path of a recipe: ``text`` itself when it is a file, else the shipped recipe of that
+    name (recipes/<text>.toml in the source tree, e.g. "digits")."""
+    if os.path.isfile(text):
+        return text
+    shipped = os.path.join(RECIPES_DIR, f"{text}.toml")
+    if os.path.isfile(shipped):
+        return shipped
+    names = sorted(f[:-5] for f in os.listdir(RECIPES_DIR) if f.endswith(".toml")) \
+        if os.path.isdir(RECIPES_DIR) else []
+    raise ValueError(f"recipe {text!r} is neither a file nor a shipped recipe; shipped: {names}")

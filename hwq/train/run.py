@@ -1,0 +1,181 @@
+"""``run(recipe, out)``: what ``hwq train`` does. For every scheme of the recipe, in order: build the
+model, load the weights of its ``init`` scheme, quantize it, train it (hwq.train.engine.fit), then
+write its profile (``<out>/<scheme>/<scheme>.profile.json``, with run-time statistics from test
+batches) and its accelerator report (``<scheme>.report.txt`` / ``.json``, hwq.map with the recipe's
+[report] arch and baseline). At the end, a table puts the schemes side by side
+(``<out>/results.json`` holds the same numbers).
+
+Layout of ``out``::
+
+    <out>/recipe.json            the recipe as run (defaults and overrides applied)
+    <out>/results.json           per scheme: accuracy, bits, MACs, cycles, energy
+    <out>/<scheme>/last.pt       checkpoint after the last finished epoch
+    <out>/<scheme>/tb/           TensorBoard logs
+    <out>/<scheme>/<scheme>.profile.json, .report.txt, .report.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from .. import hw, models
+from .._io import atomic_write_text
+from ..convert import quantize
+from ..nn import QuantLayer
+from ..profile import profile as make_profile
+from . import checkpoint, data as data_mod, distributed, engine
+from .recipe import scheme_settings
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch and Python's random; with ``deterministic``, ask torch for deterministic
+    algorithms where it has them (warn_only: an op without one warns instead of failing)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def is_float(scheme: dict) -> bool:
+    return (scheme["weights"] == "float" and scheme["acts"] == "float" and not scheme["layers"]
+            and scheme["plan"] is None)
+
+
+def build_model(recipe: dict, name: str, data: data_mod.Data) -> nn.Module:
+    """The model of scheme ``name``, quantized as the scheme says (weights freshly initialised)."""
+    m, s = recipe["model"], recipe["schemes"][name]
+    options = {"channels": tuple(m["channels"])} if m["channels"] is not None else {}
+    model = models.build(m["name"], num_classes=data.num_classes,
+                         in_channels=data.input_shape[0], act=scheme_settings(recipe, name)["act"],
+                         **options)
+    if not is_float(s):
+        quantize(model, weights=s["weights"], acts=s["acts"], layers=s["layers"],
+                 skip=s["skip"] or (), plan=s["plan"])
+    return model
+
+
+def _init_weights(recipe: dict, name: str, model: nn.Module, out: str,
+                  data: data_mod.Data) -> None:
+    """Load the trained weights of scheme ``init`` into ``model`` (its quantizers start afresh)."""
+    init = recipe["schemes"][name]["init"]
+    path = os.path.join(out, init, "last.pt")
+    if not os.path.exists(path):
+        raise ValueError(f"scheme {name!r} starts from scheme {init!r} (schemes.{name}.init), but "
+                         f"{path!r} does not exist: train {init!r} first (include it in --schemes)")
+    state = checkpoint.load(path)
+    source = build_model(recipe, init, data)
+    source.load_state_dict(state["model"])
+    float_params = {k: v for k, v in source.state_dict().items()
+                    if "weight_quant." not in k and "act_quant." not in k}
+    missing, unexpected = model.load_state_dict(float_params, strict=False)
+    left = [k for k in missing if "weight_quant." not in k and "act_quant." not in k]
+    if left or unexpected:
+        raise ValueError(f"scheme {name!r}: the weights of scheme {init!r} do not fit its model "
+                         f"(missing {left[:5]}, unexpected {unexpected[:5]})")
+
+
+def _bits(model: nn.Module, attr: str) -> str:
+    vals = [str(getattr(m, attr)) if isinstance(m, QuantLayer) else "f"
+            for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    vals = ["f" if v == "32" else v for v in vals]
+    return vals[0] if len(set(vals)) == 1 else "/".join(vals)
+
+
+def _stats_batches(dataset, n_batches: int, batch_size: int) -> Iterable[torch.Tensor]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    for i, (x, _) in enumerate(loader):
+        if i >= n_batches:
+            break
+        yield x
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    """The side-by-side table of the schemes' results."""
+    head = ["scheme", "w_bits", "a_bits", "test_acc", "vs_float", "MACs", "speedup",
+            "energy_uJ", "energy_eff"]
+    ref = results.get("float", {}).get("test_acc")
+    rows = []
+    for name, r in results.items():
+        delta = "" if ref is None or name == "float" else f"{r['test_acc'] - ref:+.2f}"
+        rep = r.get("report") or {}
+        rows.append([name, r["w_bits"], r["a_bits"], f"{r['test_acc']:.2f}", delta,
+                     f"{r['macs']:,}", f"{rep.get('speedup', float('nan')):.2f}x",
+                     f"{rep.get('energy_pj', float('nan')) / 1e6:.3f}",
+                     f"{rep.get('energy_efficiency', float('nan')):.2f}x"])
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    line = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(head), "-" * len(line(head))] + [line(r) for r in rows])
+
+
+def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool = False,
+        log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+    """Train the recipe's schemes (all, or those named in ``schemes``) into folder ``out`` and
+    return {scheme: results}. ``recipe``: a validated recipe (hwq.train.recipe.load)."""
+    names = list(recipe["schemes"]) if schemes is None else list(schemes)
+    unknown = [n for n in names if n not in recipe["schemes"]]
+    if unknown or not names:
+        raise ValueError(f"schemes={names!r} is not accepted: expected names among "
+                         f"{list(recipe['schemes'])}")
+    tr, d, rep = recipe["train"], recipe["data"], recipe["report"]
+    for arch in (rep["arch"], rep["baseline"]):
+        if arch not in hw.ARCHS:
+            raise ValueError(f"report arch {arch!r} is not accepted: expected one of "
+                             f"{list(hw.ARCHS)}")
+    device = distributed.setup(tr["device"])
+    rank = distributed.rank_world()[0]
+    data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"])
+    for name in names:  # bad quantizer specs, layer globs or plans fail now, not hours later
+        build_model(recipe, name, data)
+    os.makedirs(out, exist_ok=True)
+    if rank == 0:
+        atomic_write_text(os.path.join(out, "recipe.json"), json.dumps(recipe, indent=1) + "\n")
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        s = recipe["schemes"][name]
+        st = scheme_settings(recipe, name)
+        seed_everything(tr["seed"], tr["deterministic"])
+        model = build_model(recipe, name, data)
+        folder = os.path.join(out, name)
+        ckpt = os.path.join(folder, "last.pt")
+        if s["init"] is not None and not (resume and os.path.exists(ckpt)):
+            _init_weights(recipe, name, model, out, data)
+        history = engine.fit(
+            model, data.train, data.test, epochs=st["epochs"], batch_size=d["batch_size"],
+            optim=st["optim"], schedule=st["schedule"], seed=tr["seed"],
+            test_batch_size=d["test_batch_size"], device=device, checkpoint_path=ckpt,
+            resume=resume, clip_weights=s["clip_weights"], label_smoothing=tr["label_smoothing"],
+            log_dir=os.path.join(folder, "tb"), progress=tr["progress"], workers=d["workers"],
+            sync_bn=tr["sync_bn"], desc=name)
+        last = history[-1]
+        model.cpu().eval()
+        r = {"test_acc": last["test_acc"], "test_loss": last["test_loss"],
+             "train_acc": last["train_acc"], "epochs": last["epoch"],
+             "w_bits": _bits(model, "w_bits"), "a_bits": _bits(model, "a_bits")}
+        if rank == 0:
+            prof = make_profile(model, batches=_stats_batches(data.test, rep["stats_batches"],
+                                                              d["test_batch_size"]), name=name)
+            prof.to_json(os.path.join(folder, f"{name}.profile.json"))
+            report = hw.map(prof, rep["arch"], baseline=rep["baseline"])
+            report.to_json(os.path.join(folder, f"{name}.report.json"))
+            atomic_write_text(os.path.join(folder, f"{name}.report.txt"), report.table() + "\n")
+            r.update(macs=prof.macs, report={
+                "arch": rep["arch"], "baseline": rep["baseline"], "cycles": report.total.cycles,
+                "energy_pj": report.total.energy_pj.total, "speedup": report.total.speedup,
+                "energy_efficiency": report.total.energy_efficiency})
+            log(f"\n[{name}] test accuracy {r['test_acc']:.2f}% after {r['epochs']} epochs\n"
+                + report.table())
+        model.to(device)
+        results[name] = r
+    if rank == 0:
+        atomic_write_text(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
+        log(f"\n{recipe['name']}: test accuracy and {rep['arch']} vs {rep['baseline']} "
+            f"(profiles and reports in {out}/<scheme>/)\n" + table(results))
+    return results
