@@ -8,7 +8,7 @@ A recipe has six sections and a table of quantization schemes::
     [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn
     [optim]     name (sgd, adam, adamw), lr, momentum, weight_decay, nesterov
     [schedule]  name (cosine, step, constant), warmup_epochs, step_size, gamma, min_lr
-    [report]    arch, baseline, stats_batches
+    [report]    arch, baseline, config (the arch's options, as for hwq.map), stats_batches
     [schemes.<name>]  weights, acts, layers, skip, plan, init, act, epochs, clip_weights,
                       optim = {...}, schedule = {...}
 
@@ -46,7 +46,7 @@ SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
                  "step_size": ((int,), 30), "gamma": ((float, int), 0.1),
                  "min_lr": ((float, int), 0.0)},
     "report": {"arch": ((str,), "loom"), "baseline": ((str,), "dadiannao"),
-               "stats_batches": ((int,), 2)},
+               "config": ((dict,), None), "stats_batches": ((int,), 2)},
 }
 SCHEME_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "weights": ((str, dict), "float"), "acts": ((str, dict), "float"), "layers": ((dict,), None),
@@ -135,7 +135,7 @@ def validate(recipe: dict) -> dict:
             if key in scheme and not scheme[key] > 0:
                 raise ValueError(f"recipe key {where}.{key} = {scheme[key]!r} is not accepted: "
                                  "expected a value > 0")
-        init = scheme.get("init")
+        init = scheme.get("init") or None  # "" (e.g. --set schemes.x.init='') means none
         if init is not None and init not in schemes:
             raise ValueError(f"recipe key {where}.init = {init!r} is not accepted: expected the "
                              f"name of a scheme of this recipe: {list(schemes)}")
@@ -143,6 +143,7 @@ def validate(recipe: dict) -> dict:
             raise ValueError(f"recipe key {where}.init = {init!r}: a scheme cannot start from itself")
         out["schemes"][name] = {k: copy.deepcopy(scheme.get(k, d))
                                 for k, (_, d) in SCHEME_KEYS.items()}
+        out["schemes"][name]["init"] = init
     return out
 
 

@@ -133,7 +133,10 @@ def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool =
     rank = distributed.rank_world()[0]
     data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"])
     for name in names:  # bad quantizer specs, layer globs or plans fail now, not hours later
-        build_model(recipe, name, data)
+        try:
+            build_model(recipe, name, data)
+        except ValueError as e:
+            raise ValueError(f"scheme {name!r}: {e}") from None
     os.makedirs(out, exist_ok=True)
     if rank == 0:
         atomic_write_text(os.path.join(out, "recipe.json"), json.dumps(recipe, indent=1) + "\n")
@@ -163,7 +166,7 @@ def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool =
             prof = make_profile(model, batches=_stats_batches(data.test, rep["stats_batches"],
                                                               d["test_batch_size"]), name=name)
             prof.to_json(os.path.join(folder, f"{name}.profile.json"))
-            report = hw.map(prof, rep["arch"], baseline=rep["baseline"])
+            report = hw.map(prof, rep["arch"], baseline=rep["baseline"], config=rep["config"])
             report.to_json(os.path.join(folder, f"{name}.report.json"))
             atomic_write_text(os.path.join(folder, f"{name}.report.txt"), report.table() + "\n")
             r.update(macs=prof.macs, report={
