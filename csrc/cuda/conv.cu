@@ -202,19 +202,13 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
     for (int ks = 0; ks < 2; ++ks) {
       uint32_t af[MT][4], bf[NT][2];
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) {
-        const int row = wm * WM + mt * 16 + (lane & 15);
-        const int half = lane >> 4;
-        ldmatrix_x4(sa + ks * BM * 32 + row * 32 + ((half ^ ((row >> 2) & 1)) << 4), af[mt][0],
-                    af[mt][1], af[mt][2], af[mt][3]);
-      }
+      for (int mt = 0; mt < MT; ++mt)
+        ldmatrix_x4(sa + ldsm_a_offset(BM, ks, wm * WM + mt * 16, lane), af[mt][0], af[mt][1],
+                    af[mt][2], af[mt][3]);
 #pragma unroll
-      for (int np2 = 0; np2 < NT / 2; ++np2) {
-        const int row = wn * WN + np2 * 16 + (lane & 7) + ((lane >> 4) << 3);
-        const int half = (lane >> 3) & 1;
-        ldmatrix_x4(sb + ks * BN * 32 + row * 32 + ((half ^ ((row >> 2) & 1)) << 4),
-                    bf[2 * np2][0], bf[2 * np2][1], bf[2 * np2 + 1][0], bf[2 * np2 + 1][1]);
-      }
+      for (int np2 = 0; np2 < NT / 2; ++np2)
+        ldmatrix_x4(sb + ldsm_b_offset(BN, ks, wn * WN + np2 * 16, lane), bf[2 * np2][0],
+                    bf[2 * np2][1], bf[2 * np2 + 1][0], bf[2 * np2 + 1][1]);
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -239,14 +233,14 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
   __syncthreads();
 
   // ---- epilogue ----
-  const int gq = lane >> 2, tq = lane & 3;
+  const int tq = lane & 3;
   const int64_t col_base = g * args.og + o0;  // global output channel of tile column 0
   const int64_t word_base = (col_base + wn * WN) >> 6;  // sign mode: first word this warp touches
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      const int row = wm * WM + mt * 16 + gq + hr * 8;
+      const int row = wm * WM + mt * 16 + acc_row(lane, hr * 2);
       const int64_t m = m0 + row;
       const bool row_ok = m < args.M;
       uint64_t bits_lo = 0, bits_hi = 0;
@@ -254,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int col = wn * WN + nt * 8 + tq * 2 + e;
+          const int col = wn * WN + nt * 8 + acc_col(lane, e);
           const int64_t o = o0 + col;
           if (!row_ok || o >= args.og) continue;
           int32_t s = acc[mt][nt][hr * 2 + e];

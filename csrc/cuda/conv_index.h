@@ -30,6 +30,25 @@ HWQ_HD int tile_offset(int rows, int row, int word) {
   return kstep * rows * 32 + row * 32 + ((half ^ ((row >> 2) & 1)) << 4) + (sub << 3);
 }
 
+// ldmatrix.x4 row address (byte offset in the stage) that lane `lane` supplies for the A fragment of
+// the 16-row m-tile starting at tile row row0, k-step ks: matrices 0..3 = (rows 0-7, bits 0-127),
+// (rows 8-15, bits 0-127), (rows 0-7, bits 128-255), (rows 8-15, bits 128-255), which are exactly the
+// mma's a0..a3 (lane l of matrix q receives row l/4, 32-bit word l%4 of that 8 x 128-bit matrix).
+HWQ_HD int ldsm_a_offset(int rows, int ks, int row0, int lane) {
+  const int row = row0 + (lane & 15), half = lane >> 4;
+  return ks * rows * 32 + row * 32 + ((half ^ ((row >> 2) & 1)) << 4);
+}
+// The same for B, two 8-column n-tiles at once (columns col0..col0+15): matrices 0..3 = b0, b1 of
+// n-tile col0 and b0, b1 of n-tile col0 + 8.
+HWQ_HD int ldsm_b_offset(int rows, int ks, int col0, int lane) {
+  const int row = col0 + (lane & 7) + ((lane >> 4) << 3), half = (lane >> 3) & 1;
+  return ks * rows * 32 + row * 32 + ((half ^ ((row >> 2) & 1)) << 4);
+}
+// Tile row / column of accumulator element e (0..3) of an m16n8 tile for lane `lane`:
+// d0, d1 at row lane/4, columns 2*(lane%4) + 0/1; d2, d3 eight rows below.
+HWQ_HD int acc_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
+HWQ_HD int acc_col(int lane, int e) { return ((lane & 3) << 1) + (e & 1); }
+
 // The output pixel of GEMM row m, as the top-left input coordinate of its window and its image.
 struct RowOrigin {
   int64_t n;   // image

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One command on a GPU machine: build the CUDA kernels (JIT, sm_80 + sm_90a), check them bit for bit
+# against hwq/kernels/reference.py on randomized shapes, and print one benchmark table last.
+#   bash scripts/gpu_check.sh            (from the repository root; needs torch with CUDA and nvcc)
+# Full logs go to $OUT (default /tmp/hwq_gpu_out): build.log, check.log, check_cases.jsonl,
+# check_summary.txt, bench.log, bench_table.md. Each phase is its own process with its own time
+# limit, so a failing check still leaves the benchmark (and the reverse).
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/hwq_gpu_out}"
+export OUT
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export HWQ_CUDA_BUILD="${HWQ_CUDA_BUILD:-/tmp/hwq_cuda_build}"
+# Build with every core, but not more jobs than the 16 the GPU machines have.
+export MAX_JOBS="${MAX_JOBS:-16}"
+# nvcc on PATH may be a wrapper; hwq/kernels/cuda.py finds the toolkit folder itself.
+
+start=$(date +%s)
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1
+  nvcc --version 2>&1 | tail -2; "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } \
+  > "$OUT/env.log" 2>&1
+head -3 "$OUT/env.log"
+
+echo "== build"
+timeout 300 "$PY" scripts/gpu_check.py build > "$OUT/build.log" 2>&1
+build_rc=$?
+grep -E "^extension|^device|error|Error" "$OUT/build.log" | head -20
+if [ $build_rc -ne 0 ]; then
+  echo "BUILD FAILED (rc $build_rc); last lines of $OUT/build.log:"
+  tail -40 "$OUT/build.log"
+  exit 1
+fi
+echo "   build: $(( $(date +%s) - start )) s"
+
+echo "== check"
+timeout 300 "$PY" scripts/gpu_check.py check > "$OUT/check.log" 2>&1
+check_rc=$?
+grep -E "^FAIL|conv cases|sticky" "$OUT/check.log" | head -25
+[ $check_rc -eq 124 ] && echo "CHECK TIMED OUT (300 s)"
+[ $check_rc -ne 0 ] && [ $check_rc -ne 1 ] && [ $check_rc -ne 124 ] && { echo "check crashed (rc $check_rc):"; tail -20 "$OUT/check.log"; }
+
+echo "== bench"
+timeout 240 "$PY" scripts/gpu_check.py bench > "$OUT/bench.log" 2>&1
+bench_rc=$?
+grep -E "FAILED|graph capture failed" "$OUT/bench.log" | head -10
+[ $bench_rc -ne 0 ] && { echo "bench rc $bench_rc:"; tail -15 "$OUT/bench.log"; }
+
+echo
+grep -h "^CHECKS" "$OUT/check.log" || echo "CHECKS: no summary (rc $check_rc)"
+cat "$OUT/bench_table.md" 2>/dev/null || echo "no benchmark table (rc $bench_rc)"
+echo "total $(( $(date +%s) - start )) s; logs in $OUT"
+[ $check_rc -eq 0 ] && [ $bench_rc -eq 0 ]
