@@ -78,6 +78,16 @@ def find_cuda_home() -> str | None:
     return None
 
 
+def include_dirs() -> list[str]:
+    """Header folders of the binding: csrc/cuda, and the CUDA headers pip's CUDA wheels ship (which
+    ATen/cuda/*.h include, and a bare toolkit may lack; docs: ../shared/reference/environment.md)."""
+    dirs = [CUDA_DIR]
+    wheel_inc = os.path.join(os.path.dirname(torch.__path__[0]), "nvidia", "cu13", "include")
+    if os.path.isdir(wheel_inc):
+        dirs.append(wheel_inc)
+    return dirs
+
+
 def _define_schemas() -> None:
     """Make torch.ops.hwq.* exist: import hwq._C (schemas + CPU kernels) or define the schemas."""
     global _library
@@ -123,11 +133,7 @@ def load(jit: bool = False, build_directory: str | None = None, archs=DEFAULT_AR
                            "CUDA_PATH, nvcc's folder or /usr/local/cuda*): set CUDA_HOME")
     os.environ["CUDA_HOME"] = home
     cpp_extension.CUDA_HOME = home  # torch reads it once at import; a wrapper nvcc misleads it
-    includes = [os.path.join(CUDA_DIR)]
-    # ATen/cuda headers include cuda runtime headers that pip's CUDA wheels keep here.
-    wheel_inc = os.path.join(os.path.dirname(torch.__path__[0]), "nvidia", "cu13", "include")
-    if os.path.isdir(wheel_inc):
-        includes.append(wheel_inc)
+    includes = include_dirs()
     if build_directory:
         os.makedirs(build_directory, exist_ok=True)
     cpp_extension.load(
