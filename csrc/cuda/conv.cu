@@ -19,6 +19,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <atomic>
+
 #include "conv_index.h"
 #include "hwq_cuda.h"
 
@@ -27,6 +29,7 @@ namespace {
 
 constexpr int kStages = 4;     // cp.async pipeline depth
 constexpr int kThreads = 256;  // 8 warps
+constexpr int kMaxDevices = 64;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -322,10 +325,18 @@ template <int BM, int BN, int WARPS_M, int WARPS_N, int MIN_BLOCKS, bool BINARY>
 cudaError_t launch_one(const Args& a, const PairList& pairs, dim3 grid, cudaStream_t stream) {
   auto kernel = conv_kernel<BM, BN, WARPS_M, WARPS_N, MIN_BLOCKS, BINARY>;
   const int bytes = Smem<BM, BN>::kBytes;
-  // More than 48 KB of dynamic shared memory needs an opt-in, per device; set it on every call (a
-  // cheap driver call, not a stream operation, so it is allowed during stream capture too).
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  // More than 48 KB of dynamic shared memory needs an opt-in, once per device and kernel. Done on
+  // the first call only, so that calls during CUDA-graph capture (after a warm-up call) make no
+  // driver calls besides the launch.
+  static std::atomic<bool> opted_in[kMaxDevices];
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return err;
+  if (device >= kMaxDevices || !opted_in[device].load()) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (err != cudaSuccess) return err;
+    if (device < kMaxDevices) opted_in[device].store(true);
+  }
   kernel<<<grid, kThreads, bytes, stream>>>(a, pairs);
   return cudaGetLastError();
 }

@@ -1,0 +1,51 @@
+"""CUDA kernels on a GPU: torch.ops.hwq.* on CUDA tensors equal the reference bit for bit (a short
+version of scripts/gpu_check.sh's checks, sharing its case generators). Skipped without CUDA."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "scripts",
+                                                                            "gpu_check.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    try:
+        mod.cuda_mod.load(jit=False)
+    except ImportError:  # not installed with HWQ_CUDA=1: build just in time
+        mod.cuda_mod.load(jit=True, build_directory=mod.BUILD)
+    return mod
+
+
+def test_fixed_cases(gpu_check):
+    gen = torch.Generator().manual_seed(0)
+    for p in gpu_check.FIXED_CASES:
+        assert gpu_check.run_conv_case(p, gen) is None, p
+
+
+def test_random_conv_cases(gpu_check):
+    rng, gen = random.Random(1), torch.Generator().manual_seed(1)
+    for i in range(90):
+        p = gpu_check.draw_conv_case(rng, i)
+        assert gpu_check.run_conv_case(p, gen) is None, p
+
+
+def test_random_pack_cases(gpu_check):
+    rng, gen = random.Random(2), torch.Generator().manual_seed(2)
+    for _ in range(40):
+        case = gpu_check.draw_pack_case(rng, gen)
+        assert gpu_check.run_pack_case(case) is None
+
+
+def test_bad_inputs_raise(gpu_check):
+    assert gpu_check.run_error_checks() == []
