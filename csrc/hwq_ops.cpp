@@ -398,17 +398,18 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
     for (int64_t j = 0; j < pw; ++j)
       coef[i * pw + j] = binary ? 1 : ((j == pw - 1) ? -1 : 1) * (int64_t{1} << (i + j));
 
-  // Binary padding correction: popcount of each (group, output channel, tap) weight row.
-  std::vector<int32_t> wpop;
+  // Binary padding correction: popcount of the weight bits of each (group, tap, output channel),
+  // channels innermost so that the correction of a border pixel is a contiguous vector subtract.
+  std::vector<int64_t> wpop;
   if (binary) {
-    wpop.assign(g_ * og * taps, 0);
+    wpop.assign(g_ * taps * og, 0);
     for (int64_t g = 0; g < g_; ++g)
       for (int64_t oo = 0; oo < og; ++oo)
         for (int64_t t = 0; t < taps; ++t) {
-          int32_t s = 0;
+          int64_t s = 0;
           const uint64_t* row = wp + (g * np + oo / kPanel) * k * kPanel + oo % kPanel;
           for (int64_t cw = 0; cw < cwg; ++cw) s += __builtin_popcountll(row[(t * cwg + cw) * kPanel]);
-          wpop[(g * og + oo) * taps + t] = s;
+          wpop[(g * taps + t) * og + oo] = s;
         }
   }
 
@@ -481,11 +482,11 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
             for (int64_t r = 0; r < mc; ++r) {
               const uint64_t outside = ~valid[r] & all_taps;
               if (outside == 0) continue;
-              for (int64_t c = 0; c < cols; ++c) {
-                int64_t corr = 0;
-                for (uint64_t rest = outside; rest != 0; rest &= rest - 1)
-                  corr += wpop[(g * og + nb * kPanel + c) * taps + __builtin_ctzll(rest)];
-                cbuf[r * tc + c] -= corr;
+              int64_t* crow = cbuf.data() + r * tc;
+              for (uint64_t rest = outside; rest != 0; rest &= rest - 1) {
+                const int64_t* wt_pop = wpop.data() + (g * taps + __builtin_ctzll(rest)) * og +
+                                        nb * kPanel;
+                for (int64_t c = 0; c < cols; ++c) crow[c] -= wt_pop[c];
               }
             }
           }

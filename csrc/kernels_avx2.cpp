@@ -27,9 +27,13 @@ struct V {
     const T hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
   }
-  static inline void add_byte_sums(int64_t* s, T acc) {
-    const T sums = _mm256_sad_epu8(acc, _mm256_setzero_si256());
-    _mm256_store_si256((__m256i*)s, _mm256_add_epi64(_mm256_load_si256((const __m256i*)s), sums));
+  // C[0..L) += or -= (the 8 byte counts of each 64-bit lane, summed) << shift.
+  static inline void accumulate(int64_t* c, T acc, int shift, bool negative) {
+    const T sums = _mm256_sll_epi64(_mm256_sad_epu8(acc, _mm256_setzero_si256()),
+                                    _mm_cvtsi32_si128(shift));
+    const T old = _mm256_loadu_si256((const __m256i*)c);
+    _mm256_storeu_si256((__m256i*)c, negative ? _mm256_sub_epi64(old, sums)
+                                              : _mm256_add_epi64(old, sums));
   }
 };
 

@@ -31,9 +31,13 @@ struct V {
     const T hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     return _mm512_add_epi8(_mm512_shuffle_epi8(lut, lo), _mm512_shuffle_epi8(lut, hi));
   }
-  static inline void add_byte_sums(int64_t* s, T acc) {
-    const T sums = _mm512_sad_epu8(acc, _mm512_setzero_si512());
-    _mm512_store_si512((void*)s, _mm512_add_epi64(_mm512_load_si512((const void*)s), sums));
+  // C[0..L) += or -= (the 8 byte counts of each 64-bit lane, summed) << shift.
+  static inline void accumulate(int64_t* c, T acc, int shift, bool negative) {
+    const T sums = _mm512_sll_epi64(_mm512_sad_epu8(acc, _mm512_setzero_si512()),
+                                    _mm_cvtsi32_si128(shift));
+    const T old = _mm512_loadu_si512((const void*)c);
+    _mm512_storeu_si512((void*)c, negative ? _mm512_sub_epi64(old, sums)
+                                           : _mm512_add_epi64(old, sums));
   }
 };
 

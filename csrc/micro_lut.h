@@ -13,8 +13,11 @@ template <bool XOR, int MR, int NV>
 static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
                   int64_t* C, int64_t ldc, int64_t coef) {
   constexpr int L = V::lanes;  // 64-bit words per vector
+  // coef is +/-2^s (1 for binary): the byte sums are shifted and added to or subtracted from C
+  // directly, with no per-tile scalar pass.
+  const bool negative = coef < 0;
+  const int shift = __builtin_ctzll(static_cast<uint64_t>(negative ? -coef : coef));
   typename V::T acc[MR][NV];
-  alignas(64) int64_t sum[MR][NV * L] = {};
   const typename V::T lut = V::nibble_table(), low4 = V::low_nibble_mask();
   for (int64_t k0 = 0; k0 < K; k0 += 31) {
     const int64_t k1 = k0 + 31 < K ? k0 + 31 : K;
@@ -33,10 +36,8 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
       }
     }
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) V::add_byte_sums(&sum[r][v * L], acc[r][v]);
+      for (int v = 0; v < NV; ++v) V::accumulate(C + r * ldc + v * L, acc[r][v], shift, negative);
   }
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NV * L; ++c) C[r * ldc + c] += coef * sum[r][c];
 }
 
 }  // namespace HWQ_LUT_NS
