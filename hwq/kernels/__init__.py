@@ -8,8 +8,8 @@ warning, when it is not built. docs/kernels.md describes layouts, padding and me
 from . import reference
 from ._ext import HAVE_EXTENSION, available_isas, current_isa, set_isa, use_isa
 from .ops import (PackedTensor, binary_conv2d, binary_linear, bitserial_conv2d, bitserial_linear,
-                  int32_bound, pack_activations, pack_weights)
+                  pack_activations, pack_weights)
 
 __all__ = ["reference", "HAVE_EXTENSION", "available_isas", "current_isa", "set_isa", "use_isa",
            "PackedTensor", "pack_activations", "pack_weights", "binary_conv2d", "bitserial_conv2d",
-           "binary_linear", "bitserial_linear", "int32_bound"]
+           "binary_linear", "bitserial_linear"]

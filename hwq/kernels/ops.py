@@ -289,12 +289,5 @@ def bitserial_linear(x, w, a_bits: int, w_bits: int, bias=None) -> torch.Tensor:
     return _linear(x, w, a_bits, w_bits, bias, False)
 
 
-def int32_bound(in_features: int, a_bits: int | None, w_bits: int | None) -> int:
-    """Largest |sum| of one output: K * max|x| * max|w| (the int32 outputs need it below 2^31)."""
-    if a_bits is None:
-        return in_features
-    return in_features * (2 ** a_bits - 1) * 2 ** (w_bits - 1)
-
-
 __all__ = ["PackedTensor", "pack_activations", "pack_weights", "binary_conv2d", "bitserial_conv2d",
-           "binary_linear", "bitserial_linear", "int32_bound"]
+           "binary_linear", "bitserial_linear"]

@@ -281,6 +281,23 @@ def test_ops_run_under_torch_compile():
     assert torch.equal(compiled(x), f(x))
 
 
+@needs_ext
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # still asked for by users
+def test_ops_run_under_torchscript():
+    w = torch.randint(0, 2, (8, 16, 3, 3), generator=torch.Generator().manual_seed(17)).float() * 2 - 1
+    pw = K.pack_weights(w).data
+
+    @torch.jit.script
+    def f(x: torch.Tensor, pw: torch.Tensor) -> torch.Tensor:
+        px = torch.ops.hwq.pack_activations(x, 1, True, 1)
+        return torch.ops.hwq.conv2d_packed(px, pw, 16, 8, [3, 3], 1, 1, True, [1, 1], [1, 1],
+                                           [1, 1], 1, None, None, 1)
+
+    x = torch.randn(2, 16, 6, 6)
+    want = R.binary_conv2d_ref(torch.where(x < 0, -1.0, 1.0), w, padding=1).float()
+    assert torch.equal(f(x, pw), want)
+
+
 def test_reference_fallback_warns_once_and_agrees(monkeypatch):
     monkeypatch.setattr(_ext, "HAVE_EXTENSION", False)
     monkeypatch.setattr(_ext, "_warned", False)
