@@ -147,6 +147,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _bits_list(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--uniform-bits {text!r}: expected comma-separated "
+                                         "ints such as 2,4,8") from None
+
+
+def cmd_search(args) -> int:
+    from hwq.search import runner
+    recipe = _recipe(args)
+    out = args.out or f"runs/{recipe['name']}"
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plot needs matplotlib, which is not installed: "
+                             "pip install matplotlib") from None
+    if args.mode == "layerwise":
+        runner.run_layerwise(recipe, out, args.scheme, args.tolerance, args.start, args.min_bits)
+    else:
+        runner.run_energy(recipe, out, args.scheme, args.arch, args.target, args.tolerance,
+                          args.uniform_bits, args.finetune, args.plot, arch_config=args.config)
+    return 0
+
+
 def _add_recipe_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("recipe", nargs="?", default="digits",
                    help="recipe TOML file, or a shipped recipe name (default digits)")
@@ -210,6 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoints in --out")
     t.set_defaults(func=cmd_train)
+
+    se = sub.add_parser("search", help="per-layer precision search (layerwise) or accuracy-"
+                                       "energy Pareto front (energy) on a trained scheme")
+    _add_recipe_args(se)
+    se.add_argument("--out", default=None, help="the folder hwq train wrote (default "
+                                                "runs/<recipe name>); results go to OUT/search")
+    se.add_argument("--scheme", default="float", help="trained scheme to start from "
+                                                      "(default float)")
+    se.add_argument("--mode", choices=("layerwise", "energy"), default="layerwise")
+    se.add_argument("--tolerance", type=float, default=1.0,
+                    help="accuracy loss accepted, in points (default 1.0)")
+    se.add_argument("--start", type=int, default=16, help="layerwise: starting bits (default 16)")
+    se.add_argument("--min-bits", type=int, default=2, help="layerwise: lowest bits (default 2)")
+    se.add_argument("--arch", default="loom", help="energy: accelerator model (default loom)")
+    se.add_argument("--config", default=None, help="energy: TOML file of the arch's options")
+    se.add_argument("--target", type=float, default=None, help="energy: accuracy target in %% "
+                    "(default: the trained model's accuracy minus --tolerance)")
+    se.add_argument("--uniform-bits", type=_bits_list, default=[2, 3, 4, 6, 8, 16],
+                    help="energy: bit widths of the uniform candidates (default 2,3,4,6,8,16)")
+    se.add_argument("--finetune", type=int, default=0,
+                    help="energy: epochs of fine-tuning per candidate (default 0: post-training)")
+    se.add_argument("--plot", default=None, help="energy: PNG of the Pareto front (matplotlib)")
+    se.set_defaults(func=cmd_search)
     return p
 
 
