@@ -14,7 +14,8 @@ from .profile import Profile, profile  # noqa: E402
 from . import hw  # noqa: E402
 from .hw import Report, map  # noqa: E402
 from .deploy import deploy  # noqa: E402
+from . import models, search, train  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
            "__version__", "profile", "Profile", "workloads",
-           "hw", "map", "Report", "deploy"]
+           "hw", "map", "Report", "deploy", "models", "train", "search"]

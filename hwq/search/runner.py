@@ -17,7 +17,7 @@ from torch import nn
 from ..profile import profile as make_profile
 from ..train import checkpoint, data as data_mod, engine
 from ..train.recipe import scheme_settings
-from ..train.run import build_model, seed_everything
+from ..train.run import _KeepDeterminism, build_model, seed_everything
 from .common import apply, to_plan
 from .energy import energy_search
 from .layerwise import layerwise
@@ -54,6 +54,10 @@ def finetuner(recipe: dict, scheme: str, data, epochs: int) -> Callable[[nn.Modu
     st = scheme_settings(recipe, scheme)
 
     def tune(m: nn.Module) -> None:
+        with _KeepDeterminism():
+            _tune(m)
+
+    def _tune(m: nn.Module) -> None:
         seed_everything(recipe["train"]["seed"], recipe["train"]["deterministic"])
         engine.fit(m, data.train, data.test, epochs=epochs, batch_size=recipe["data"]["batch_size"],
                    optim=st["optim"], schedule=st["schedule"], seed=recipe["train"]["seed"],

@@ -34,13 +34,28 @@ from .recipe import scheme_settings
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed torch and Python's random; with ``deterministic``, ask torch for deterministic
-    algorithms where it has them (warn_only: an op without one warns instead of failing)."""
+    algorithms where it has them (warn_only: an op without one warns instead of failing).
+    The deterministic settings are process-wide: ``run`` restores the previous ones at its end."""
     random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+class _KeepDeterminism:
+    """Restores torch's deterministic-algorithm and cudnn.benchmark settings on exit."""
+
+    def __enter__(self):
+        self.saved = (torch.are_deterministic_algorithms_enabled(),
+                      torch.is_deterministic_algorithms_warn_only_enabled(),
+                      torch.backends.cudnn.benchmark)
+
+    def __exit__(self, *exc):
+        on, warn_only, bench = self.saved
+        torch.use_deterministic_algorithms(on, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = bench
 
 
 def is_float(scheme: dict) -> bool:
@@ -119,6 +134,11 @@ def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool =
         log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Train the recipe's schemes (all, or those named in ``schemes``) into folder ``out`` and
     return {scheme: results}. ``recipe``: a validated recipe (hwq.train.recipe.load)."""
+    with _KeepDeterminism():
+        return _run(recipe, out, schemes, resume, log)
+
+
+def _run(recipe, out, schemes, resume, log):
     names = list(recipe["schemes"]) if schemes is None else list(schemes)
     unknown = [n for n in names if n not in recipe["schemes"]]
     if unknown or not names:
