@@ -27,8 +27,6 @@
 namespace hwq_cuda {
 namespace {
 
-constexpr int kStages = 4;     // cp.async pipeline depth
-constexpr int kThreads = 256;  // 8 warps
 constexpr int kMaxDevices = 64;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
@@ -81,11 +79,11 @@ struct Args {
 };
 
 template <int BM, int BN>
-struct Smem {
-  static constexpr int kA = BM * kChunkWords * 8, kB = BN * kChunkWords * 8;
-  static constexpr int kStage = kA + kB;
-  static constexpr int kRowInfo = BM * (8 + 4 + 4);  // valid-tap mask, popc(a), K_valid per row
-  static constexpr int kBytes = kStages * kStage + kRowInfo;
+struct Smem {  // the layout of conv_index.h (smem_*), shared with the host emulation
+  static constexpr int kA = smem_a_bytes(BM);
+  static constexpr int kStage = smem_stage_bytes(BM, BN);
+  static constexpr int kRowInfo = smem_row_info_offset(BM, BN);
+  static constexpr int kBytes = smem_bytes(BM, BN);
 };
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int MIN_BLOCKS, bool BINARY>
@@ -99,7 +97,7 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
   using S = Smem<BM, BN>;
 
   extern __shared__ __align__(128) unsigned char smem[];
-  uint64_t* row_mask = reinterpret_cast<uint64_t*>(smem + kStages * S::kStage);
+  uint64_t* row_mask = reinterpret_cast<uint64_t*>(smem + S::kRowInfo);
   int32_t* row_pop = reinterpret_cast<int32_t*>(row_mask + BM);
   int32_t* row_kvalid = row_pop + BM;
 
@@ -109,13 +107,16 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
   const int64_t g = blockIdx.y / args.blocks_per_group;
   const int64_t o0 = static_cast<int64_t>(blockIdx.y % args.blocks_per_group) * BN;
 
-  // ---- loader state: each thread copies word `slot` of A rows tid/8 + 32q and of B rows ----
-  const int slot = tid & 7;
-  constexpr int AQ = BM / 32, BQ = BN / 32;
+  // ---- loader state: thread tid copies word a_load_slot(tid) of A rows a_load_row(tid, q) and
+  // word b_load_slot(tid) of B rows b_load_row(tid, q) (conv_index.h; every tile word once) ----
+  const int slot = a_load_slot(tid);
+  constexpr int AQ = load_passes(BM), BQ = load_passes(BN);
+  static_assert(AQ * (kThreads / kChunkWords) == BM && BQ * (kThreads / kChunkWords) == BN,
+                "loader passes cover the tiles");
   RowOrigin origin[AQ];
 #pragma unroll
   for (int q = 0; q < AQ; ++q) {
-    const int64_t m = m0 + (tid >> 3) + 32 * q;
+    const int64_t m = m0 + a_load_row(tid, q);
     if (m < args.M) {
       origin[q] = row_origin(m, args.oh, args.ow, args.stride_h, args.stride_w, args.pad_h, args.pad_w);
     } else {  // past the last row: an origin whose every tap is outside the image (zero words)
@@ -124,9 +125,7 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
       origin[q].iw0 = 0;
     }
   }
-  // B: thread reads lane (tid & 7) of word k-slot (tid >> 3) & 7 of panel (tid >> 6) + 4q, so that a
-  // warp reads 256 contiguous bytes of the (..., K, 8) panel layout.
-  const int b_lane = tid & 7, b_slot = (tid >> 3) & 7, b_panel = tid >> 6;
+  const int b_slot = b_load_slot(tid);
 
   auto load_stage = [&](int64_t it, int stage) {
     const int64_t pair = it / args.nchunks, chunk = it - pair * args.nchunks;
@@ -138,14 +137,14 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
                                 args.dil_w);
 #pragma unroll
     for (int q = 0; q < AQ; ++q) {
-      const int row = (tid >> 3) + 32 * q;
+      const int row = a_load_row(tid, q);
       const int64_t idx = a_word_index(origin[q], tw, args.h, args.w_in, args.pixel_words, plane_offset);
       cp_async8(sa + tile_offset(BM, row, slot), idx >= 0 ? args.x + idx : args.x, idx >= 0);
     }
     const int64_t kb = chunk * kChunkWords + b_slot;
 #pragma unroll
-    for (int q = 0; q < BQ / 4; ++q) {
-      const int row = (b_panel + 4 * q) * 8 + b_lane;
+    for (int q = 0; q < BQ; ++q) {
+      const int row = b_load_row(tid, q);
       const int64_t idx = b_word_index(g, bj, args.pw, args.np, o0 + row, args.og, kb, args.K);
       cp_async8(sb + tile_offset(BN, row, b_slot), idx >= 0 ? args.w + idx : args.w, idx >= 0);
     }
@@ -264,9 +263,7 @@ __global__ void __launch_bounds__(kThreads, MIN_BLOCKS)
           if (args.out_mode == 0) {
             static_cast<int32_t*>(args.out)[m * args.out_channels + oc] = s;
           } else {
-            float y = static_cast<float>(s);  // int32 -> float, round to nearest (as the CPU)
-            if (args.scale != nullptr) y = __fmul_rn(y, args.scale[oc]);
-            if (args.bias != nullptr) y = __fadd_rn(y, args.bias[oc]);
+            const float y = epilogue_float(s, args.scale, args.bias, oc);
             if (args.out_mode == 1) {
               static_cast<float*>(args.out)[m * args.out_channels + oc] = y;
             } else if (y < 0.0f) {  // NaN and 0 give +1 (bit 0), as the CPU

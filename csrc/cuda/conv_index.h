@@ -20,6 +20,31 @@
 namespace hwq_cuda {
 
 constexpr int kChunkWords = 8;  // 64-bit words of K per pipeline stage: 512 bits = 2 mma k-steps
+constexpr int kStages = 4;      // cp.async pipeline depth
+constexpr int kThreads = 256;   // threads per block (8 warps)
+
+// Shared memory of a block with a BM x BN tile: kStages stages of (A tile, then B tile), each tile
+// rows x 8 words; after the stages the per-row info of the binary epilogue (valid-tap mask u64,
+// popc(a) i32, K_valid i32 per row).
+HWQ_HD constexpr int smem_a_bytes(int bm) { return bm * kChunkWords * 8; }
+HWQ_HD constexpr int smem_stage_bytes(int bm, int bn) { return (bm + bn) * kChunkWords * 8; }
+HWQ_HD constexpr int smem_row_info_offset(int bm, int bn) {
+  return kStages * smem_stage_bytes(bm, bn);
+}
+HWQ_HD constexpr int smem_bytes(int bm, int bn) { return smem_row_info_offset(bm, bn) + bm * 16; }
+
+// Which shared-memory words each thread copies per stage (cp.async loader). One pass of the 256
+// threads covers 32 tile rows x 8 words, so a tile of `rows` rows takes rows / 32 passes.
+HWQ_HD constexpr int load_passes(int rows) { return rows / (kThreads / kChunkWords); }
+// A: thread tid copies word a_load_slot(tid) of tile rows a_load_row(tid, q), q < load_passes(BM):
+// 8 neighbouring threads read one pixel's 8 contiguous words.
+HWQ_HD constexpr int a_load_slot(int tid) { return tid & 7; }
+HWQ_HD constexpr int a_load_row(int tid, int q) { return (tid >> 3) + 32 * q; }
+// B: thread tid copies lane tid & 7 (output channel within an 8-channel panel) of word
+// b_load_slot(tid) of panel (tid >> 6) + 4q, q < load_passes(BN), so that a warp reads 256
+// contiguous bytes of the (..., K, 8) panel layout (8 lanes x 4 words).
+HWQ_HD constexpr int b_load_slot(int tid) { return (tid >> 3) & 7; }
+HWQ_HD constexpr int b_load_row(int tid, int q) { return ((tid >> 6) + 4 * q) * 8 + (tid & 7); }
 
 // Shared-memory byte offset of word `word` (0..7) of tile row `row` in a stage tile of `rows` rows.
 // The stage holds two k-steps of 256 bits; each is rows x 32 bytes. The two 16-byte halves of a row
@@ -48,6 +73,20 @@ HWQ_HD int ldsm_b_offset(int rows, int ks, int col0, int lane) {
 // d0, d1 at row lane/4, columns 2*(lane%4) + 0/1; d2, d3 eight rows below.
 HWQ_HD int acc_row(int lane, int e) { return (lane >> 2) + ((e >> 1) << 3); }
 HWQ_HD int acc_col(int lane, int e) { return ((lane & 3) << 1) + (e & 1); }
+
+// Float epilogue of one sum: float(s) (round to nearest), times scale[oc], plus bias[oc], each step
+// rounded on its own (no FMA), as the CPU kernels. The host version needs -ffp-contract=off.
+HWQ_HD float epilogue_float(int32_t s, const float* scale, const float* bias, int64_t oc) {
+  float y = static_cast<float>(s);
+#if defined(__CUDA_ARCH__)
+  if (scale != nullptr) y = __fmul_rn(y, scale[oc]);
+  if (bias != nullptr) y = __fadd_rn(y, bias[oc]);
+#else
+  if (scale != nullptr) y = y * scale[oc];
+  if (bias != nullptr) y = y + bias[oc];
+#endif
+  return y;
+}
 
 // The output pixel of GEMM row m, as the top-left input coordinate of its window and its image.
 struct RowOrigin {

@@ -1,9 +1,11 @@
 """The CUDA conv kernel's index arithmetic and data flow, checked on the CPU.
 
-csrc/cuda/emulate.cpp runs the kernel block by block and lane by lane with the kernel's own index
-functions (csrc/cuda/conv_index.h) and emulates ldmatrix and mma.m16n8k256 .and.popc from the PTX
-definitions; here its int32 sums must equal the pure-torch reference bit for bit on randomized shapes,
-for both tile configurations. It cannot show races or hardware behaviour: scripts/gpu_check.sh does.
+csrc/cuda/emulate.cpp runs the kernel block by block and thread by thread with the kernel's own index
+functions (csrc/cuda/conv_index.h): the per-thread cp.async loader mapping (every tile word copied by
+exactly one thread), the stage ring, every warp's ldmatrix addresses, ldmatrix and
+mma.m16n8k256 .and.popc emulated from the PTX definitions, and the full epilogue of all three output
+modes. Here its outputs must equal the pure-torch reference bit for bit on randomized shapes, for both
+tile configurations. It cannot show races or hardware behaviour: scripts/gpu_check.sh does.
 Needs a host C++ compiler (g++), else skipped.
 """
 from __future__ import annotations
@@ -29,21 +31,37 @@ def emulator(tmp_path_factory):
     if CXX is None:
         pytest.skip("no host C++ compiler")
     so = str(tmp_path_factory.mktemp("emu") / "emulate.so")
-    subprocess.run([CXX, "-O2", "-std=c++17", "-shared", "-fPIC", "-I", CUDA_DIR,
+    # -ffp-contract=off: the float epilogue rounds after the multiply and after the add (no FMA).
+    subprocess.run([CXX, "-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC", "-I", CUDA_DIR,
                     os.path.join(CUDA_DIR, "emulate.cpp"), "-o", so], check=True, timeout=120)
     lib = ctypes.CDLL(so)
     lib.hwq_emulate_conv.restype = ctypes.c_int
     return lib
 
 
-def emulate(lib, x, w, binary, a_bits, w_bits, stride, pad, dil, groups, config):
+ERRORS = {1: "bad tile configuration", 2: "a tile word copied by no thread or by several",
+          3: "pipeline: stage overwritten before it was read, or read before it was loaded",
+          4: "an output element written twice", 5: "bad out_mode",
+          6: "packed-sign word out of bounds"}
+
+
+def emulate(lib, x, w, binary, a_bits, w_bits, stride, pad, dil, groups, config, mode=0,
+            scale=None, bias=None):
+    """The emulated kernel's output, shaped as conv2d_packed's (mode 2: packed sign words)."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     xp = ref.pack_activations_ref(x, None if binary else a_bits, groups).contiguous()
     wp = ref.pack_weights_ref(w, None if binary else w_bits, groups).contiguous()
     oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (wd + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    out = torch.full((n, oh, ow, o), -0x55555556, dtype=torch.int32)  # poison
+    if mode == 2:
+        out = torch.zeros((n, oh, ow, 1, 1, (o + 63) // 64), dtype=torch.int64)
+    else:  # poison: an element the kernel never writes shows up
+        out = torch.full((n, oh, ow, o), -0x55555556, dtype=torch.int32)
+        if mode == 1:
+            out = out.view(torch.float32)
+    sc = None if scale is None else scale.contiguous()
+    bi = None if bias is None else bias.contiguous()
     i64, i32 = ctypes.c_int64, ctypes.c_int
     bm, bn, wm, wn = config
     rc = lib.hwq_emulate_conv(
@@ -51,9 +69,28 @@ def emulate(lib, x, w, binary, a_bits, w_bits, stride, pad, dil, groups, config)
         i64(c), i64(o), i64(groups), i32(kh), i32(kw), i32(stride[0]), i32(stride[1]), i32(pad[0]),
         i32(pad[1]), i32(dil[0]), i32(dil[1]), i32(1 if binary else a_bits),
         i32(1 if binary else w_bits), i32(int(binary)), i32(bm), i32(bn), i32(wm), i32(wn),
+        ctypes.c_void_p(None if sc is None else sc.data_ptr()),
+        ctypes.c_void_p(None if bi is None else bi.data_ptr()), i32(mode),
         ctypes.c_void_p(out.data_ptr()))
-    assert rc == 0
-    return out.permute(0, 3, 1, 2)
+    assert rc == 0, f"emulator: {ERRORS.get(rc, rc)}"
+    return out if mode == 2 else out.permute(0, 3, 1, 2)
+
+
+def expected(want, mode, scale, bias):
+    """The reference int sums through the epilogue of `mode`, as scripts/gpu_check.py checks."""
+    if mode == 0:
+        return want
+    yf = want.to(torch.int32).to(torch.float32) * scale.view(1, -1, 1, 1)
+    yf = yf + bias.view(1, -1, 1, 1)
+    return yf if mode == 1 else ref.pack_activations_ref(yf, None, 1)
+
+
+def same(got, want, mode):
+    if mode == 0:
+        return torch.equal(got.to(torch.int64), want)
+    if mode == 1:
+        return torch.equal(got.contiguous().view(torch.int32), want.contiguous().view(torch.int32))
+    return got.shape == want.shape and torch.equal(got, want)
 
 
 def draw(rng: random.Random, i: int):
@@ -95,18 +132,25 @@ def test_emulated_kernel_matches_reference(emulator, config):
         binary, a_bits, w_bits, groups, cg, og, kh, kw, stride, pad, dil, n, h, w = draw(rng, i)
         x = values((n, cg * groups, h, w), None if binary else a_bits, False, gen)
         wt = values((og * groups, cg, kh, kw), None if binary else w_bits, True, gen)
-        got = emulate(emulator, x, wt, binary, a_bits, w_bits, stride, pad, dil, groups, config)
+        mode = (i // 3) % 3  # every mode with binary and bit-serial alike
+        scale = bias = None
+        if mode:
+            scale = (torch.rand(og * groups, generator=gen) * 2 - 1) * 0.37
+            bias = torch.randn(og * groups, generator=gen) * 3
+        got = emulate(emulator, x, wt, binary, a_bits, w_bits, stride, pad, dil, groups, config,
+                      mode, scale, bias)
         if binary:
             want = ref.binary_conv2d_ref(x, wt, stride, pad, dil, groups)
         else:
             want = ref.bitserial_conv2d_ref(x, wt, a_bits, w_bits, stride, pad, dil, groups)
-        assert torch.equal(got.to(torch.int64), want), (
-            f"case {i}: binary={binary} a={a_bits} w={w_bits} groups={groups} cg={cg} og={og} "
-            f"k=({kh},{kw}) stride={stride} pad={pad} dil={dil} n={n} hw=({h},{w})")
+        assert same(got, expected(want, mode, scale, bias), mode), (
+            f"case {i}: mode={mode} binary={binary} a={a_bits} w={w_bits} groups={groups} cg={cg} "
+            f"og={og} k=({kh},{kw}) stride={stride} pad={pad} dil={dil} n={n} hw=({h},{w})")
 
 
 def test_emulated_multi_block_shape(emulator):
-    """Several row and column blocks, several K chunks and a row tail: 300 pixels x 300 channels."""
+    """Several row and column blocks (every warp column of a block busy), several K chunks and a
+    row tail: 300 pixels x 300 channels; binary 260 channels in all three output modes."""
     gen = torch.Generator().manual_seed(3)
     x = values((3, 130, 10, 10), 2, False, gen)
     w = values((300, 130, 1, 1), 2, True, gen)
@@ -114,5 +158,22 @@ def test_emulated_multi_block_shape(emulator):
         got = emulate(emulator, x, w, False, 2, 2, (1, 1), (0, 0), (1, 1), 1, config)
         assert torch.equal(got.to(torch.int64), ref.bitserial_conv2d_ref(x, w, 2, 2))
     xb, wb = values((2, 300, 6, 6), None, False, gen), values((260, 300, 3, 3), None, True, gen)
-    got = emulate(emulator, xb, wb, True, 1, 1, (1, 1), (1, 1), (1, 1), 1, CONFIGS[1])
-    assert torch.equal(got.to(torch.int64), ref.binary_conv2d_ref(xb, wb, 1, 1))
+    want = ref.binary_conv2d_ref(xb, wb, 1, 1)
+    scale = (torch.rand(260, generator=gen) * 2 - 1) * 0.37
+    bias = torch.randn(260, generator=gen) * 3
+    for config in CONFIGS:
+        for mode in (0, 1, 2):
+            s, b = (scale, bias) if mode else (None, None)
+            got = emulate(emulator, xb, wb, True, 1, 1, (1, 1), (1, 1), (1, 1), 1, config, mode, s, b)
+            assert same(got, expected(want, mode, s, b), mode), (config, mode)
+
+
+def test_emulated_gpu_failure_shape(emulator):
+    """The shape of the first GPU run's first failure (c=1000, o=700 1x1, wrong from channel 32 /
+    64 on: the B tile loader filled only a quarter of the tile), on fewer rows."""
+    gen = torch.Generator().manual_seed(7)
+    xb, wb = values((40, 1000, 1, 1), None, False, gen), values((700, 1000, 1, 1), None, True, gen)
+    want = ref.binary_conv2d_ref(xb, wb)
+    for config in CONFIGS:
+        got = emulate(emulator, xb, wb, True, 1, 1, (1, 1), (0, 0), (1, 1), 1, config)
+        assert torch.equal(got.to(torch.int64), want), config
