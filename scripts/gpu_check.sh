@@ -47,8 +47,8 @@ grep -E "^FAIL|conv cases|sticky|stopping" "$OUT/check.log" | head -25
 
 banner() {
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-  echo "!!! CORRECTNESS FAILED (check rc $check_rc): the kernels are NOT bit-exact; the timings"
-  echo "!!! below are of wrong kernels. See $OUT/check.log and $OUT/check_summary.txt."
+  echo "!!! CORRECTNESS FAILED (check rc $check_rc): the kernels are NOT bit-exact (or the check"
+  echo "!!! crashed); benchmark timings are of wrong kernels. See $OUT/check.log, check_summary.txt."
   echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
 }
 [ $check_rc -ne 0 ] && banner
@@ -59,6 +59,12 @@ bench_rc=$?
 grep -E "FAILED|graph capture failed" "$OUT/bench.log" | head -10
 [ $bench_rc -ne 0 ] && { echo "bench rc $bench_rc:"; tail -15 "$OUT/bench.log"; }
 
+echo
+grep -h "^CHECKS" "$OUT/check.log" || echo "CHECKS: no summary (rc $check_rc)"
+cat "$OUT/bench_table.md" 2>/dev/null || echo "no benchmark table (rc $bench_rc)"
+grep -q "| NO |" "$OUT/bench_table.md" 2>/dev/null && echo "!!! some benchmark outputs were NOT exact (| NO |)"
+[ $check_rc -ne 0 ] && banner
+
 # Last: a crash here (the first run's check process died with SIGSEGV after its conv cases, most
 # likely in these bad-input calls) cannot cost the check or benchmark results.
 echo "== bad inputs"
@@ -67,12 +73,7 @@ errors_rc=$?
 grep -E "^FAIL|^BAD-INPUT" "$OUT/errors.log" | head -10
 [ $errors_rc -ne 0 ] && [ $errors_rc -ne 1 ] && { echo "bad-input checks crashed (rc $errors_rc):"; tail -30 "$OUT/errors.log"; }
 
-
-echo
-grep -h "^CHECKS" "$OUT/check.log" || echo "CHECKS: no summary (rc $check_rc)"
-grep -h "^BAD-INPUT" "$OUT/errors.log" || echo "BAD-INPUT CHECKS: no summary (rc $errors_rc)"
-cat "$OUT/bench_table.md" 2>/dev/null || echo "no benchmark table (rc $bench_rc)"
-grep -q "| NO |" "$OUT/bench_table.md" 2>/dev/null && echo "!!! some benchmark outputs were NOT exact (| NO |)"
-[ $check_rc -ne 0 ] && banner
+grep -q "^BAD-INPUT" "$OUT/errors.log" || echo "BAD-INPUT CHECKS: no summary (rc $errors_rc)"
+[ $check_rc -ne 0 ] && echo "!!! CORRECTNESS FAILED (see the banner above the table)"
 echo "total $(( $(date +%s) - start )) s; logs in $OUT"
 [ $check_rc -eq 0 ] && [ $errors_rc -eq 0 ] && [ $bench_rc -eq 0 ]
