@@ -168,8 +168,11 @@ def cmd_search(args) -> int:
     if args.mode == "layerwise":
         runner.run_layerwise(recipe, out, args.scheme, args.tolerance, args.start, args.min_bits)
     else:
-        runner.run_energy(recipe, out, args.scheme, args.arch, args.target, args.tolerance,
-                          args.uniform_bits, args.finetune, args.plot, arch_config=args.config)
+        rep = recipe["report"]  # the recipe's accelerator unless the command names one
+        arch = args.arch or rep["arch"]
+        config = args.config or (rep["config"] if arch == rep["arch"] else None)
+        runner.run_energy(recipe, out, args.scheme, arch, args.target, args.tolerance,
+                          args.uniform_bits, args.finetune, args.plot, arch_config=config)
     return 0
 
 
@@ -249,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="accuracy loss accepted, in points (default 1.0)")
     se.add_argument("--start", type=int, default=16, help="layerwise: starting bits (default 16)")
     se.add_argument("--min-bits", type=int, default=2, help="layerwise: lowest bits (default 2)")
-    se.add_argument("--arch", default="loom", help="energy: accelerator model (default loom)")
-    se.add_argument("--config", default=None, help="energy: TOML file of the arch's options")
+    se.add_argument("--arch", default=None, help="energy: accelerator model (default: the "
+                                                 "recipe's report.arch)")
+    se.add_argument("--config", default=None, help="energy: TOML file of the arch's options "
+                                                   "(default: the recipe's report.config)")
     se.add_argument("--target", type=float, default=None, help="energy: accuracy target in %% "
                     "(default: the trained model's accuracy minus --tolerance)")
     se.add_argument("--uniform-bits", type=_bits_list, default=[2, 3, 4, 6, 8, 16],

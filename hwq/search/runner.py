@@ -31,6 +31,8 @@ def trained(recipe: dict, out: str, scheme: str):
         raise ValueError(f"--scheme {scheme!r} is not accepted: expected one of "
                          f"{list(recipe['schemes'])}")
     d = recipe["data"]
+    if recipe["train"]["threads"]:  # the command's process only: it ends after the search
+        torch.set_num_threads(recipe["train"]["threads"])
     data = data_mod.datasets(d["name"], d["dir"], d["download"], augment=False)
     path = os.path.join(out, scheme, "last.pt")
     if not os.path.exists(path):

@@ -5,7 +5,8 @@ A recipe has six sections and a table of quantization schemes::
     name = "digits"
     [data]      name, dir, download, batch_size, test_batch_size, workers, augment
     [model]     name, act
-    [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn
+    [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn,
+                threads (CPU threads of torch; 0 = torch's default)
     [optim]     name (sgd, adam, adamw), lr, momentum, weight_decay, nesterov
     [schedule]  name (cosine, step, constant), warmup_epochs, step_size, gamma, min_lr
     [report]    arch, baseline, config (the arch's options, as for hwq.map), stats_batches
@@ -39,7 +40,8 @@ SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
               "channels": ((list,), None)},
     "train": {"epochs": ((int,), 10), "seed": ((int,), 0), "deterministic": ((bool,), True),
               "device": ((str,), "auto"), "progress": ((bool,), True),
-              "label_smoothing": ((float, int), 0.0), "sync_bn": ((bool,), False)},
+              "label_smoothing": ((float, int), 0.0), "sync_bn": ((bool,), False),
+              "threads": ((int,), 0)},
     "optim": {"name": ((str,), "sgd"), "lr": ((float, int), 0.1), "momentum": ((float, int), 0.9),
               "weight_decay": ((float, int), 0.0), "nesterov": ((bool,), False)},
     "schedule": {"name": ((str,), "cosine"), "warmup_epochs": ((int,), 0),

@@ -45,17 +45,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 class _KeepDeterminism:
-    """Restores torch's deterministic-algorithm and cudnn.benchmark settings on exit."""
+    """Restores torch's deterministic-algorithm, cudnn.benchmark and CPU thread settings on exit."""
 
     def __enter__(self):
         self.saved = (torch.are_deterministic_algorithms_enabled(),
                       torch.is_deterministic_algorithms_warn_only_enabled(),
-                      torch.backends.cudnn.benchmark)
+                      torch.backends.cudnn.benchmark, torch.get_num_threads())
 
     def __exit__(self, *exc):
-        on, warn_only, bench = self.saved
+        on, warn_only, bench, threads = self.saved
         torch.use_deterministic_algorithms(on, warn_only=warn_only)
         torch.backends.cudnn.benchmark = bench
+        torch.set_num_threads(threads)
 
 
 def is_float(scheme: dict) -> bool:
@@ -149,6 +150,8 @@ def _run(recipe, out, schemes, resume, log):
         if arch not in hw.ARCHS:
             raise ValueError(f"report arch {arch!r} is not accepted: expected one of "
                              f"{list(hw.ARCHS)}")
+    if tr["threads"]:
+        torch.set_num_threads(tr["threads"])
     device = distributed.setup(tr["device"])
     rank = distributed.rank_world()[0]
     data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"])
