@@ -140,10 +140,13 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def cmd_train(args) -> int:
-    from hwq.train import run
+    from hwq.train import distributed, run
     recipe = _recipe(args)
     out = args.out or f"runs/{recipe['name']}"
-    run(recipe, out, schemes=_names(args.schemes), resume=args.resume)
+    try:
+        run(recipe, out, schemes=_names(args.schemes), resume=args.resume)
+    finally:
+        distributed.teardown()  # torchrun: leave the process group cleanly
     return 0
 
 

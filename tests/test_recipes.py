@@ -156,3 +156,23 @@ def test_digits_split_is_fixed_and_disjoint():
     # the data set has a handful of duplicate images; the split itself takes no index twice
     assert sum(t in train for t in test) < 10
     assert abs(float(a.train.tensors[0].mean())) < 1e-5
+
+
+@pytest.mark.parametrize("name,shape,params", [
+    ("digits_cnn", (1, 8, 8), 15_418), ("lenet5", (1, 28, 28), 61_932),
+    ("cnv", (3, 32, 32), 1_546_698), ("resnet20", (3, 32, 32), 269_722)])
+def test_models_forward_and_size(name, shape, params):
+    # parameter counts worked by hand from the layer lists in each model's docstring
+    # (digits_cnn: 144 + 4608 + 9216 conv weights + 1290 fc + BatchNorm 2 x 80; resnet20:
+    # 432 + 13824 + 50688 + 202752 conv weights + 650 fc + BatchNorm 2 x 688, no shortcut weights)
+    model = hwq.models.build(name, num_classes=10, in_channels=shape[0]).eval()
+    assert model(torch.randn(2, *shape)).shape == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == params
+    with pytest.raises(ValueError, match="act='gelu' is not accepted"):
+        hwq.models.build(name, in_channels=shape[0], act="gelu")
+
+
+def test_torchvision_model_act_swap():
+    m = hwq.models.build("mobilenet_v2", num_classes=10, act="hardtanh")
+    kinds = {type(x) for x in m.modules()}
+    assert torch.nn.Hardtanh in kinds and torch.nn.ReLU6 not in kinds

@@ -67,7 +67,12 @@ def is_float(scheme: dict) -> bool:
 def build_model(recipe: dict, name: str, data: data_mod.Data) -> nn.Module:
     """The model of scheme ``name``, quantized as the scheme says (weights freshly initialised)."""
     m, s = recipe["model"], recipe["schemes"][name]
-    options = {"channels": tuple(m["channels"])} if m["channels"] is not None else {}
+    options = {}
+    if m["channels"] is not None:
+        if m["name"] != "digits_cnn":
+            raise ValueError(f"model.channels = {m['channels']!r} is not accepted for model "
+                             f"{m['name']!r}: only digits_cnn takes channels")
+        options["channels"] = tuple(m["channels"])
     model = models.build(m["name"], num_classes=data.num_classes,
                          in_channels=data.input_shape[0], act=scheme_settings(recipe, name)["act"],
                          **options)
