@@ -74,4 +74,20 @@ def test_profiles_carry_the_recipe_bits(trained):
         assert report["arch"] == "loom"
     saved = json.load(open(os.path.join(out, "results.json")))
     assert saved.keys() == results.keys()
-    assert os.listdir(os.path.join(out, "float", "tb"))  # TensorBoard event file
+
+
+def test_tensorboard_logs(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    recipe, out, results = trained
+    ea = EventAccumulator(os.path.join(out, "w2a2", "tb"), size_guidance={"histograms": 0})
+    ea.Reload()
+    tags = ea.Tags()
+    assert {"train/loss", "train/lr", "test/acc", "bits/conv2/weights", "bits/fc/acts"} <= set(
+        tags["scalars"])
+    assert {"weights/conv1", "weights/fc"} <= set(tags["histograms"])
+    assert {e.value for e in ea.Scalars("bits/conv2/weights")} == {2.0}
+    assert {e.value for e in ea.Scalars("bits/fc/acts")} == {8.0}
+    epochs = recipe["schemes"]["w2a2"]["epochs"]
+    assert [e.value for e in ea.Scalars("test/acc")][-1] == pytest.approx(
+        results["w2a2"]["test_acc"])
+    assert len(ea.Scalars("test/acc")) == epochs
