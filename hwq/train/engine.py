@@ -33,6 +33,14 @@ FORMAT = "hwq.checkpoint"
 VERSION = 1
 
 
+def _with_defaults(section: str, cfg: dict) -> dict:
+    """``cfg`` checked as the recipe's [section] table, with that table's defaults filled in."""
+    from .recipe import SECTIONS, _check_section_values, _check_table
+    _check_table(section, cfg, SECTIONS[section])
+    _check_section_values(section, section, cfg)
+    return {**{k: d for k, (_, d) in SECTIONS[section].items()}, **cfg}
+
+
 def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     """cfg: the [optim] table (name sgd / adam / adamw, lr, momentum, weight_decay, nesterov)."""
     name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg["weight_decay"])
@@ -149,10 +157,12 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     (epoch, lr, train_loss, train_acc, test_loss, test_acc; accuracies in %).
 
     batch_size is the global batch: with P processes (torchrun) each takes batch_size / P.
-    optim / schedule: the recipe's [optim] / [schedule] tables. checkpoint_path: written after
+    optim / schedule: the recipe's [optim] / [schedule] tables (missing keys take the recipe
+    defaults, e.g. optim={"name": "adam", "lr": 1e-3}). checkpoint_path: written after
     every epoch; with resume=True it is read first (when it exists) and training continues after
     its last finished epoch. Raises ValueError on bad arguments.
     """
+    optim, schedule = _with_defaults("optim", optim), _with_defaults("schedule", schedule)
     rank, world = distributed.rank_world()
     device = torch.device(device)
     if batch_size % world:
