@@ -99,14 +99,21 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     args = p.parse_args()
 
+    # Denormal floats make x86 arithmetic 10-100x slower; they appear once a model has nearly
+    # fitted its data (tiny gradients) and would make the timings depend on training progress.
+    torch.set_flush_denormal(True)
     models = build_all()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, 32, 32, generator=g)
-    y = torch.randint(0, 10, (args.batch,), generator=g)
+    # A pool of random batches with random labels: no model can fit them during the benchmark.
+    pool = [(torch.randn(args.batch, 3, 32, 32, generator=g),
+             torch.randint(0, 10, (args.batch,), generator=g)) for _ in range(8)]
     opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+    counter = {k: 0 for k in models}
 
     def step(name):
         m, opt = models[name], opts[name]
+        x, y = pool[counter[name] % len(pool)]
+        counter[name] += 1
         loss = nn.functional.cross_entropy(m(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
