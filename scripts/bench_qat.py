@@ -11,6 +11,7 @@ and the median step time is reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import platform
 import statistics
@@ -21,6 +22,7 @@ from torch import nn
 
 import hwq
 from hwq.models import resnet20
+from hwq.quant import fused
 
 FIRST_LAST_8BIT = {"conv1": dict(weights="fixed:8", acts=None),
                    "fc": dict(weights="fixed:8", acts="fixed:8")}
@@ -77,12 +79,18 @@ def swap_brevitas(model: nn.Module, make_conv, make_first, make_linear) -> nn.Mo
     return model
 
 
-def build_all():
+TORCH_PATH = " [torch ops, no fused kernels]"
+
+
+def build_all(torch_path: bool):
     torch.manual_seed(0)
     models = {"float": resnet20()}
     for label, (act, cfg) in HWQ_CONFIGS.items():
         torch.manual_seed(0)
         models[label] = hwq.quantize(resnet20(act=act), **copy.deepcopy(cfg))
+        if torch_path and fused.AVAILABLE:
+            torch.manual_seed(0)
+            models[label + TORCH_PATH] = hwq.quantize(resnet20(act=act), **copy.deepcopy(cfg))
     found = brevitas_configs()
     if found:
         configs, make_linear = found
@@ -97,12 +105,14 @@ def main():
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=5, help="steps timed per round and model")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--torch-path", action="store_true",
+                   help="also time hwq with its fused C++ kernels switched off")
     args = p.parse_args()
 
     # Denormal floats make x86 arithmetic 10-100x slower; they appear once a model has nearly
     # fitted its data (tiny gradients) and would make the timings depend on training progress.
     torch.set_flush_denormal(True)
-    models = build_all()
+    models = build_all(args.torch_path)
     g = torch.Generator().manual_seed(0)
     # A pool of random batches with random labels: no model can fit them during the benchmark.
     pool = [(torch.randn(args.batch, 3, 32, 32, generator=g),
@@ -114,9 +124,10 @@ def main():
         m, opt = models[name], opts[name]
         x, y = pool[counter[name] % len(pool)]
         counter[name] += 1
-        loss = nn.functional.cross_entropy(m(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with fused.disabled() if name.endswith(TORCH_PATH) else contextlib.nullcontext():
+            loss = nn.functional.cross_entropy(m(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         opt.step()
 
     for name in models:  # warm-up: allocator, oneDNN primitives, lazy quantizer initialisation
@@ -133,10 +144,11 @@ def main():
     base = statistics.median(times["float"])
     print(f"ResNet-20 CIFAR training step, batch {args.batch}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print(f"{'configuration':34s} {'ms/step':>9s} {'vs float':>9s}")
+    width = max(len(n) for n in times) + 2
+    print(f"{'configuration':{width}s} {'ms/step':>9s} {'vs float':>9s}")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:34s} {med * 1e3:9.1f} {med / base:8.2f}x")
+        print(f"{name:{width}s} {med * 1e3:9.1f} {med / base:8.2f}x")
     if not brevitas_configs():
         print("(Brevitas not installed: `pip install brevitas` to time it here too)")
 
