@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from typing import Any
 
 import torch
+
+from .._io import atomic_write
 
 
 def rng_state() -> dict[str, Any]:
@@ -34,20 +35,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """torch.save ``state`` to ``path`` atomically (temporary file, fsync, os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
