@@ -1,5 +1,6 @@
-"""hwq.summary: one row per compute layer with its quantizers, bit widths, parameters, MACs, bit
-operations and weight memory in bits, with totals (Larq's model summary, with bits).
+"""hwq.summary: one row per compute layer with its quantizers, how it runs (float, fake-quant, or
+the packed kernel hwq.deploy chose), bit widths, parameters, MACs, bit operations and weight memory
+in bits, with totals (Larq's model summary, with bits).
 
 MACs need layer output shapes: give ``example_input`` (or ``input_size``) and the model is run
 once, in eval mode under no_grad, with the quantizers' state (ranges, learned steps) saved before and
@@ -36,6 +37,7 @@ class LayerRow:
     params: int
     macs: int | None  # per sample
     weight_bits: int
+    impl: str = ""  # how it runs: "float", "fake-quant", or a deployed kernel ("binary", ...)
 
     @property
     def bops(self) -> int | None:
@@ -79,15 +81,15 @@ class Summary:
         def num(v):
             return "-" if v is None else f"{v:,}"
 
-        head = ["layer", "type", "weights", "acts", "w_bits", "a_bits", "params", "MACs", "BOPs",
-                "weight bits"]
-        body = [[r.name, r.type, r.w_quant, r.a_quant, num(r.w_bits), num(r.a_bits), num(r.params),
-                 num(r.macs), num(r.bops), num(r.weight_bits)] for r in self.rows]
-        total = ["total", "", "", "", "", "", num(self.params),
+        head = ["layer", "type", "weights", "acts", "runs as", "w_bits", "a_bits", "params", "MACs",
+                "BOPs", "weight bits"]
+        body = [[r.name, r.type, r.w_quant, r.a_quant, r.impl, num(r.w_bits), num(r.a_bits),
+                 num(r.params), num(r.macs), num(r.bops), num(r.weight_bits)] for r in self.rows]
+        total = ["total", "", "", "", "", "", "", num(self.params),
                  num(self.macs) if self.macs_known else num(self.macs) + "+",
                  num(self.bops), num(self.weight_bits)]
         widths = [max(len(row[i]) for row in [head, total] + body) for i in range(len(head))]
-        left = 4  # text columns are left-aligned, numbers right-aligned
+        left = 5  # text columns are left-aligned, numbers right-aligned
 
         def line(row):
             return "  ".join(c.ljust(w) if i < left else c.rjust(w)
@@ -102,7 +104,15 @@ class Summary:
         return "\n".join(out)
 
 
+def _is_deployed(m: nn.Module) -> bool:
+    """A layer of hwq.deploy (PackedConv2d / PackedLinear): packed weights and a kernel name."""
+    return isinstance(getattr(m, "impl", None), str) and hasattr(m, "w_packed")
+
+
 def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, batch: int) -> int | None:
+    if _is_deployed(module):  # runs as a (grouped) convolution; a linear layer as 1x1
+        return (out.numel() // batch * module.in_channels // module.groups
+                * math.prod(module.kernel_size))
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return inp.numel() // batch * module.out_channels // module.groups * math.prod(module.kernel_size)
     if isinstance(module, nn.modules.conv._ConvNd):
@@ -153,20 +163,26 @@ def summary(model: nn.Module, example_input: torch.Tensor | None = None,
         example_input = torch.randn(tuple(input_size), generator=g).to(
             device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else None)
     rows_m = {n: m for n, m in model.named_modules()
-              if isinstance(m, (QuantLayer, QuantAct) + COMPUTE_TYPES)}
+              if isinstance(m, (QuantLayer, QuantAct) + COMPUTE_TYPES) or _is_deployed(m)}
     macs = _run_shapes(model, rows_m, example_input) if example_input is not None else {}
 
     rows = []
     for name, m in rows_m.items():
         params = sum(p.numel() for p in m.parameters(recurse=False))
-        if isinstance(m, QuantLayer):
-            wq, aq, wb, ab = m.w_quant, m.a_quant, m.w_bits, m.a_bits
-        elif isinstance(m, QuantAct):
-            wq, aq, wb, ab = "-", m.a_quant, None, m.a_bits
-        else:
-            wq, aq, wb, ab = "float", "float", FLOAT_BITS, FLOAT_BITS
         bias = getattr(m, "bias", None)
         nbias = bias.numel() if isinstance(bias, torch.Tensor) else 0
+        if _is_deployed(m):  # weights live in packed buffers, not parameters
+            nbias = m.out_channels
+            params = (m.out_channels * m.in_channels // m.groups * math.prod(m.kernel_size)
+                      + nbias)
+            wq, aq, wb, ab = f"{m.w_bits}-bit codes", m.act_quant.name, m.w_bits, m.a_bits
+            impl = m.impl
+        elif isinstance(m, QuantLayer):
+            wq, aq, wb, ab, impl = m.w_quant, m.a_quant, m.w_bits, m.a_bits, "fake-quant"
+        elif isinstance(m, QuantAct):
+            wq, aq, wb, ab, impl = "-", m.a_quant, None, m.a_bits, "fake-quant"
+        else:
+            wq, aq, wb, ab, impl = "float", "float", FLOAT_BITS, FLOAT_BITS, "float"
         wbits = (params - nbias) * (wb or FLOAT_BITS) + nbias * FLOAT_BITS
         if name in macs:
             mac = macs[name]
@@ -174,7 +190,7 @@ def summary(model: nn.Module, example_input: torch.Tensor | None = None,
             mac = m.in_features * m.out_features
         else:
             mac = None
-        rows.append(LayerRow(name, type(m).__name__, wq, aq, wb, ab, params, mac, wbits))
+        rows.append(LayerRow(name, type(m).__name__, wq, aq, wb, ab, params, mac, wbits, impl))
     known = all(r.macs is not None for r in rows if not isinstance(rows_m[r.name], QuantAct))
     result = Summary(rows, macs_known=known)
     if print_fn is not None:

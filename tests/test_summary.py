@@ -58,3 +58,20 @@ def test_resnet18_macs_match_the_known_figure():
 def test_bad_input_size(bad):
     with pytest.raises(ValueError, match="input_size=.* is not accepted"):
         hwq.summary(nn.Sequential(nn.Linear(2, 2)), input_size=bad, print_fn=None)
+
+
+def test_summary_shows_how_each_layer_runs_after_deploy():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.Hardtanh(),
+                      nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
+                      nn.Flatten(), nn.Linear(32 * 64, 10))
+    hwq.quantize(m, weights="binary", acts="binary",
+                 layers={"0": dict(weights="fixed:8", acts=None), "6": dict(weights=None, acts=None)})
+    m(torch.randn(4, 3, 8, 8))
+    m.eval()
+    before = hwq.summary(m, input_size=(2, 3, 8, 8), print_fn=None)
+    after = hwq.summary(hwq.deploy(m), input_size=(2, 3, 8, 8), print_fn=None)
+    assert [r.impl for r in before.rows] == ["fake-quant", "fake-quant", "fake-quant"]
+    got = {r.name: (r.type, r.impl, r.w_bits, r.a_bits, r.macs) for r in after.rows}
+    assert got["3"] == ("PackedConv2d", "binary", 1, 1, 32 * 64 * 16 * 9)
+    assert [r.macs for r in after.rows] == [r.macs for r in before.rows]
