@@ -4,6 +4,11 @@ import torch
 from hypothesis import HealthCheck, settings
 
 # No deadlines: the CI machine has 2 cores shared with other work; examples are cheap but timing varies.
-settings.register_profile("hwq", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The default profile is derandomized, so CI runs the same examples every time (a failure there is
+# reproducible); HYPOTHESIS_PROFILE=explore draws fresh examples on every run, for development.
+settings.register_profile("hwq", deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, max_examples=500,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hwq"))
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -76,7 +76,8 @@ def test_pact_on_grid(shape, seed, ls, bits, alpha):
     x = rand(shape, seed, ls)
     q = quant.get(f"pact:{bits}", role="act", alpha_init=alpha).double()
     y, codes, step = check_codes(q, x, 0, 2 ** bits - 1)
-    assert torch.all(y >= 0) and torch.all(y <= q.alpha)
+    # the top level is n * (alpha / n): alpha up to a rounding of the float product
+    assert torch.all(y >= 0) and torch.all(y <= q.alpha * (1 + 4 * torch.finfo(y.dtype).eps))
 
 
 @given(shape=shapes, seed=seeds, ls=log_scales, scale=st.sampled_from(["none", "channel", "tensor"]))
