@@ -31,22 +31,15 @@
 #include <vector>
 
 #include "isa.h"
+#include "packed_conv_args.h"
 
 namespace hwq {
 namespace {
 
-constexpr int64_t kWord = 64;      // bits per packed word
-constexpr int64_t kPanel = 8;      // output channels per weight panel
-constexpr int64_t kPanelPad = 4;   // panels per group are padded to a multiple of this
+// Layout constants, words(), padded_panels() and the shared argument checks.
+using namespace hwq_packed;
+
 constexpr int64_t kRowBlock = 48;  // output pixels per im2col block (a multiple of every mr)
-constexpr int64_t kMaxTaps = 64;   // KH * KW limit: the per-pixel tap-validity mask is 64 bits
-
-int64_t words(int64_t bits) { return (bits + kWord - 1) / kWord; }
-
-int64_t padded_panels(int64_t out_channels) {
-  const int64_t p = (out_channels + kPanel - 1) / kPanel;
-  return (p + kPanelPad - 1) / kPanelPad * kPanelPad;
-}
 
 // ---- run-time ISA choice -------------------------------------------------------------------
 
@@ -138,19 +131,6 @@ void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
               ": packed bits are expected as torch.int64 (from hwq pack ops)");
   TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(),
               "): packed ", param, " has ", dim, " dims");
-}
-
-void check_bits(int64_t bits, bool binary, const char* param) {
-  if (binary) {
-    TORCH_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
-  } else {
-    TORCH_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
-  }
-}
-
-void check_groups(int64_t channels, int64_t groups, const char* what) {
-  TORCH_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
-  TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
 }
 
 // ---- packing -------------------------------------------------------------------------------
@@ -283,8 +263,6 @@ at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t
 
 // ---- convolution ---------------------------------------------------------------------------
 
-enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2 };
-
 at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
                          int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
                          int64_t w_bits, bool binary, at::IntArrayRef stride,
@@ -293,72 +271,17 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                          const std::optional<at::Tensor>& bias, int64_t out_mode) {
   check_packed(x_in, "x", 6);
   check_packed(w_in, "w", 5);
-  check_bits(a_bits, binary, "a_bits");
-  check_bits(w_bits, binary, "w_bits");
-  check_groups(in_channels, groups, "in_channels");
-  check_groups(out_channels, groups, "out_channels");
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2,
-              "kernel_size, stride, padding and dilation must each have 2 values");
-  const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && kh * kw <= kMaxTaps, "kernel_size=", kernel_size,
-              " is not accepted: expected sizes >= 1 with KH * KW <= ", kMaxTaps);
-  for (int d = 0; d < 2; ++d) {
-    TORCH_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
-    TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
-    TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
-  }
-  TORCH_CHECK(out_mode >= 0 && out_mode <= 2, "out_mode=", out_mode,
-              " is not accepted: expected 0 (int32 sums), 1 (float) or 2 (packed signs)");
-
-  const int64_t g_ = groups, cg = in_channels / g_, og = out_channels / g_, cwg = words(cg);
-  const int64_t pa = binary ? 1 : a_bits, pw = binary ? 1 : w_bits;
-  const int64_t n = x_in.size(0), h = x_in.size(1), w = x_in.size(2);
-  TORCH_CHECK(x_in.size(3) == g_ && x_in.size(4) == pa && x_in.size(5) == cwg, "x has shape ",
-              x_in.sizes(), ": expected (N, H, W, ", g_, ", ", pa, ", ", cwg, ") for in_channels=",
-              in_channels, ", groups=", g_, ", ", binary ? "binary" : "a_bits=", binary ? 0 : a_bits,
-              " (channel count mismatch between input and weight?)");
-  const int64_t taps = kh * kw, k = taps * cwg, np = padded_panels(og);
-  TORCH_CHECK(w_in.size(0) == g_ && w_in.size(1) == pw && w_in.size(2) == np && w_in.size(3) == k &&
-                  w_in.size(4) == kPanel,
-              "w has shape ", w_in.sizes(), ": expected (", g_, ", ", pw, ", ", np, ", ", k, ", ",
-              kPanel, ") for out_channels=", out_channels, ", in_channels=", in_channels,
-              ", kernel_size=", kernel_size, ", groups=", g_);
-  const int64_t oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(h + 2 * padding[0] >= dilation[0] * (kh - 1) + 1 &&
-                  w + 2 * padding[1] >= dilation[1] * (kw - 1) + 1,
-              "input size (", h, ", ", w, ") with padding ", padding, " is smaller than the dilated ",
-              "kernel (", dilation[0] * (kh - 1) + 1, ", ", dilation[1] * (kw - 1) + 1, ")");
-  {
-    // Largest |sum|: K * max|x| * max|w| (unsigned a-bit x <= 2^a - 1, signed w-bit |w| <= 2^(w-1)).
-    // The epilogues work in int32 (vectorized conversion to float), so every mode needs it.
-    const double bound = static_cast<double>(cg * taps) *
-                         (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
-                                             double(int64_t{1} << (w_bits - 1)));
-    TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", cg * taps, " at a_bits=",
-                a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ", bound,
-                "): split the input channels into several calls (or groups)");
-  }
-  const float* sc = nullptr;
-  const float* bi = nullptr;
-  at::Tensor scale_c, bias_c;
-  if (scale.has_value()) {
-    check_cpu(*scale, "scale");
-    TORCH_CHECK(scale->scalar_type() == at::kFloat && scale->numel() == out_channels, "scale has dtype ",
-                scale->scalar_type(), " and ", scale->numel(), " values: expected float32 with ",
-                out_channels, " (one per output channel)");
-    scale_c = scale->contiguous();
-    sc = scale_c.const_data_ptr<float>();
-  }
-  if (bias.has_value()) {
-    check_cpu(*bias, "bias");
-    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == out_channels, "bias has dtype ",
-                bias->scalar_type(), " and ", bias->numel(), " values: expected float32 with ",
-                out_channels, " (one per output channel)");
-    bias_c = bias->contiguous();
-    bi = bias_c.const_data_ptr<float>();
-  }
+  const ConvShape cs = check_conv_args(x_in, w_in, in_channels, out_channels, kernel_size, a_bits,
+                                       w_bits, binary, stride, padding, dilation, groups, out_mode);
+  const int64_t g_ = cs.groups, cg = cs.cg, og = cs.og, cwg = cs.cwg, pa = cs.pa, pw = cs.pw;
+  const int64_t n = cs.n, h = cs.h, w = cs.w, kh = cs.kh, kw = cs.kw;
+  const int64_t taps = cs.taps, k = cs.k, np = cs.np, oh = cs.oh, ow = cs.ow;
+  if (scale.has_value()) check_cpu(*scale, "scale");
+  if (bias.has_value()) check_cpu(*bias, "bias");
+  const at::Tensor scale_c = check_channel_vector(scale, "scale", out_channels);
+  const at::Tensor bias_c = check_channel_vector(bias, "bias", out_channels);
+  const float* sc = scale_c.defined() ? scale_c.const_data_ptr<float>() : nullptr;
+  const float* bi = bias_c.defined() ? bias_c.const_data_ptr<float>() : nullptr;
   TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
               "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
   std::vector<float> ones, zeros;  // the epilogue always multiplies and adds

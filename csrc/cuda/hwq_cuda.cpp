@@ -20,17 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "../packed_conv_args.h"
 #include "hwq_cuda.h"
 
 namespace {
 
-constexpr int64_t kPanel = 8, kPanelPad = 4, kMaxTaps = 64;
-
-int64_t words(int64_t bits) { return (bits + 63) / 64; }
-int64_t padded_panels(int64_t out_channels) {
-  const int64_t p = (out_channels + kPanel - 1) / kPanel;
-  return (p + kPanelPad - 1) / kPanelPad * kPanelPad;
-}
+// Layout constants, words(), padded_panels() and the argument checks shared with the CPU op.
+using namespace hwq_packed;
 
 std::atomic<int> g_config{-1};
 
@@ -67,19 +63,6 @@ void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
               ": packed bits are expected as torch.int64 (from hwq pack ops)");
   TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(), "): packed ",
               param, " has ", dim, " dims");
-}
-
-void check_bits(int64_t bits, bool binary, const char* param) {
-  if (binary) {
-    TORCH_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
-  } else {
-    TORCH_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
-  }
-}
-
-void check_groups(int64_t channels, int64_t groups, const char* what) {
-  TORCH_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
-  TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
 }
 
 int dtype_code(at::ScalarType t, const char* param) {
@@ -142,7 +125,6 @@ at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t
   return out;
 }
 
-enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2 };
 
 at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
                          int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
@@ -153,52 +135,11 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   check_packed(x_in, "x", 6);
   check_packed(w_in, "w", 5);
   check_same_device(w_in, x_in, "w");
-  check_bits(a_bits, binary, "a_bits");
-  check_bits(w_bits, binary, "w_bits");
-  check_groups(in_channels, groups, "in_channels");
-  check_groups(out_channels, groups, "out_channels");
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
-                  dilation.size() == 2,
-              "kernel_size, stride, padding and dilation must each have 2 values");
-  const int64_t kh = kernel_size[0], kw = kernel_size[1];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && kh * kw <= kMaxTaps, "kernel_size=", kernel_size,
-              " is not accepted: expected sizes >= 1 with KH * KW <= ", kMaxTaps);
-  for (int d = 0; d < 2; ++d) {
-    TORCH_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
-    TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
-    TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
-  }
-  TORCH_CHECK(out_mode >= 0 && out_mode <= 2, "out_mode=", out_mode,
-              " is not accepted: expected 0 (int32 sums), 1 (float) or 2 (packed signs)");
-
-  const int64_t g_ = groups, cg = in_channels / g_, og = out_channels / g_, cwg = words(cg);
-  const int64_t pa = binary ? 1 : a_bits, pw = binary ? 1 : w_bits;
-  const int64_t n = x_in.size(0), h = x_in.size(1), w = x_in.size(2);
-  TORCH_CHECK(x_in.size(3) == g_ && x_in.size(4) == pa && x_in.size(5) == cwg, "x has shape ",
-              x_in.sizes(), ": expected (N, H, W, ", g_, ", ", pa, ", ", cwg, ") for in_channels=",
-              in_channels, ", groups=", g_, ", ", binary ? "binary" : "a_bits=", binary ? 0 : a_bits,
-              " (channel count mismatch between input and weight?)");
-  const int64_t taps = kh * kw, k = taps * cwg, np = padded_panels(og);
-  TORCH_CHECK(w_in.size(0) == g_ && w_in.size(1) == pw && w_in.size(2) == np && w_in.size(3) == k &&
-                  w_in.size(4) == kPanel,
-              "w has shape ", w_in.sizes(), ": expected (", g_, ", ", pw, ", ", np, ", ", k, ", ",
-              kPanel, ") for out_channels=", out_channels, ", in_channels=", in_channels,
-              ", kernel_size=", kernel_size, ", groups=", g_);
-  TORCH_CHECK(h + 2 * padding[0] >= dilation[0] * (kh - 1) + 1 &&
-                  w + 2 * padding[1] >= dilation[1] * (kw - 1) + 1,
-              "input size (", h, ", ", w, ") with padding ", padding, " is smaller than the dilated ",
-              "kernel (", dilation[0] * (kh - 1) + 1, ", ", dilation[1] * (kw - 1) + 1, ")");
-  const int64_t oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  {
-    // Largest |sum|: K * max|x| * max|w|; the kernels accumulate in int32 (as the CPU ones).
-    const double bound = static_cast<double>(cg * taps) *
-                         (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
-                                             double(int64_t{1} << (w_bits - 1)));
-    TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", cg * taps, " at a_bits=",
-                a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ", bound,
-                "): split the input channels into several calls (or groups)");
-  }
+  const ConvShape cs = check_conv_args(x_in, w_in, in_channels, out_channels, kernel_size, a_bits,
+                                       w_bits, binary, stride, padding, dilation, groups, out_mode);
+  const int64_t g_ = cs.groups, og = cs.og, pa = cs.pa, pw = cs.pw;
+  const int64_t n = cs.n, h = cs.h, w = cs.w, kh = cs.kh, kw = cs.kw;
+  const int64_t k = cs.k, oh = cs.oh, ow = cs.ow;
   // The kernel's integer parameters are 32-bit where they index taps, strides and offsets.
   for (int d = 0; d < 2; ++d)
     TORCH_CHECK(stride[d] < (1 << 20) && padding[d] < (1 << 20) && dilation[d] < (1 << 20),
@@ -209,27 +150,18 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
               " is too large for the CUDA kernels (expected < 2^30)");
 
   const c10::cuda::CUDAGuard guard(x_in.device());
-  at::Tensor scale_c, bias_c;
-  const float* sc = nullptr;
-  const float* bi = nullptr;
   if (scale.has_value()) {
     check_cuda_tensor(*scale, "scale");
     check_same_device(*scale, x_in, "scale");
-    TORCH_CHECK(scale->scalar_type() == at::kFloat && scale->numel() == out_channels,
-                "scale has dtype ", scale->scalar_type(), " and ", scale->numel(),
-                " values: expected float32 with ", out_channels, " (one per output channel)");
-    scale_c = scale->contiguous();
-    sc = scale_c.const_data_ptr<float>();
   }
   if (bias.has_value()) {
     check_cuda_tensor(*bias, "bias");
     check_same_device(*bias, x_in, "bias");
-    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->numel() == out_channels,
-                "bias has dtype ", bias->scalar_type(), " and ", bias->numel(),
-                " values: expected float32 with ", out_channels, " (one per output channel)");
-    bias_c = bias->contiguous();
-    bi = bias_c.const_data_ptr<float>();
   }
+  const at::Tensor scale_c = check_channel_vector(scale, "scale", out_channels);
+  const at::Tensor bias_c = check_channel_vector(bias, "bias", out_channels);
+  const float* sc = scale_c.defined() ? scale_c.const_data_ptr<float>() : nullptr;
+  const float* bi = bias_c.defined() ? bias_c.const_data_ptr<float>() : nullptr;
   TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
               "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
 
