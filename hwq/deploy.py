@@ -1,15 +1,18 @@
-"""hwq.deploy: a trained QAT model -> an inference model whose quantized layers run the packed CPU
-kernels (hwq.kernels), weights packed once, batch norm folded into a per-channel epilogue.
+"""hwq.deploy: a trained QAT model -> an inference model whose quantized layers run integer
+kernels, weights packed once, batch norm folded into a per-channel epilogue.
 
-Per layer (QuantConv2d / QuantLinear, in eval mode):
-  binary weights and binary activations        -> "binary": XNOR-popcount (hwq.kernels).
-  unsigned <= 8-bit activation codes (fixed, lsq, pact) and weights whose integer codes fit a signed
-  <= 8-bit two's complement (fixed, lsq, ternary = 2 bits, binary = 2 bits)
-                                                -> "bitserial WxAy", when x * y <= max_plane_products.
-  anything else (float or signed activations, pow2 weights wider than 8 bits, a bit-serial product
-  too costly to beat the float layer, padding modes other than zeros) stays the QAT layer and is
-  listed in the report with the reason.
-The deployed layer computes the exact integer sum S = sum(x_codes * w_codes) and returns
+Per layer (QuantConv2d / QuantLinear, in eval mode) the implementations that apply are:
+  "binary"          binary weights and activations: XNOR-popcount (hwq.kernels);
+  "bitserial WxAy"  unsigned <= 8-bit activation codes (fixed, lsq, pact) and weight codes that fit a
+                    signed <= 8-bit two's complement (fixed, lsq, ternary = 2 bits, binary = 2 bits),
+                    when x * y <= max_plane_products (hwq.kernels);
+  "int8 WxAy"       the same codes, signed activations and binary ones too, on oneDNN's u8 x s8
+                    kernels (hwq.kernels.int8), where their sums are exact on this CPU.
+The first that applies is used, or, given an example input, the fastest measured (the QAT layer
+included). Anything else (float activations or weights, pow2 weights wider than 8 bits, padding
+modes other than zeros) stays the QAT layer and is listed in the report with the reason.
+
+A deployed layer computes the exact integer sum S = sum(x_codes * w_codes) and returns
 float(S) * (a_scale * w_scale[o]) + bias[o], where a following BatchNorm2d (eval statistics) has been
 folded into the scale and bias: k = gamma / sqrt(var + eps), scale *= k, bias = (bias - mean) * k + beta.
 So in eval mode its outputs equal the QAT model's up to float rounding: the integer parts are exact,
@@ -22,23 +25,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
+import time
 
 import torch
 from torch import fx, nn
 
 from . import kernels
+from .kernels import int8
 from .nn import QuantConv2d, QuantLayer, QuantLinear
 
 ACT_KINDS = ("fixed", "lsq", "pact")
-DEFAULT_MAX_PLANE_PRODUCTS = 4  # W2A2, W1A4, W4A1: beyond this the float layer is faster here
+DEFAULT_MAX_PLANE_PRODUCTS = 4  # W2A2, W1A4, W4A1: the bit-serial layers worth trying (docs/kernels.md)
+TIMING_RUNS = 5  # per candidate when deploy measures (after one warm-up run); the median counts
 
 
 @dataclasses.dataclass
 class LayerDecision:
     name: str
-    impl: str          # "binary", "bitserial W2A2", or "kept" (runs the QAT layer)
-    reason: str = ""   # why it was kept
+    impl: str          # "binary", "bitserial W2A2", "int8 W8A8", or "kept" (runs the QAT layer)
+    reason: str = ""   # why it was kept, or why this implementation was chosen
     bn_folded: str = ""  # name of the folded BatchNorm2d, if any
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # when measured
 
 
 @dataclasses.dataclass
@@ -53,8 +61,11 @@ class DeployReport:
         return [d for d in self.layers if d.impl == "kept"]
 
     def __str__(self) -> str:
-        rows = [f"{d.name:<32} {d.impl:<18} {('bn ' + d.bn_folded) if d.bn_folded else ''}"
-                f"{d.reason}" for d in self.layers]
+        rows = []
+        for d in self.layers:
+            timed = ", ".join(f"{k} {v:.3g} ms" for k, v in d.timings_ms.items())
+            rows.append(f"{d.name:<32} {d.impl:<18} {('bn ' + d.bn_folded + ' ') if d.bn_folded else ''}"
+                        f"{d.reason}{(' [' + timed + ']') if timed else ''}")
         note = "" if self.traced else "\n(torch.fx could not trace the model: no batch norm folded)"
         return "\n".join(rows) + note
 
@@ -69,10 +80,10 @@ def _signed_bits(codes: torch.Tensor) -> int:
 
 
 def _act_plan(q) -> tuple[str | None, int | None, str]:
-    """(mode, a_bits, reason): mode "binary", "unsigned" or None (unsupported)."""
+    """(mode, a_bits, reason): mode "binary", "unsigned", "signed" or None (unsupported)."""
     kind = q.config.kind
     if kind == "binary":
-        return "binary", None, ""
+        return "binary", 1, ""
     if kind not in ACT_KINDS:
         return None, None, f"activation quantizer '{q.name}' has no integer kernel"
     if q.bits > 8:
@@ -80,33 +91,39 @@ def _act_plan(q) -> tuple[str | None, int | None, str]:
     signed = int(getattr(q, "signed", torch.tensor(0)))
     if signed < 0:
         return None, None, "activation signedness undecided (run a calibration batch first)"
-    if signed:
-        return None, None, "signed activations (the bit-serial kernels take unsigned codes)"
-    return "unsigned", q.bits, ""
+    return ("signed" if signed else "unsigned"), q.bits, ""
 
 
-class _PackedLayer(nn.Module):
-    """Common part of the deployed conv and linear layers: packed weights, scales, epilogue."""
+class _DeployedLayer(nn.Module):
+    """What every deployed layer holds: the QAT activation quantizer (it computes the activation
+    codes exactly as in training), the weight scale, and a per-channel output scale and bias into
+    which a following batch norm is folded. Subclasses add a kernel (packed or int8) and a shape
+    (conv or linear)."""
 
-    def __init__(self, layer: QuantLayer, binary: bool, a_bits: int, w_bits: int, impl: str):
+    def __init__(self, layer: QuantLayer, act_mode: str, a_bits: int, w_bits: int, impl: str,
+                 groups: int):
         super().__init__()
-        self.act_quant = layer.act_quant  # kept: it computes the activation codes exactly as in QAT
-        self.binary, self.a_bits, self.w_bits, self.impl = binary, a_bits, w_bits, impl
+        self.act_quant = layer.act_quant
+        self.act_mode, self.a_bits, self.w_bits, self.impl = act_mode, a_bits, w_bits, impl
+        self.binary = act_mode == "binary"
+        self.groups = groups
         with torch.no_grad():
             codes, w_scale = layer.weight_quant.quantize_int(layer.weight.detach())
         o = codes.shape[0]
-        self.in_channels = codes.shape[1] * self.groups
+        self.in_channels = codes.shape[1] * groups
         self.out_channels = o
         w4 = codes if codes.dim() == 4 else codes[:, :, None, None]
         self.kernel_size = (w4.shape[2], w4.shape[3])
-        packed = kernels.pack_weights(w4.float(), None if binary else w_bits, self.groups)
-        self.register_buffer("w_packed", packed.data)
         self.register_buffer("w_scale", torch.as_tensor(w_scale, dtype=torch.float32)
                              .reshape(-1).expand(o).clone())
         bias = layer.bias.detach().float() if layer.bias is not None else torch.zeros(o)
         self.register_buffer("bn_scale", torch.ones(o))  # multiplies the output (folded BN)
         self.register_buffer("out_bias", bias.clone())
         self.bn_name = ""
+        self._store_weights(w4)
+
+    def _store_weights(self, w4: torch.Tensor) -> None:
+        raise NotImplementedError
 
     def fold_bn(self, bn: nn.BatchNorm2d, name: str) -> None:
         """y -> bn(y) in eval mode, as y * k + (beta - mean * k) with k = gamma / sqrt(var + eps)."""
@@ -118,6 +135,19 @@ class _PackedLayer(nn.Module):
             self.bn_scale.mul_(k)
         self.bn_name = name
 
+    def _conv_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, impl={self.impl!r}"
+                + (f", bn={self.bn_name!r} folded" if self.bn_name else ""))
+
+
+class _PackedKernel(_DeployedLayer):
+    """hwq's own kernels (hwq.kernels): XNOR-popcount or bit-serial on bit-packed weights."""
+
+    def _store_weights(self, w4: torch.Tensor) -> None:
+        packed = kernels.pack_weights(w4.float(), None if self.binary else self.w_bits, self.groups)
+        self.register_buffer("w_packed", packed.data)
+
     def _packed_input(self, x4: torch.Tensor):
         """(packed activation codes, activation scale)."""
         if self.binary:
@@ -127,7 +157,7 @@ class _PackedLayer(nn.Module):
         codes, a_scale = self.act_quant.quantize_int(x4)
         return torch.ops.hwq.pack_activations(codes, self.a_bits, False, self.groups), a_scale
 
-    def _run(self, x4: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+    def _conv(self, x4: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
         px, a_scale = self._packed_input(x4)
         scale = (self.w_scale * a_scale * self.bn_scale).float()
         return torch.ops.hwq.conv2d_packed(
@@ -136,66 +166,173 @@ class _PackedLayer(nn.Module):
             self.groups, scale, self.out_bias, 1)
 
 
-class PackedConv2d(_PackedLayer):
+class _Int8Kernel(_DeployedLayer):
+    """oneDNN's u8 x s8 kernels (hwq.kernels.int8): weight codes as int8, activations as
+    u8 = code + zero point; the prepacked oneDNN weight is made on first use and not saved (it is
+    an opaque tensor that cannot be copied or serialized)."""
+
+    def _store_weights(self, w4: torch.Tensor) -> None:
+        self.register_buffer("w_codes", w4.to(torch.int8))
+        self._onednn = None
+        # binary activations are the codes -1/+1 (x_zp = 1), signed ones 2^(a_bits-1), unsigned 0
+        self.x_zp = 1 if self.binary else (2 ** (self.a_bits - 1) if self.act_mode == "signed" else 0)
+
+    def _codes(self, x: torch.Tensor):
+        if self.binary:  # +1 where x >= 0 (sign(0) = +1), as hwq's binary quantizer
+            return torch.where(x < 0, -1.0, 1.0), 1.0
+        return self.act_quant.quantize_int(x)
+
+    def _scale(self) -> torch.Tensor:
+        return self.w_scale * self.bn_scale
+
+    def __getstate__(self):
+        state = dict(self.__dict__)  # copy.deepcopy and pickle: without the opaque oneDNN tensor
+        state["_onednn"] = None
+        return state
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._onednn = None  # weights may change: pack again on next use
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+class PackedConv2d(_PackedKernel):
     """A QuantConv2d running hwq.kernels; output (N, O, OH, OW) float32 in channels-last memory."""
 
-    def __init__(self, conv: QuantConv2d, binary: bool, a_bits: int, w_bits: int, impl: str):
-        self.groups = conv.groups
-        super().__init__(conv, binary, a_bits, w_bits, impl)
+    def __init__(self, conv: QuantConv2d, act_mode: str, a_bits: int, w_bits: int, impl: str):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, self.stride, self.padding, self.dilation)
+        return self._conv(x, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, impl={self.impl!r}"
-                + (f", bn={self.bn_name!r} folded" if self.bn_name else ""))
+        return self._conv_repr()
 
 
-class PackedLinear(_PackedLayer):
+class PackedLinear(_PackedKernel):
     """A QuantLinear running hwq.kernels (as a 1x1 convolution over the rows)."""
 
-    def __init__(self, linear: QuantLinear, binary: bool, a_bits: int, w_bits: int, impl: str):
-        self.groups = 1
-        super().__init__(linear, binary, a_bits, w_bits, impl)
+    def __init__(self, linear: QuantLinear, act_mode: str, a_bits: int, w_bits: int, impl: str):
+        super().__init__(linear, act_mode, a_bits, w_bits, impl, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        y = self._run(x.reshape(-1, x.shape[-1], 1, 1), (1, 1), (0, 0), (1, 1))
+        y = self._conv(x.reshape(-1, x.shape[-1], 1, 1), (1, 1), (0, 0), (1, 1))
         return y.reshape(*lead, self.out_channels)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"
 
 
-def _plan_layer(name: str, m: QuantLayer, max_plane_products: int):
-    """(decision, constructor arguments or None)."""
+class Int8Conv2d(_Int8Kernel):
+    """A QuantConv2d running oneDNN's int8 conv; output float32 in channels-last memory."""
+
+    def __init__(self, conv: QuantConv2d, act_mode: str, a_bits: int, w_bits: int, impl: str):
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._onednn is None:
+            self._onednn = int8.pack_conv_weight(self.w_codes, self.stride, self.padding,
+                                                 self.dilation, self.groups)
+        codes, a_scale = self._codes(x)
+        return int8.conv2d(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
+                           self.out_bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return self._conv_repr()
+
+
+class Int8Linear(_Int8Kernel):
+    """A QuantLinear running oneDNN's int8 linear."""
+
+    def __init__(self, linear: QuantLinear, act_mode: str, a_bits: int, w_bits: int, impl: str):
+        super().__init__(linear, act_mode, a_bits, w_bits, impl, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._onednn is None:
+            self._onednn = int8.pack_linear_weight(self.w_codes[:, :, 0, 0])
+        codes, a_scale = self._codes(x)
+        return int8.linear(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
+                           self.out_bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"
+
+
+_CLASSES = {("packed", True): PackedConv2d, ("packed", False): PackedLinear,
+            ("int8", True): Int8Conv2d, ("int8", False): Int8Linear}
+
+
+def _candidates(name: str, m: QuantLayer, max_plane_products: int):
+    """(decision if nothing fits, [(impl, kernel, act_mode, a_bits, w_bits)] fastest-first by rule)."""
     if isinstance(m, QuantConv2d) and m.padding_mode != "zeros":
-        return LayerDecision(name, "kept", f"padding_mode={m.padding_mode!r}"), None
+        return LayerDecision(name, "kept", f"padding_mode={m.padding_mode!r}"), []
     if isinstance(m, QuantConv2d) and isinstance(m.padding, str):
-        return LayerDecision(name, "kept", f"padding={m.padding!r}"), None
+        return LayerDecision(name, "kept", f"padding={m.padding!r}"), []
     act_mode, a_bits, reason = _act_plan(m.act_quant)
     if act_mode is None:
-        return LayerDecision(name, "kept", reason), None
+        return LayerDecision(name, "kept", reason), []
     wq = m.weight_quant
     if wq.config.kind == "float":
-        return LayerDecision(name, "kept", "float weights"), None
-    if act_mode == "binary":
-        if wq.config.kind != "binary":
-            return LayerDecision(name, "kept", f"binary activations with '{wq.name}' weights "
-                                 "(the kernels pair binary activations with binary weights)"), None
-        return LayerDecision(name, "binary"), (True, 1, 1)
+        return LayerDecision(name, "kept", "float weights"), []
     with torch.no_grad():
         codes, _ = wq.quantize_int(m.weight.detach())
     w_bits = _signed_bits(codes)
     if w_bits > 8:
-        return LayerDecision(name, "kept", f"weight codes need {w_bits} bits (kernels: <= 8)"), None
-    impl = f"bitserial W{w_bits}A{a_bits}"
-    if w_bits * a_bits > max_plane_products:
-        return LayerDecision(name, "kept", f"{impl} is {w_bits * a_bits} plane products "
-                             f"(> max_plane_products={max_plane_products})"), None
-    return LayerDecision(name, impl), (False, a_bits, w_bits)
+        return LayerDecision(name, "kept", f"weight codes need {w_bits} bits (kernels: <= 8)"), []
+    out, why = [], []
+    if act_mode == "binary" and wq.config.kind == "binary":
+        out.append(("binary", "packed", act_mode, 1, 1))
+    elif act_mode == "binary":
+        why.append(f"binary activations with '{wq.name}' weights (XNOR needs binary weights)")
+    elif act_mode == "unsigned" and w_bits * a_bits <= max_plane_products:
+        out.append((f"bitserial W{w_bits}A{a_bits}", "packed", act_mode, a_bits, w_bits))
+    elif act_mode == "unsigned":
+        why.append(f"bitserial W{w_bits}A{a_bits} is {w_bits * a_bits} plane products "
+                   f"(> max_plane_products={max_plane_products})")
+    else:
+        why.append("signed activations (the bit-serial kernels take unsigned codes)")
+    if not int8.HAVE_ONEDNN_INT8:
+        why.append("no int8 path (torch lacks oneDNN's int8 ops)")
+    elif 2 ** a_bits - 1 > int8.u8_exact_max():  # binary: u8 in {0, 2}
+        why.append(f"{a_bits}-bit activations: oneDNN's int8 sums are exact only up to 7 bits on "
+                   "CPUs without VNNI or AMX")
+    else:
+        a_name = "A1" if act_mode == "binary" else f"A{a_bits}"
+        out.append((f"int8 W{w_bits}{a_name}", "int8", act_mode, a_bits, w_bits))
+    if not out:
+        return LayerDecision(name, "kept", "; ".join(why)), []
+    return None, out
+
+
+def _median_ms(fn, x) -> float:
+    with torch.no_grad():
+        fn(x)  # warm-up: first-use packing, caches
+        times = []
+        for _ in range(TIMING_RUNS):
+            t0 = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _layer_inputs(model: nn.Module, names: list[str], example_input) -> dict[str, torch.Tensor]:
+    """The input each named layer receives when ``model`` runs ``example_input`` (eval mode)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in names:
+        def hook(mod, args, name=name):
+            if name not in seen and args and isinstance(args[0], torch.Tensor):
+                seen[name] = args[0].detach().clone()
+        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
 
 
 class _LeafTracer(fx.Tracer):
@@ -228,45 +365,72 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def deploy(model: nn.Module, max_plane_products: int = DEFAULT_MAX_PLANE_PRODUCTS,
-           fold_bn: bool = True) -> nn.Module:
-    """A copy of the QAT ``model`` (eval mode) whose quantized layers run the packed CPU kernels.
+def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
+           max_plane_products: int = DEFAULT_MAX_PLANE_PRODUCTS, fold_bn: bool = True) -> nn.Module:
+    """A copy of the QAT ``model`` (eval mode) whose quantized layers run integer kernels.
 
-    max_plane_products: a bit-serial layer costs w_bits * a_bits binary products per MAC; layers
-    above this stay QAT layers (their float convolution is faster on CPUs measured so far,
-    docs/kernels.md). fold_bn: fold a BatchNorm2d that directly follows a deployed conv into the
-    kernel's epilogue. The returned model has ``deploy_report`` (a DeployReport).
+    Per layer the candidates are: "binary" (XNOR-popcount) for binary weights and activations;
+    "bitserial WxAy" for unsigned activation codes when x * y <= max_plane_products (0: never);
+    "int8 WxAy" (oneDNN u8 x s8, hwq.kernels.int8) for any codes of at most 8 bits where its sums
+    are exact on this CPU. Without ``example_input`` the first of these that applies is used, in
+    that order. With ``example_input`` (a batch the model accepts) every candidate, and the QAT layer
+    itself, is timed on the input the layer receives and the fastest is kept; the report lists the
+    times. fold_bn: fold a BatchNorm2d that directly follows a deployed conv into its epilogue.
+    The returned model has ``deploy_report`` (a DeployReport).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model is a {type(model).__name__}: expected a torch.nn.Module")
     if isinstance(max_plane_products, bool) or not isinstance(max_plane_products, int) \
-            or max_plane_products < 1:
+            or max_plane_products < 0:
         raise ValueError(f"max_plane_products={max_plane_products!r} is not accepted: expected an "
-                         "integer >= 1 (1 = binary and W1A1 only, 64 = everything up to W8A8)")
+                         "integer >= 0 (0 = no bit-serial layers, 1 = W1A1 only, 64 = up to W8A8)")
+    if example_input is not None and not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input is a {type(example_input).__name__}: expected a "
+                        "torch.Tensor batch the model accepts, or None")
     if not kernels.HAVE_EXTENSION:
         raise RuntimeError("hwq.deploy needs the C++ kernels (hwq._C), which are not built "
                            f"({kernels._ext.EXTENSION_ERROR}); build them with "
                            "`pip install --no-build-isolation -e .`")
     out = copy.deepcopy(model).eval()
     devices = {p.device.type for p in out.parameters()} | {b.device.type for b in out.buffers()}
+    if example_input is not None:
+        devices.add(example_input.device.type)
     if devices - {"cpu"}:
-        raise ValueError(f"model has tensors on {sorted(devices)}: hwq.deploy targets the CPU "
-                         "kernels; move it with model.cpu() first")
+        raise ValueError(f"model or example_input has tensors on {sorted(devices)}: hwq.deploy "
+                         "targets the CPU kernels; move them with .cpu() first")
     bn_of, traced = _bn_after(out) if fold_bn else ({}, True)
+    layers = [(n, m) for n, m in out.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    inputs = (_layer_inputs(out, [n for n, _ in layers], example_input)
+              if example_input is not None else {})
     decisions = []
-    for name, m in list(out.named_modules()):
-        if not isinstance(m, (QuantConv2d, QuantLinear)):
+    for name, m in layers:
+        decision, cands = _candidates(name, m, max_plane_products)
+        if decision is not None:
+            decisions.append(decision)
             continue
-        decision, args = _plan_layer(name, m, max_plane_products)
-        if args is not None:
-            cls = PackedConv2d if isinstance(m, QuantConv2d) else PackedLinear
-            packed = cls(m, *args, decision.impl)
-            bn = bn_of.get(name)
-            if bn is not None:
-                packed.fold_bn(out.get_submodule(bn), bn)
-                _set(out, bn, nn.Identity())
-                decision.bn_folded = bn
-            _set(out, name, packed)
+        is_conv = isinstance(m, QuantConv2d)
+        built = [(c[0], _CLASSES[(c[1], is_conv)](m, *c[2:], c[0])) for c in cands]
+        decision = LayerDecision(name, built[0][0])
+        chosen = built[0][1]
+        if name in inputs:  # measure: every candidate and the QAT layer on the layer's real input
+            x = inputs[name]
+            if x.dim() == 4:  # deployed layers hand channels-last tensors to each other
+                x = x.contiguous(memory_format=torch.channels_last)
+            for impl, mod in built:
+                decision.timings_ms[impl] = _median_ms(mod, x)
+            decision.timings_ms["kept"] = _median_ms(m, x)
+            best = min(decision.timings_ms, key=decision.timings_ms.get)
+            decision.impl, decision.reason = best, "fastest measured"
+            if best == "kept":
+                decisions.append(decision)
+                continue
+            chosen = dict(built)[best]
+        bn = bn_of.get(name)
+        if bn is not None:
+            chosen.fold_bn(out.get_submodule(bn), bn)
+            _set(out, bn, nn.Identity())
+            decision.bn_folded = bn
+        _set(out, name, chosen)
         decisions.append(decision)
     out.deploy_report = DeployReport(decisions, traced)
     return out

@@ -105,8 +105,9 @@ class Summary:
 
 
 def _is_deployed(m: nn.Module) -> bool:
-    """A layer of hwq.deploy (PackedConv2d / PackedLinear): packed weights and a kernel name."""
-    return isinstance(getattr(m, "impl", None), str) and hasattr(m, "w_packed")
+    """A layer of hwq.deploy (PackedConv2d, Int8Conv2d, ...): packed weights and a kernel name."""
+    from .deploy import _DeployedLayer  # deploy imports the kernels; summary need not, until here
+    return isinstance(m, _DeployedLayer)
 
 
 def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, batch: int) -> int | None:

@@ -144,10 +144,11 @@ def run_layers(args) -> None:
 
 
 def resnet18_twins(batch: int):
-    """(float ResNet-18, its torch int8 twin (FX, x86 backend), its hwq binary twin (deployed),
-    input). The binary twin has binary weights and activations everywhere but the first conv
-    (8-bit weights, float input) and the fc layer (8-bit); BN statistics come from calibration
-    batches of random data, which is all a timing needs."""
+    """(float ResNet-18, its torch int8 twin (FX, x86 backend), its hwq binary twin deployed by rule,
+    the same deployed with measured per-layer choices, input). The binary twin has binary weights
+    and activations everywhere but the first conv and the fc layer (8-bit weights and activations,
+    which hwq.deploy runs on its int8 path); BN statistics come from calibration batches of random
+    data, which is all a timing needs."""
     import copy
 
     import torchvision
@@ -165,30 +166,33 @@ def resnet18_twins(batch: int):
         prepared(x)
     int8 = convert_fx(prepared).eval()
     qat = hwq.quantize(copy.deepcopy(fp), weights="binary", acts="binary",
-                       layers={"conv1": dict(weights="fixed:8", acts=None),
+                       layers={"conv1": dict(weights="fixed:8", acts="fixed:8"),
                                "fc": dict(weights="fixed:8", acts="fixed:8")})
     qat.train()
     with torch.no_grad():
         qat(x[:4])
-    deployed = hwq.deploy(qat.eval())
-    return fp, int8, deployed, x
+    qat.eval()
+    return fp, int8, hwq.deploy(qat), hwq.deploy(qat, example_input=x), x
 
 
 def run_e2e(args) -> None:
     import warnings
     warnings.filterwarnings("ignore", message="binary activation quantizer got a first batch")
-    fp, int8, deployed, x = resnet18_twins(args.batch)
-    kinds = [d.impl for d in deployed.deploy_report.layers]
-    print(f"\nResNet-18 end to end, batch {args.batch}, 3x224x224; hwq binary twin: "
-          f"{kinds.count('binary')} binary layers, kept: "
-          f"{', '.join(d.name for d in deployed.deploy_report.kept)}")
+    fp, int8, deployed, measured, x = resnet18_twins(args.batch)
+    for name, model in (("by rule", deployed), ("measured", measured)):
+        kinds = [d.impl for d in model.deploy_report.layers]
+        print(f"\nhwq binary twin deployed {name}: "
+              + ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))))
+    print(f"ResNet-18 end to end, batch {args.batch}, 3x224x224")
     with torch.no_grad():
         res = time_interleaved({"float": lambda: fp(x), "int8 (torch FX, x86)": lambda: int8(x),
-                                "hwq binary (deployed)": lambda: deployed(x)},
+                                "hwq binary (deployed by rule)": lambda: deployed(x),
+                                "hwq binary (deployed, measured choice)": lambda: measured(x)},
                                args.rounds, min_time=0.0)
-    print("| model | ms per batch | speed-up over float |\n|---|---|---|")
+    print("| model | ms per batch | speed-up over float | over int8 |\n|---|---|---|---|")
     for name, t in res.items():
-        print(f"| {name} | {t * 1e3:.1f} | {res['float'] / t:.2f}x |")
+        print(f"| {name} | {t * 1e3:.1f} | {res['float'] / t:.2f}x | "
+              f"{res['int8 (torch FX, x86)'] / t:.2f}x |")
 
 
 def main() -> None:

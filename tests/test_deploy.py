@@ -8,7 +8,8 @@ from torch.nn import functional as F
 
 import hwq
 from hwq import kernels
-from hwq.deploy import PackedConv2d, PackedLinear
+from hwq.deploy import Int8Conv2d, Int8Linear, PackedConv2d, PackedLinear
+from hwq.kernels import int8
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_EXTENSION, reason="hwq._C is not built")
 
@@ -114,7 +115,9 @@ def test_binary_resnet18_matches_qat_model():
     assert rep.traced
     assert sum(d.impl == "binary" for d in rep.layers) == 19  # 16 3x3 + 3 downsample 1x1
     assert sum(bool(d.bn_folded) for d in rep.layers) == 19
-    assert {d.name for d in rep.kept} == {"conv1", "fc"}
+    # fc (8-bit unsigned activations) runs int8 where oneDNN's 8-bit sums are exact (VNNI / AMX)
+    int8_fc = int8.HAVE_ONEDNN_INT8 and int8.u8_exact_max() == 255
+    assert {d.name for d in rep.kept} == ({"conv1"} if int8_fc else {"conv1", "fc"})
     with torch.no_grad():
         got, want = dep(x), net(x)
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
@@ -123,5 +126,110 @@ def test_binary_resnet18_matches_qat_model():
 def test_bad_arguments():
     with pytest.raises(TypeError, match=r"model is a str"):
         hwq.deploy("resnet")
-    with pytest.raises(ValueError, match=r"max_plane_products=0 is not accepted"):
-        hwq.deploy(nn.Sequential(), max_plane_products=0)
+    with pytest.raises(ValueError, match=r"max_plane_products=-1 is not accepted"):
+        hwq.deploy(nn.Sequential(), max_plane_products=-1)
+    with pytest.raises(TypeError, match=r"example_input is a list"):
+        hwq.deploy(nn.Sequential(), example_input=[1, 2])
+
+
+needs_int8 = pytest.mark.skipif(not int8.HAVE_ONEDNN_INT8, reason="torch lacks oneDNN int8 ops")
+
+
+@needs_int8
+@pytest.mark.parametrize("wspec,aspec,relu,impl,cls", [
+    ("fixed:8", "fixed:7", False, "int8 W8A7", Int8Conv2d),   # signed activations
+    ("lsq:4", "pact:4", True, "int8 W3A4", Int8Conv2d),       # unsigned; these codes span 3 bits
+    ("fixed:3", "binary", False, "int8 W3A1", Int8Conv2d),    # binary activations, 3-bit weights
+    ("ternary", "fixed:5", True, "int8 W2A5", Int8Conv2d)])
+def test_int8_layer_equals_float64_sum_then_scale(wspec, aspec, relu, impl, cls):
+    gen = torch.Generator().manual_seed(3)
+    conv = hwq.nn.QuantConv2d(12, 10, 3, stride=1, padding=2, dilation=2, groups=2, bias=True,
+                              weights=wspec, acts=aspec)
+    bn = nn.BatchNorm2d(10)
+    model = nn.Sequential(conv, bn)
+    _randomize_bn(model, gen)
+    x = torch.randn(3, 12, 10, 7, generator=gen)
+    x = x.relu() if relu else x
+    _calibrate(model, x)
+    dep = hwq.deploy(model, max_plane_products=0)
+    assert isinstance(dep[0], cls) and isinstance(dep[1], nn.Identity)
+    assert dep.deploy_report.layers[0].impl == impl
+    xc, xs = conv.act_quant.quantize_int(x) if aspec != "binary" else (torch.where(x < 0, -1., 1.), 1.)
+    wc, ws = conv.weight_quant.quantize_int(conv.weight.detach())
+    s = F.conv2d(xc.double(), wc.double(), padding=2, dilation=2, groups=2)
+    k = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    scale = torch.as_tensor(ws).double().reshape(-1) * float(xs) * k
+    bias = (conv.bias.detach().double() - bn.running_mean) * k + bn.bias.detach().double()
+    want = s * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    with torch.no_grad():
+        got = dep(x)
+        qat = model(x)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+    torch.testing.assert_close(got, qat, rtol=1e-5, atol=1e-5 * float(qat.abs().max()))
+
+
+@needs_int8
+def test_int8_linear_and_copies():
+    import copy
+    import io
+    gen = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    net = nn.Sequential(hwq.nn.QuantLinear(20, 16, weights="fixed:6", acts="fixed:6"), nn.ReLU(),
+                        hwq.nn.QuantLinear(16, 5, weights="fixed:4", acts="pact:3"))
+    x = torch.randn(7, 20, generator=gen)
+    _calibrate(net, x)
+    dep = hwq.deploy(net, max_plane_products=0)
+    assert isinstance(dep[0], Int8Linear) and isinstance(dep[2], Int8Linear)
+    with torch.no_grad():
+        want = net(x)
+        got = dep(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+        # the oneDNN weight is an opaque tensor: copies and state dicts go through the int8 codes
+        twin = copy.deepcopy(dep)
+        assert torch.equal(twin(x), got)
+        buf = io.BytesIO()
+        torch.save(dep.state_dict(), buf)
+        other = hwq.deploy(net, max_plane_products=0)
+        other(x)  # packs its oneDNN weights, which loading must replace
+        other.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+        assert torch.equal(other(x), got)
+
+
+@needs_int8
+def test_int8_needs_vnni_for_8_bit_activations(monkeypatch):
+    monkeypatch.setattr(int8, "u8_exact_max", lambda: 127)
+    conv = hwq.nn.QuantConv2d(4, 4, 3, weights="fixed:8", acts="fixed:8")
+    x = torch.randn(2, 4, 6, 6)
+    _calibrate(nn.Sequential(conv), x)
+    rep = hwq.deploy(nn.Sequential(conv)).deploy_report
+    assert rep.layers[0].impl == "kept"
+    assert "signed activations" in rep.layers[0].reason and "VNNI" in rep.layers[0].reason
+
+
+@needs_int8
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
+def test_measured_choice_is_the_fastest():
+    gen = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    net = hwq.quantize(_small_net(), weights="binary", acts="binary", layers={
+        "0": dict(weights="fixed:8", acts="fixed:8"),
+        "9": dict(weights="fixed:2", acts="pact:2"),
+        "14": dict(weights="binary", acts="fixed:2")})
+    _randomize_bn(net, gen)
+    x = torch.randn(4, 3, 16, 16, generator=gen)
+    _calibrate(net, x)
+    dep = hwq.deploy(net, example_input=x)
+    rep = dep.deploy_report
+    want_cands = {"0": {"int8 W8A8", "kept"}, "3": {"binary", "int8 W2A1", "kept"},
+                  "9": {"bitserial W2A2", "int8 W2A2", "kept"}}
+    for d in rep.layers:
+        assert d.timings_ms and all(t > 0 for t in d.timings_ms.values())
+        if d.name in want_cands:
+            assert set(d.timings_ms) == want_cands[d.name]
+        assert d.impl == min(d.timings_ms, key=d.timings_ms.get)
+        assert d.reason == "fastest measured"
+    assert "ms" in str(rep)
+    with torch.no_grad():
+        got, want = dep(x), net(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))

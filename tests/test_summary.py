@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import hwq
+from hwq.kernels import int8
 
 
 def test_hand_counted_small_net():
@@ -66,12 +67,16 @@ def test_summary_shows_how_each_layer_runs_after_deploy():
                       nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
                       nn.Flatten(), nn.Linear(32 * 64, 10))
     hwq.quantize(m, weights="binary", acts="binary",
-                 layers={"0": dict(weights="fixed:8", acts=None), "6": dict(weights=None, acts=None)})
+                 layers={"0": dict(weights="fixed:8", acts=None), "6": dict(weights="fixed:4",
+                                                                            acts="fixed:6")})
     m(torch.randn(4, 3, 8, 8))
     m.eval()
     before = hwq.summary(m, input_size=(2, 3, 8, 8), print_fn=None)
     after = hwq.summary(hwq.deploy(m), input_size=(2, 3, 8, 8), print_fn=None)
     assert [r.impl for r in before.rows] == ["fake-quant", "fake-quant", "fake-quant"]
     got = {r.name: (r.type, r.impl, r.w_bits, r.a_bits, r.macs) for r in after.rows}
+    assert got["0"][:2] == ("QuantConv2d", "fake-quant")  # float input: kept
     assert got["3"] == ("PackedConv2d", "binary", 1, 1, 32 * 64 * 16 * 9)
+    if int8.HAVE_ONEDNN_INT8:  # signed 6-bit activations: oneDNN's int8 linear
+        assert got["6"] == ("Int8Linear", "int8 W4A6", 4, 6, 32 * 64 * 10)
     assert [r.macs for r in after.rows] == [r.macs for r in before.rows]

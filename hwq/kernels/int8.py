@@ -1,0 +1,107 @@
+"""The int8 path of hwq.deploy: oneDNN's u8 x s8 convolution and linear with float32 output.
+
+These are the kernels behind torch's x86 quantization backend and Inductor's int8 lowering
+(``torch.ops.onednn.qconv2d_pointwise`` / ``qlinear_pointwise``): VNNI or AMX on recent Intel and
+AMD CPUs. hwq.deploy uses them for layers whose integer codes fit 8 bits but whose bit-serial cost
+(w_bits * a_bits one-bit products per MAC) would be higher, and for signed activations, which the
+bit-serial kernels do not take.
+
+Value convention, as for the packed kernels: x holds integer activation codes (any real dtype),
+w holds signed integer weight codes in [-128, 127]. The activation codes travel as u8 = code + x_zp
+(x_zp = 2^(a_bits-1) for signed codes, 0 for unsigned); oneDNN pads with x_zp, i.e. the value 0,
+so zero padding means what it means in torch.nn.functional.conv2d. The output is
+``float(sum(x * w)) * x_scale * w_scale[o] + bias[o]`` in float32 (channels-last for conv).
+
+Exactness: the int32 sum is exact on CPUs with VNNI or AMX. Without them oneDNN multiplies u8 by s8
+with vpmaddubsw, whose 16-bit pair sums saturate once u8 values exceed 127, so there only codes with
+u8 <= 127 (at most 7 bits) are exact; ``u8_exact_max()`` says which bound holds here.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+__all__ = ["HAVE_ONEDNN_INT8", "u8_exact_max", "pack_conv_weight", "conv2d", "pack_linear_weight",
+           "linear"]
+
+
+def _have_ops() -> bool:
+    try:
+        return all(hasattr(torch.ops.onednn, n) for n in
+                   ("qconv_prepack", "qconv2d_pointwise", "qlinear_prepack", "qlinear_pointwise"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+HAVE_ONEDNN_INT8 = _have_ops() and torch.backends.mkldnn.is_available()
+
+
+@functools.lru_cache(maxsize=None)
+def u8_exact_max() -> int:
+    """Largest u8 activation value for which oneDNN's int8 sums are exact on this CPU: 255 with
+    VNNI or AMX (flags avx512_vnni, avx_vnni, amx_int8 in /proc/cpuinfo), else 127."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set()
+            for line in f:
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:  # not Linux: assume the worst
+        return 127
+    return 255 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
+
+
+def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
+    """Integer codes (any real dtype) + x_zp as uint8; refuses non-integers and values off [0, 255]."""
+    if x.is_floating_point() and not torch.equal(x, x.round()):
+        raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
+    u = x.to(torch.int16) + x_zp
+    if u.numel():
+        lo, hi = (int(v) for v in torch.aminmax(u))
+        if lo < 0 or hi > 255:
+            raise ValueError(f"activation codes + x_zp={x_zp} span [{lo}, {hi}]: expected values "
+                             "in [0, 255] (u8)")
+    return u.to(torch.uint8)
+
+
+def _check_w(w: torch.Tensor) -> torch.Tensor:
+    if not torch.equal(w, w.round()) or w.numel() and (w.min() < -128 or w.max() > 127):
+        raise ValueError("weight codes must be integers in [-128, 127] (signed 8-bit)")
+    return w.to(torch.int8)
+
+
+def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) -> torch.Tensor:
+    """oneDNN's packed form of integer weight codes ``w`` (O, C/groups, KH, KW)."""
+    w8 = _check_w(w.detach())
+    return torch.ops.onednn.qconv_prepack(w8, torch.ones(w8.shape[0], dtype=torch.float64), 1.0, 0,
+                                          list(stride), list(padding), list(dilation), groups, None)
+
+
+def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
+           w_scale: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
+           groups: int) -> torch.Tensor:
+    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W)."""
+    xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
+    zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
+    return torch.ops.onednn.qconv2d_pointwise(
+        xu, float(x_scale), int(x_zp), w_packed, w_scale.double(), zeros, bias, list(stride),
+        list(padding), list(dilation), groups, 1.0, 0, torch.float32, "none", [], "")
+
+
+def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
+    """oneDNN's packed form of integer weight codes ``w`` (O, C)."""
+    return torch.ops.onednn.qlinear_prepack(_check_w(w.detach()), None)
+
+
+def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
+           w_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C)."""
+    lead = x.shape[:-1]
+    xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
+    zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
+    y = torch.ops.onednn.qlinear_pointwise(xu, float(x_scale), int(x_zp), w_packed,
+                                           w_scale.float(), zeros, bias, 1.0, 0, torch.float32,
+                                           "none", [], "")
+    return y.reshape(*lead, y.shape[-1])

@@ -1,0 +1,105 @@
+"""hwq.kernels.int8 (oneDNN's u8 x s8 conv and linear, the int8 path of hwq.deploy) against float64
+torch convolution of the same integer codes: exact sums on random shapes (with unit scales the
+float32 output is the integer sum itself), the zero point meaning the value 0 in the padding, the
+scale/bias epilogue, and the bad inputs."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.nn import functional as F
+
+from hwq.kernels import int8
+
+pytestmark = pytest.mark.skipif(not int8.HAVE_ONEDNN_INT8, reason="torch lacks oneDNN int8 ops")
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin = groups * draw(st.integers(1, 40))
+    cout = groups * draw(st.integers(1, 24))
+    k = draw(st.sampled_from([1, 3, 5]))
+    stride, dilation = draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, 2]))
+    pad = draw(st.integers(0, 3))
+    span = dilation * (k - 1) + 1
+    h = draw(st.integers(max(1, span - 2 * pad), 17))
+    w = draw(st.integers(max(1, span - 2 * pad), 17))
+    signed = draw(st.booleans())
+    a_bits = draw(st.integers(1, 8 if int8.u8_exact_max() == 255 else 7))
+    return dict(n=draw(st.integers(1, 4)), cin=cin, cout=cout, k=k, stride=stride, pad=pad,
+                dilation=dilation, groups=groups, h=h, w=w, signed=signed, a_bits=a_bits,
+                seed=draw(st.integers(0, 2 ** 31 - 1)))
+
+
+def _codes(c):
+    g = torch.Generator().manual_seed(c["seed"])
+    if c["signed"]:
+        lo, hi, zp = -(2 ** (c["a_bits"] - 1)), 2 ** (c["a_bits"] - 1), 2 ** (c["a_bits"] - 1)
+    else:
+        lo, hi, zp = 0, 2 ** c["a_bits"], 0
+    x = torch.randint(lo, hi, (c["n"], c["cin"], c["h"], c["w"]), generator=g).float()
+    w = torch.randint(-128, 128, (c["cout"], c["cin"] // c["groups"], c["k"], c["k"]),
+                      generator=g).float()
+    return x, w, zp
+
+
+@given(conv_case())
+def test_conv2d_exact_sums(c):
+    x, w, zp = _codes(c)
+    geom = dict(stride=c["stride"], padding=c["pad"], dilation=c["dilation"], groups=c["groups"])
+    want = F.conv2d(x.double(), w.double(), **geom)
+    assert want.abs().max() < 2 ** 24  # float32 holds the sum exactly
+    packed = int8.pack_conv_weight(w, (c["stride"],) * 2, (c["pad"],) * 2, (c["dilation"],) * 2,
+                                   c["groups"])
+    got = int8.conv2d(x, 1.0, zp, packed, torch.ones(c["cout"]), None, (c["stride"],) * 2,
+                      (c["pad"],) * 2, (c["dilation"],) * 2, c["groups"])
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert torch.equal(got.double(), want)
+
+
+def test_conv2d_epilogue_and_layouts():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-128, 128, (2, 16, 9, 9), generator=g).float()
+    w = torch.randint(-128, 128, (8, 16, 3, 3), generator=g).float()
+    ws = torch.rand(8, generator=g) - 0.5  # negative scales (a folded BN with gamma < 0)
+    b = torch.randn(8, generator=g)
+    packed = int8.pack_conv_weight(w, (1, 1), (1, 1), (1, 1), 1)
+    s = F.conv2d(x.double(), w.double(), padding=1)
+    want = s * 0.03 * ws.double().view(1, -1, 1, 1) + b.double().view(1, -1, 1, 1)
+    for xin in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, :, :].transpose(2, 3)
+                .transpose(2, 3)):
+        got = int8.conv2d(xin, 0.03, 128, packed, ws, b, (1, 1), (1, 1), (1, 1), 1)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-5)
+
+
+def test_linear_exact_and_epilogue():
+    g = torch.Generator().manual_seed(1)
+    for n, c, o in [(1, 1, 1), (3, 70, 9), (2, 513, 33)]:
+        x = torch.randint(0, 256 if int8.u8_exact_max() == 255 else 128, (n, 5, c), generator=g).float()
+        w = torch.randint(-128, 128, (o, c), generator=g).float()
+        packed = int8.pack_linear_weight(w)
+        got = int8.linear(x, 1.0, 0, packed, torch.ones(o), None)
+        assert got.shape == (n, 5, o)
+        assert torch.equal(got.double(), x.double() @ w.double().T)
+        ws, b = torch.rand(o, generator=g), torch.randn(o, generator=g)
+        got = int8.linear(x - 7, 0.5, 7, packed, ws, b)
+        torch.testing.assert_close(got.double(), (x.double() - 7) @ w.double().T * 0.5
+                                   * ws.double() + b.double(), rtol=1e-6, atol=1e-5)
+
+
+def test_bad_inputs():
+    w = torch.ones(4, 3, 3, 3)
+    packed = int8.pack_conv_weight(w, (1, 1), (0, 0), (1, 1), 1)
+    x = torch.zeros(1, 3, 5, 5)
+    args = (packed, torch.ones(4), None, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="integer-valued"):
+        int8.conv2d(x + 0.5, 1.0, 0, *args)
+    with pytest.raises(ValueError, match=r"x_zp=0 span \[-1, -1\]"):
+        int8.conv2d(x - 1, 1.0, 0, *args)
+    with pytest.raises(ValueError, match=r"span \[256, 256\]"):
+        int8.conv2d(x + 1, 1.0, 255, *args)
+    with pytest.raises(ValueError, match=r"\[-128, 127\]"):
+        int8.pack_conv_weight(w * 128, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"\[-128, 127\]"):
+        int8.pack_linear_weight(torch.full((2, 2), 0.5))
