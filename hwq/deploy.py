@@ -47,6 +47,7 @@ class LayerDecision:
     reason: str = ""   # why it was kept, or why this implementation was chosen
     bn_folded: str = ""  # name of the folded BatchNorm2d, if any
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # when measured
+    packed_output_to: str = ""  # the binary layer this one hands packed sign bits to, if any
 
 
 @dataclasses.dataclass
@@ -65,8 +66,10 @@ class DeployReport:
         for d in self.layers:
             timed = ", ".join(f"{k} {v:.3g} ms" for k, v in d.timings_ms.items())
             rows.append(f"{d.name:<32} {d.impl:<18} {('bn ' + d.bn_folded + ' ') if d.bn_folded else ''}"
+                        f"{('-> signs packed for ' + d.packed_output_to + ' ') if d.packed_output_to else ''}"
                         f"{d.reason}{(' [' + timed + ']') if timed else ''}")
-        note = "" if self.traced else "\n(torch.fx could not trace the model: no batch norm folded)"
+        note = "" if self.traced else ("\n(torch.fx could not trace the model: no batch norm "
+                                       "folded, no layers chained)")
         return "\n".join(rows) + note
 
 
@@ -148,8 +151,12 @@ class _PackedKernel(_DeployedLayer):
         packed = kernels.pack_weights(w4.float(), None if self.binary else self.w_bits, self.groups)
         self.register_buffer("w_packed", packed.data)
 
+    packed_output = False  # set by deploy: hand sign bits straight to the next binary layer
+
     def _packed_input(self, x4: torch.Tensor):
         """(packed activation codes, activation scale)."""
+        if x4.dtype == torch.int64 and x4.dim() == 6:  # sign bits from a chained layer
+            return x4, 1.0
         if self.binary:
             # Sign bits straight from the float input: bit 1 where x < 0, so sign(0) = +1 as in
             # hwq's binary quantizer.
@@ -163,7 +170,7 @@ class _PackedKernel(_DeployedLayer):
         return torch.ops.hwq.conv2d_packed(
             px, self.w_packed, self.in_channels, self.out_channels, list(self.kernel_size),
             self.a_bits, self.w_bits, self.binary, list(stride), list(padding), list(dilation),
-            self.groups, scale, self.out_bias, 1)
+            self.groups, scale, self.out_bias, 2 if self.packed_output else 1)
 
 
 class _Int8Kernel(_DeployedLayer):
@@ -206,7 +213,7 @@ class PackedConv2d(_PackedKernel):
         return self._conv(x, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return self._conv_repr()
+        return self._conv_repr() + (", packed sign output" if self.packed_output else "")
 
 
 class PackedLinear(_PackedKernel):
@@ -340,24 +347,62 @@ class _LeafTracer(fx.Tracer):
         return isinstance(m, (QuantLayer, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
 
 
-def _bn_after(model: nn.Module) -> tuple[dict[str, str], bool]:
-    """{layer name: name of the BatchNorm2d that alone consumes its output}, and whether fx traced."""
+def _trace(model: nn.Module) -> fx.Graph | None:
+    """The model's fx graph with quantized layers and batch norms as leaves; None if untraceable."""
     try:
-        graph = _LeafTracer().trace(model)
-    except Exception:  # noqa: BLE001 - any untraceable model: deploy without folding
-        return {}, False
+        return _LeafTracer().trace(model)
+    except Exception:  # noqa: BLE001 - any untraceable model: deploy without folding or chaining
+        return None
+
+
+def _called_once(graph: fx.Graph, target: str) -> bool:
+    return sum(n.op == "call_module" and n.target == target for n in graph.nodes) == 1
+
+
+def _bn_after(graph: fx.Graph, model: nn.Module) -> dict[str, str]:
+    """{conv name: name of the BatchNorm2d that alone consumes its output, called only there}."""
     mods = dict(model.named_modules())
     pairs = {}
     for node in graph.nodes:
         if node.op == "call_module" and isinstance(mods.get(node.target), QuantConv2d):
             users = list(node.users)
             if (len(users) == 1 and users[0].op == "call_module"
-                    and isinstance(mods.get(users[0].target), nn.BatchNorm2d)):
-                bn_users = [n for n in graph.nodes if n.op == "call_module"
-                            and n.target == users[0].target]
-                if len(bn_users) == 1:  # a BN module called once: safe to fold away
-                    pairs[node.target] = users[0].target
-    return pairs, True
+                    and isinstance(mods.get(users[0].target), nn.BatchNorm2d)
+                    and _called_once(graph, users[0].target)):
+                pairs[node.target] = users[0].target
+    return pairs
+
+
+def _sign_preserving(m: nn.Module) -> bool:
+    """Modules after which x < 0 holds exactly where it held before (NaN stays "not < 0")."""
+    if isinstance(m, nn.Hardtanh):  # clamps to [min_val, max_val]
+        return m.min_val < 0 <= m.max_val
+    return isinstance(m, (nn.Identity, nn.Dropout))  # Dropout: deploy runs in eval mode
+
+
+def _sign_chains(graph: fx.Graph, model: nn.Module) -> list[tuple[str, list[str], str]]:
+    """[(deployed conv A, modules between, deployed binary conv B)] where A's output reaches B only
+    through sign-preserving modules, each used once: A can hand B packed sign bits directly."""
+    chains = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(model.get_submodule(node.target),
+                                                      PackedConv2d):
+            continue
+        between, cur = [], node
+        while len(cur.users) == 1:
+            user = next(iter(cur.users))
+            if (user.op != "call_module" or len(user.args) != 1 or user.kwargs
+                    or not _called_once(graph, user.target)):
+                break
+            mod = model.get_submodule(user.target)
+            if isinstance(mod, PackedConv2d) and mod.binary and mod.groups == 1:
+                chains.append((node.target, between, user.target))
+                break
+            if not _sign_preserving(mod):
+                break
+            between.append(user.target)
+            cur = user
+    return chains
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -398,7 +443,8 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
     if devices - {"cpu"}:
         raise ValueError(f"model or example_input has tensors on {sorted(devices)}: hwq.deploy "
                          "targets the CPU kernels; move them with .cpu() first")
-    bn_of, traced = _bn_after(out) if fold_bn else ({}, True)
+    graph = _trace(out)
+    bn_of = _bn_after(graph, out) if (fold_bn and graph is not None) else {}
     layers = [(n, m) for n, m in out.named_modules() if isinstance(m, (QuantConv2d, QuantLinear))]
     inputs = (_layer_inputs(out, [n for n, _ in layers], example_input)
               if example_input is not None else {})
@@ -432,5 +478,12 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
             decision.bn_folded = bn
         _set(out, name, chosen)
         decisions.append(decision)
-    out.deploy_report = DeployReport(decisions, traced)
+    if graph is not None:
+        by_name = {d.name: d for d in decisions}
+        for a, between, b in _sign_chains(graph, out):
+            out.get_submodule(a).packed_output = True
+            for name in between:
+                _set(out, name, nn.Identity())
+            by_name[a].packed_output_to = b
+    out.deploy_report = DeployReport(decisions, graph is not None)
     return out

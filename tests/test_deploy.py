@@ -92,9 +92,16 @@ def test_small_network_matches_qat_model():
                      "14": "bitserial W2A2"}
     assert "float" in dep.deploy_report.kept[0].reason or "no integer" in dep.deploy_report.kept[0].reason
     assert isinstance(dep[14], PackedLinear)
+    # 3 -> bn 4 (folded) -> Hardtanh 5 -> binary 6: layer 3 hands packed sign bits to layer 6
+    chained = {d.name: d.packed_output_to for d in dep.deploy_report.layers if d.packed_output_to}
+    assert chained == {"3": "6"} and isinstance(dep[5], nn.Identity) and dep[3].packed_output
+    assert "signs packed for 6" in str(dep.deploy_report)
     with torch.no_grad():
         got, want = dep(x), net(x)
+        dep[3].packed_output = False  # the unchained twin: float out, packed again by layer 6
+        unchained = dep(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    assert torch.equal(got, unchained)
     assert not net[3].__class__.__name__.startswith("Packed")  # the QAT model is untouched
 
 
@@ -121,6 +128,45 @@ def test_binary_resnet18_matches_qat_model():
     with torch.no_grad():
         got, want = dep(x), net(x)
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("between,chains", [
+    (lambda: [nn.Hardtanh()], True), (lambda: [nn.Dropout(0.3), nn.Identity()], True),
+    (lambda: [nn.Hardtanh(0.0, 1.0)], False),  # clamps negatives to 0: sign bits change
+    (lambda: [nn.ReLU()], False), (lambda: [nn.Tanh()], False)])
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
+def test_chaining_only_through_sign_preserving_modules(between, chains):
+    torch.manual_seed(6)
+    net = hwq.quantize(nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), *between(),
+                                     nn.Conv2d(16, 8, 3)), weights="binary", acts="binary")
+    _randomize_bn(net, torch.Generator().manual_seed(6))
+    x = torch.randn(2, 8, 9, 9)
+    _calibrate(net, x)
+    dep = hwq.deploy(net)
+    assert dep[0].packed_output is chains
+    with torch.no_grad():
+        got, want = dep(x), net(x)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+def test_shared_module_is_not_chained_away():
+    class Net(nn.Module):  # one Hardtanh used twice: it must survive
+        def __init__(self):
+            super().__init__()
+            self.c1 = hwq.nn.QuantConv2d(4, 4, 3, padding=1, weights="binary", acts="binary")
+            self.c2 = hwq.nn.QuantConv2d(4, 4, 3, padding=1, weights="binary", acts="binary")
+            self.act = nn.Hardtanh()
+
+        def forward(self, x):
+            return self.act(self.c2(self.act(self.c1(x))))
+
+    torch.manual_seed(7)
+    net, x = Net(), torch.randn(2, 4, 6, 6)
+    _calibrate(net, x)
+    dep = hwq.deploy(net)
+    assert not dep.c1.packed_output and isinstance(dep.act, nn.Hardtanh)
+    with torch.no_grad():
+        torch.testing.assert_close(dep(x), net(x), rtol=1e-4, atol=1e-4)
 
 
 def test_bad_arguments():
