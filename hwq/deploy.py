@@ -48,6 +48,7 @@ class LayerDecision:
     bn_folded: str = ""  # name of the folded BatchNorm2d, if any
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # when measured
     packed_output_to: str = ""  # the binary layer this one hands packed sign bits to, if any
+    relu_fused: str = ""  # name of the nn.ReLU applied in this layer's epilogue, if any
 
 
 @dataclasses.dataclass
@@ -67,6 +68,7 @@ class DeployReport:
             timed = ", ".join(f"{k} {v:.3g} ms" for k, v in d.timings_ms.items())
             rows.append(f"{d.name:<32} {d.impl:<18} {('bn ' + d.bn_folded + ' ') if d.bn_folded else ''}"
                         f"{('-> signs packed for ' + d.packed_output_to + ' ') if d.packed_output_to else ''}"
+                        f"{('relu ' + d.relu_fused + ' ') if d.relu_fused else ''}"
                         f"{d.reason}{(' [' + timed + ']') if timed else ''}")
         note = "" if self.traced else ("\n(torch.fx could not trace the model: no batch norm "
                                        "folded, no layers chained)")
@@ -192,6 +194,8 @@ class _Int8Kernel(_DeployedLayer):
     def _scale(self) -> torch.Tensor:
         return self.w_scale * self.bn_scale
 
+    fuse_relu = False  # set by deploy: a ReLU that alone consumed the output runs in oneDNN's epilogue
+
     def __getstate__(self):
         state = dict(self.__dict__)  # copy.deepcopy and pickle: without the opaque oneDNN tensor
         state["_onednn"] = None
@@ -244,7 +248,8 @@ class Int8Conv2d(_Int8Kernel):
                                                  self.dilation, self.groups)
         codes, a_scale = self._codes(x)
         return int8.conv2d(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
-                           self.out_bias, self.stride, self.padding, self.dilation, self.groups)
+                           self.out_bias, self.stride, self.padding, self.dilation, self.groups,
+                           relu=self.fuse_relu)
 
     def extra_repr(self) -> str:
         return self._conv_repr()
@@ -261,7 +266,7 @@ class Int8Linear(_Int8Kernel):
             self._onednn = int8.pack_linear_weight(self.w_codes[:, :, 0, 0])
         codes, a_scale = self._codes(x)
         return int8.linear(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
-                           self.out_bias)
+                           self.out_bias, relu=self.fuse_relu)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"
@@ -405,6 +410,29 @@ def _sign_chains(graph: fx.Graph, model: nn.Module) -> list[tuple[str, list[str]
     return chains
 
 
+def _relu_after(graph: fx.Graph, model: nn.Module, kinds: tuple) -> list[tuple[str, str]]:
+    """[(deployed layer, nn.ReLU module)] where the ReLU, called only there, alone consumes the
+    layer's output (after its folded batch norm): the layer can apply it in its epilogue."""
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(model.get_submodule(node.target), kinds):
+            continue
+        cur = node
+        while len(cur.users) == 1:
+            user = next(iter(cur.users))
+            if (user.op != "call_module" or len(user.args) != 1 or user.kwargs
+                    or not _called_once(graph, user.target)):
+                break
+            mod = model.get_submodule(user.target)
+            if isinstance(mod, nn.ReLU):
+                pairs.append((node.target, user.target))
+                break
+            if not isinstance(mod, nn.Identity):  # a folded batch norm
+                break
+            cur = user
+    return pairs
+
+
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
@@ -485,5 +513,9 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
             for name in between:
                 _set(out, name, nn.Identity())
             by_name[a].packed_output_to = b
+        for layer, relu in _relu_after(graph, out, (Int8Conv2d, Int8Linear)):
+            out.get_submodule(layer).fuse_relu = True
+            _set(out, relu, nn.Identity())
+            by_name[layer].relu_fused = relu
     out.deploy_report = DeployReport(decisions, graph is not None)
     return out

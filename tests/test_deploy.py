@@ -243,6 +243,25 @@ def test_int8_linear_and_copies():
 
 
 @needs_int8
+def test_relu_fused_into_int8_epilogue():
+    torch.manual_seed(8)
+    net = hwq.quantize(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                     nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(8 * 25, 4), nn.ReLU(inplace=True)),
+                       weights="fixed:8", acts="fixed:7")
+    _randomize_bn(net, torch.Generator().manual_seed(8))
+    x = torch.randn(2, 3, 7, 7)
+    _calibrate(net, x)
+    dep = hwq.deploy(net, max_plane_products=0)
+    rep = {d.name: d for d in dep.deploy_report.layers}
+    assert (rep["0"].relu_fused, rep["3"].relu_fused, rep["6"].relu_fused) == ("2", "4", "7")
+    assert all(isinstance(dep[i], nn.Identity) for i in (1, 2, 4, 7))
+    with torch.no_grad():
+        got, want = dep(x), net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@needs_int8
 def test_int8_needs_vnni_for_8_bit_activations(monkeypatch):
     monkeypatch.setattr(int8, "u8_exact_max", lambda: 127)
     conv = hwq.nn.QuantConv2d(4, 4, 3, weights="fixed:8", acts="fixed:8")

@@ -81,13 +81,15 @@ def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) ->
 
 def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
            w_scale: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
-           groups: int) -> torch.Tensor:
-    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W)."""
+           groups: int, relu: bool = False) -> torch.Tensor:
+    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W), then ReLU
+    if ``relu`` (in oneDNN's epilogue)."""
     xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     return torch.ops.onednn.qconv2d_pointwise(
         xu, float(x_scale), int(x_zp), w_packed, w_scale.double(), zeros, bias, list(stride),
-        list(padding), list(dilation), groups, 1.0, 0, torch.float32, "none", [], "")
+        list(padding), list(dilation), groups, 1.0, 0, torch.float32, "relu" if relu else "none",
+        [], "")
 
 
 def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
@@ -96,12 +98,13 @@ def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
-           w_scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C)."""
+           w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
+    """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C), then ReLU if
+    ``relu``."""
     lead = x.shape[:-1]
     xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     y = torch.ops.onednn.qlinear_pointwise(xu, float(x_scale), int(x_zp), w_packed,
                                            w_scale.float(), zeros, bias, 1.0, 0, torch.float32,
-                                           "none", [], "")
+                                           "relu" if relu else "none", [], "")
     return y.reshape(*lead, y.shape[-1])

@@ -71,6 +71,8 @@ def test_conv2d_epilogue_and_layouts():
         got = int8.conv2d(xin, 0.03, 128, packed, ws, b, (1, 1), (1, 1), (1, 1), 1)
         assert got.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(got.double(), want, rtol=1e-6, atol=1e-5)
+        fused = int8.conv2d(xin, 0.03, 128, packed, ws, b, (1, 1), (1, 1), (1, 1), 1, relu=True)
+        assert torch.equal(fused, torch.relu(got))
 
 
 def test_linear_exact_and_epilogue():
@@ -86,6 +88,7 @@ def test_linear_exact_and_epilogue():
         got = int8.linear(x - 7, 0.5, 7, packed, ws, b)
         torch.testing.assert_close(got.double(), (x.double() - 7) @ w.double().T * 0.5
                                    * ws.double() + b.double(), rtol=1e-6, atol=1e-5)
+        assert torch.equal(int8.linear(x - 7, 0.5, 7, packed, ws, b, relu=True), torch.relu(got))
 
 
 def test_bad_inputs():
