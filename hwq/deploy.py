@@ -249,7 +249,7 @@ class Int8Conv2d(_Int8Kernel):
         codes, a_scale = self._codes(x)
         return int8.conv2d(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
                            self.out_bias, self.stride, self.padding, self.dilation, self.groups,
-                           relu=self.fuse_relu)
+                           relu=self.fuse_relu, check=False)
 
     def extra_repr(self) -> str:
         return self._conv_repr()
@@ -266,7 +266,7 @@ class Int8Linear(_Int8Kernel):
             self._onednn = int8.pack_linear_weight(self.w_codes[:, :, 0, 0])
         codes, a_scale = self._codes(x)
         return int8.linear(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
-                           self.out_bias, relu=self.fuse_relu)
+                           self.out_bias, relu=self.fuse_relu, check=False)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"

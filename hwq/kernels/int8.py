@@ -53,17 +53,18 @@ def u8_exact_max() -> int:
     return 255 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
 
 
-def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
-    """Integer codes (any real dtype) + x_zp as uint8; refuses non-integers and values off [0, 255]."""
-    if x.is_floating_point() and not torch.equal(x, x.round()):
-        raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
-    u = x.to(torch.int16) + x_zp
-    if u.numel():
-        lo, hi = (int(v) for v in torch.aminmax(u))
-        if lo < 0 or hi > 255:
-            raise ValueError(f"activation codes + x_zp={x_zp} span [{lo}, {hi}]: expected values "
-                             "in [0, 255] (u8)")
-    return u.to(torch.uint8)
+def _as_u8(x: torch.Tensor, x_zp: int, check: bool) -> torch.Tensor:
+    """Integer codes (any real dtype) + x_zp as uint8. check: refuse non-integers and values off
+    [0, 255] (hwq.deploy skips it: its codes come from the quantizer's clamp)."""
+    if check:
+        if x.is_floating_point() and not torch.equal(x, x.round()):
+            raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
+        if x.numel():
+            lo, hi = (int(v) + x_zp for v in torch.aminmax(x))
+            if lo < 0 or hi > 255:
+                raise ValueError(f"activation codes + x_zp={x_zp} span [{lo}, {hi}]: expected "
+                                 "values in [0, 255] (u8)")
+    return (x + x_zp).to(torch.uint8) if x_zp else x.to(torch.uint8)
 
 
 def _check_w(w: torch.Tensor) -> torch.Tensor:
@@ -81,10 +82,10 @@ def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) ->
 
 def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
            w_scale: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
-           groups: int, relu: bool = False) -> torch.Tensor:
+           groups: int, relu: bool = False, check: bool = True) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W), then ReLU
     if ``relu`` (in oneDNN's epilogue)."""
-    xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
+    xu = _as_u8(x, x_zp, check).contiguous(memory_format=torch.channels_last)
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     return torch.ops.onednn.qconv2d_pointwise(
         xu, float(x_scale), int(x_zp), w_packed, w_scale.double(), zeros, bias, list(stride),
@@ -98,11 +99,12 @@ def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
-           w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
+           w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False,
+           check: bool = True) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C), then ReLU if
     ``relu``."""
     lead = x.shape[:-1]
-    xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
+    xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp, check).contiguous()
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     y = torch.ops.onednn.qlinear_pointwise(xu, float(x_scale), int(x_zp), w_packed,
                                            w_scale.float(), zeros, bias, 1.0, 0, torch.float32,
