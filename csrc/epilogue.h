@@ -7,7 +7,7 @@ namespace HWQ_EPI_NS {
 
 // s = offset[r] + beta * C[r * ldc + c] (binary: K_valid - 2 * xor count; bit-serial: the sum).
 static void epilogue_int(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
-                         const int64_t* offset, int64_t beta, int32_t* out, int64_t ldo) {
+                         const int64_t* offset, int64_t beta, int32_t* __restrict out, int64_t ldo) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t* c = C + r * ldc;
     int32_t* o = out + r * ldo;
@@ -20,7 +20,7 @@ static void epilogue_int(const int64_t* C, int64_t ldc, int64_t rows, int64_t co
 // -ffp-contract=off), so every kernel path rounds the same way.
 static void epilogue_float(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                            const int64_t* offset, int64_t beta, const float* scale,
-                           const float* bias, float* out, int64_t ldo) {
+                           const float* bias, float* __restrict out, int64_t ldo) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t* c = C + r * ldc;
     float* o = out + r * ldo;

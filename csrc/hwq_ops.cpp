@@ -40,6 +40,21 @@ namespace {
 using namespace hwq_packed;
 
 constexpr int64_t kRowBlock = 48;  // output pixels per im2col block (a multiple of every mr)
+// Output channels per epilogue call: 4 panels (weights are padded to a multiple of 4 panels, so
+// every block is whole panels), whatever the micro-tile's width, so that the epilogue's rows are
+// long enough to vectorize well.
+constexpr int64_t kColBlock = kPanelPad * kPanel;
+
+// n packed words; the common small counts (64-256 channels per tap) without a memcpy call.
+inline void copy_words(uint64_t* dst, const uint64_t* src, int64_t n) {
+  switch (n) {
+    case 1: dst[0] = src[0]; return;
+    case 2: std::memcpy(dst, src, 2 * sizeof(uint64_t)); return;
+    case 3: std::memcpy(dst, src, 3 * sizeof(uint64_t)); return;
+    case 4: std::memcpy(dst, src, 4 * sizeof(uint64_t)); return;
+    default: std::memcpy(dst, src, n * sizeof(uint64_t));
+  }
+}
 
 // ---- run-time ISA choice -------------------------------------------------------------------
 
@@ -311,7 +326,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
 
   const KernelTable* kt = current_table();
   const MicroFn fn = binary ? kt->xor_popcount : kt->and_popcount;
-  const int64_t mr = kt->mr, tile_panels = kt->panels, tc = tile_panels * kPanel;
+  const int64_t mr = kt->mr, tc = kt->panels * kPanel;  // micro-tile rows, columns
   const uint64_t* xp = reinterpret_cast<const uint64_t*>(x.const_data_ptr<int64_t>());
   const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.const_data_ptr<int64_t>());
 
@@ -344,68 +359,98 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   float* out_f = out_mode == kOutFloat ? out.data_ptr<float>() : nullptr;
   uint64_t* out_p =
       out_mode == kOutPackedSign ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()) : nullptr;
+  // Input pixel offset of each tap from the window's top-left pixel (for windows fully inside).
+  std::vector<int64_t> tap_offset(taps);
+  for (int64_t a = 0; a < kh; ++a)
+    for (int64_t c = 0; c < kw; ++c) tap_offset[a * kw + c] = a * dilation[0] * w + c * dilation[1];
+  const int64_t span_h = dilation[0] * (kh - 1), span_w = dilation[1] * (kw - 1);
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
   at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<uint64_t> abuf(pa * kRowBlock * k);
-    std::vector<int64_t> cbuf(kRowBlock * tc);
+    std::vector<int64_t> cbuf(kRowBlock * kColBlock);
     std::vector<uint64_t> valid(kRowBlock);
-    std::vector<int64_t> src_pixel(kRowBlock * taps);  // input pixel index per tap, -1 outside
+    // Per row: the window's top-left input pixel when the whole window is inside the image,
+    // else -1 and the input pixel of every tap in src_pixel (-1 outside).
+    std::vector<int64_t> corner(kRowBlock);
+    std::vector<int64_t> src_pixel(kRowBlock * taps);
     std::vector<int64_t> offset(kRowBlock);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t m0 = b * kRowBlock;
       const int64_t mc = std::min(kRowBlock, m_total - m0);
       const int64_t mp = (mc + mr - 1) / mr * mr;
+      // Output pixel m0 as (image, row, column), then stepped along without divisions.
+      int64_t in = m0 / (oh * ow), oy = (m0 % (oh * ow)) / ow, ox = m0 % ow;
       for (int64_t r = 0; r < mc; ++r) {
-        const int64_t m = m0 + r, in = m / (oh * ow), rem = m % (oh * ow);
-        const int64_t ih0 = (rem / ow) * stride[0] - padding[0];
-        const int64_t iw0 = (rem % ow) * stride[1] - padding[1];
-        uint64_t mask = 0;
-        for (int64_t a = 0; a < kh; ++a)
-          for (int64_t c = 0; c < kw; ++c) {
-            const int64_t ih = ih0 + a * dilation[0], iw = iw0 + c * dilation[1], t = a * kw + c;
-            const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
-            src_pixel[r * taps + t] = inside ? (in * h + ih) * w + iw : -1;
-            if (inside) mask |= uint64_t{1} << t;
-          }
-        valid[r] = mask;
+        const int64_t ih0 = oy * stride[0] - padding[0], iw0 = ox * stride[1] - padding[1];
+        if (ih0 >= 0 && ih0 + span_h < h && iw0 >= 0 && iw0 + span_w < w) {
+          corner[r] = (in * h + ih0) * w + iw0;
+          valid[r] = all_taps;
+        } else {
+          uint64_t mask = 0;
+          for (int64_t a = 0; a < kh; ++a)
+            for (int64_t c = 0; c < kw; ++c) {
+              const int64_t ih = ih0 + a * dilation[0], iw = iw0 + c * dilation[1], t = a * kw + c;
+              const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+              src_pixel[r * taps + t] = inside ? (in * h + ih) * w + iw : -1;
+              if (inside) mask |= uint64_t{1} << t;
+            }
+          corner[r] = -1;
+          valid[r] = mask;
+        }
         // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
-        offset[r] = binary ? cg * __builtin_popcountll(mask) : 0;
+        offset[r] = binary ? cg * __builtin_popcountll(valid[r]) : 0;
+        if (++ox == ow) {
+          ox = 0;
+          if (++oy == oh) {
+            oy = 0;
+            ++in;
+          }
+        }
       }
       for (int64_t g = 0; g < g_; ++g) {
         // Packed im2col rows of this group, one block per activation plane; rows past mc are 0.
-        for (int64_t i = 0; i < pa; ++i)
+        for (int64_t i = 0; i < pa; ++i) {
+          const uint64_t* xg = xp + (g * pa + i) * cwg;
           for (int64_t r = 0; r < mp; ++r) {
             uint64_t* dst = abuf.data() + (i * kRowBlock + r) * k;
             if (r >= mc) {
               std::memset(dst, 0, k * sizeof(uint64_t));
-              continue;
-            }
-            for (int64_t t = 0; t < taps; ++t) {
-              const int64_t pix = src_pixel[r * taps + t];
-              if (pix < 0)
-                std::memset(dst + t * cwg, 0, cwg * sizeof(uint64_t));
-              else
-                std::memcpy(dst + t * cwg, xp + pix * pixel_words + (g * pa + i) * cwg,
-                            cwg * sizeof(uint64_t));
+            } else if (corner[r] >= 0) {
+              const uint64_t* src = xg + corner[r] * pixel_words;
+              for (int64_t t = 0; t < taps; ++t)
+                copy_words(dst + t * cwg, src + tap_offset[t] * pixel_words, cwg);
+            } else {
+              for (int64_t t = 0; t < taps; ++t) {
+                const int64_t pix = src_pixel[r * taps + t];
+                if (pix < 0)
+                  std::memset(dst + t * cwg, 0, cwg * sizeof(uint64_t));
+                else
+                  copy_words(dst + t * cwg, xg + pix * pixel_words, cwg);
+              }
             }
           }
-        for (int64_t nb = 0; nb < np && nb * kPanel < og; nb += tile_panels) {
-          std::fill(cbuf.begin(), cbuf.begin() + mp * tc, 0);
-          for (int64_t r = 0; r < mp; r += mr)
-            for (int64_t i = 0; i < pa; ++i)
-              for (int64_t j = 0; j < pw; ++j)
-                fn(abuf.data() + (i * kRowBlock + r) * k, k,
-                   wp + ((g * pw + j) * np + nb) * k * kPanel, k * kPanel, k,
-                   cbuf.data() + r * tc, tc, coef[i * pw + j]);
-          const int64_t cols = std::min(tc, og - nb * kPanel), o0 = g * og + nb * kPanel;
+        }
+        // Output channels in blocks of kColBlock (whole panels: np is a multiple of 4), each
+        // covered by micro-tiles of kt->panels panels; one epilogue call per block.
+        for (int64_t nb = 0; nb < np && nb * kPanel < og; nb += kColBlock / kPanel) {
+          const int64_t cols = std::min(kColBlock, og - nb * kPanel), o0 = g * og + nb * kPanel;
+          const int64_t used = (cols + tc - 1) / tc * tc;  // columns the micro-tiles write
+          std::fill(cbuf.begin(), cbuf.begin() + mp * kColBlock, 0);
+          for (int64_t p = 0; p < used; p += tc)
+            for (int64_t r = 0; r < mp; r += mr)
+              for (int64_t i = 0; i < pa; ++i)
+                for (int64_t j = 0; j < pw; ++j)
+                  fn(abuf.data() + (i * kRowBlock + r) * k, k,
+                     wp + ((g * pw + j) * np + nb + p / kPanel) * k * kPanel, k * kPanel, k,
+                     cbuf.data() + r * kColBlock + p, kColBlock, coef[i * pw + j]);
           if (binary) {
             // Out-of-image taps: remove the popcount their zero words added (see the top).
             for (int64_t r = 0; r < mc; ++r) {
               const uint64_t outside = ~valid[r] & all_taps;
               if (outside == 0) continue;
-              int64_t* crow = cbuf.data() + r * tc;
+              int64_t* crow = cbuf.data() + r * kColBlock;
               for (uint64_t rest = outside; rest != 0; rest &= rest - 1) {
                 const int64_t* wt_pop = wpop.data() + (g * taps + __builtin_ctzll(rest)) * og +
                                         nb * kPanel;
@@ -415,13 +460,13 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
           }
           const int64_t* c0 = cbuf.data();
           if (out_mode == kOutInt32)
-            kt->epilogue_int(c0, tc, mc, cols, offset.data(), beta, out_i + m0 * out_channels + o0,
-                             out_channels);
+            kt->epilogue_int(c0, kColBlock, mc, cols, offset.data(), beta,
+                             out_i + m0 * out_channels + o0, out_channels);
           else if (out_mode == kOutFloat)
-            kt->epilogue_float(c0, tc, mc, cols, offset.data(), beta, sc + o0, bi + o0,
+            kt->epilogue_float(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0,
                                out_f + m0 * out_channels + o0, out_channels);
           else
-            kt->epilogue_sign(c0, tc, mc, cols, offset.data(), beta, sc + o0, bi + o0, o0,
+            kt->epilogue_sign(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0, o0,
                               out_p + m0 * cwo, cwo);
         }
       }
