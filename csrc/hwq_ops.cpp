@@ -298,7 +298,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   const float* sc = scale_c.defined() ? scale_c.const_data_ptr<float>() : nullptr;
   const float* bi = bias_c.defined() ? bias_c.const_data_ptr<float>() : nullptr;
   TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
-              "scale/bias need out_mode 1 or 2: out_mode=0 returns the raw int32 sums");
+              "scale/bias need out_mode 1, 2 or 3: out_mode=0 returns the raw int32 sums");
   std::vector<float> ones, zeros;  // the epilogue always multiplies and adds
   if (sc == nullptr) {
     ones.assign(out_channels, 1.0f);
@@ -356,7 +356,8 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   const int64_t pixel_words = g_ * pa * cwg;
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
   int32_t* out_i = out_mode == kOutInt32 ? out.data_ptr<int32_t>() : nullptr;
-  float* out_f = out_mode == kOutFloat ? out.data_ptr<float>() : nullptr;
+  const bool relu = out_mode == kOutFloatRelu;
+  float* out_f = out_mode == kOutFloat || relu ? out.data_ptr<float>() : nullptr;
   uint64_t* out_p =
       out_mode == kOutPackedSign ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()) : nullptr;
   // Input pixel offset of each tap from the window's top-left pixel (for windows fully inside).
@@ -462,9 +463,9 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
           if (out_mode == kOutInt32)
             kt->epilogue_int(c0, kColBlock, mc, cols, offset.data(), beta,
                              out_i + m0 * out_channels + o0, out_channels);
-          else if (out_mode == kOutFloat)
+          else if (out_f != nullptr)
             kt->epilogue_float(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0,
-                               out_f + m0 * out_channels + o0, out_channels);
+                               out_f + m0 * out_channels + o0, out_channels, relu);
           else
             kt->epilogue_sign(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0, o0,
                               out_p + m0 * cwo, cwo);

@@ -36,7 +36,8 @@ inline void check_groups(int64_t channels, int64_t groups, const char* what) {
   TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
 }
 
-enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2 };
+// 1: float(sum) * scale + bias; 2: the sign bits of that, packed; 3: mode 1 then ReLU.
+enum OutMode : int64_t { kOutInt32 = 0, kOutFloat = 1, kOutPackedSign = 2, kOutFloatRelu = 3 };
 
 // Sizes of one conv2d_packed call, derived from validated arguments.
 struct ConvShape {
@@ -72,8 +73,9 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
     TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
     TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
   }
-  TORCH_CHECK(out_mode >= 0 && out_mode <= 2, "out_mode=", out_mode,
-              " is not accepted: expected 0 (int32 sums), 1 (float) or 2 (packed signs)");
+  TORCH_CHECK(out_mode >= 0 && out_mode <= 3, "out_mode=", out_mode,
+              " is not accepted: expected 0 (int32 sums), 1 (float), 2 (packed signs) or 3 (float "
+              "then ReLU)");
 
   s.groups = groups;
   s.cg = in_channels / groups;

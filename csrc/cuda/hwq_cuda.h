@@ -36,7 +36,7 @@ struct ConvParams {
   bool binary;
   const float* scale;  // per output channel or nullptr (= 1)
   const float* bias;   // per output channel or nullptr (= 0)
-  int out_mode;        // 0: int32 sums (N, OH, OW, O); 1: float32; 2: packed signs (N, OH, OW, 1, 1, cwo)
+  int out_mode;        // 0: int32 sums (N, OH, OW, O); 1: float32; 2: packed signs (N, OH, OW, 1, 1, cwo); 3 (float then ReLU) is refused by hwq_cuda.cpp
   void* out;           // int32 / float / uint64 (zero-filled by the caller for out_mode 2)
   int32_t* workspace;  // binary only: G * og * (KH*KW + 1) ints (per-tap weight popcounts)
   int config;          // tile configuration: -1 auto, else an index into kConfigs (see conv.cu)

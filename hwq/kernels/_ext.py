@@ -96,5 +96,5 @@ if HAVE_EXTENSION:
         ow = (wd + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
         if out_mode == 2:
             return x.new_empty((n, oh, ow, 1, 1, words(out_channels)), dtype=torch.int64)
-        dtype = torch.int32 if out_mode == 0 else torch.float32
+        dtype = torch.int32 if out_mode == 0 else torch.float32  # 1, 3 (float, float + ReLU)
         return x.new_empty((n, oh, ow, out_channels), dtype=dtype).permute(0, 3, 1, 2)

@@ -49,3 +49,15 @@ def test_random_pack_cases(gpu_check):
 
 def test_bad_inputs_raise(gpu_check):
     assert gpu_check.run_error_checks() == []
+
+
+def test_relu_out_mode_is_refused_on_cuda(gpu_check):
+    # out_mode 3 (float then ReLU) exists on the CPU only; the CUDA op says so instead of
+    # returning something else.
+    x = torch.ones(1, 64, 4, 4, device="cuda")
+    xp = torch.ops.hwq.pack_activations(x, 1, True, 1)
+    wp = torch.ops.hwq.pack_weights(torch.ones(8, 64, 3, 3, device="cuda"), 1, True, 1)
+    with pytest.raises(RuntimeError, match=r"out_mode=3 \(float then ReLU\) is not implemented by "
+                                           r"the CUDA kernels yet"):
+        torch.ops.hwq.conv2d_packed(xp, wp, 64, 8, [3, 3], 1, 1, True, [1, 1], [1, 1], [1, 1], 1,
+                                    None, None, 3)

@@ -105,7 +105,11 @@ def test_cpp_checks_name_the_argument():
         torch.ops.hwq.conv2d_packed(px.data, pw.data, *bad)
     bad = list(ok)
     bad[-1] = 5
-    with pytest.raises(RuntimeError, match=r"out_mode=5 is not accepted"):
+    with pytest.raises(RuntimeError, match=r"out_mode=5 is not accepted: expected 0 \(int32 sums\), "
+                                           r"1 \(float\), 2 \(packed signs\) or 3 \(float then ReLU\)"):
+        torch.ops.hwq.conv2d_packed(px.data, pw.data, *bad)
+    bad[-1] = -1
+    with pytest.raises(RuntimeError, match=r"out_mode=-1 is not accepted"):
         torch.ops.hwq.conv2d_packed(px.data, pw.data, *bad)
     bad = list(ok)
     bad[-2] = torch.ones(3)

@@ -249,6 +249,46 @@ def test_fused_epilogue_and_packed_sign_output():
 
 
 @needs_ext
+def test_relu_epilogue_is_float_epilogue_then_torch_relu_on_every_path():
+    # out_mode 3 = out_mode 1 followed by torch.relu, bit for bit (compared as int32 bit patterns):
+    # negative values become +0.0, while NaN (a NaN bias) and -0.0 (a zero sum times a negative
+    # scale plus a -0.0 bias) pass through as torch.relu lets them. Binary with padding (the
+    # border correction) and bit-serial with groups; channel counts around the 32-column blocks.
+    gen = torch.Generator().manual_seed(18)
+    for binary, cin, cout, groups in [(True, 40, 70, 1), (True, 130, 33, 1), (False, 48, 36, 2),
+                                      (False, 20, 8, 4)]:
+        if binary:
+            x = torch.randint(0, 2, (2, cin, 6, 5), generator=gen).float() * 2 - 1
+            w = torch.randint(0, 2, (cout, cin // groups, 3, 3), generator=gen).float() * 2 - 1
+            px, pw, bits = K.pack_activations(x, None, groups), K.pack_weights(w, None, groups), 1
+        else:
+            x = torch.randint(0, 4, (2, cin, 6, 5), generator=gen).float()
+            w = torch.randint(-2, 2, (cout, cin // groups, 3, 3), generator=gen).float()
+            px, pw, bits = K.pack_activations(x, 2, groups), K.pack_weights(w, 2, groups), 2
+        scale = torch.randn(cout, generator=gen)
+        bias = torch.randn(cout, generator=gen) * 10
+        bias[1], scale[2], bias[2] = float("nan"), -1.0, -0.0
+        args = (px.data, pw.data, cin, cout, [3, 3], bits, bits, binary, [1, 1], [1, 1], [1, 1],
+                groups, scale, bias)
+        with K.use_isa(K.available_isas()[0]):
+            plain = torch.ops.hwq.conv2d_packed(*args, 1)
+        want = torch.relu(plain)
+        assert want.isnan().any() and (want == 0).any() and (want > 0).any()
+        for isa in K.available_isas():
+            with K.use_isa(isa):
+                got = torch.ops.hwq.conv2d_packed(*args, 3)
+                assert got.dtype == torch.float32 and got.shape == want.shape, isa
+                assert got.stride() == plain.stride(), isa
+                assert torch.equal(got.view(torch.int32), want.view(torch.int32)), (isa, binary)
+    # A -0.0 reaches the output and stays -0.0 (torch.relu(-0.0) is -0.0).
+    x = torch.ones(1, 8, 1, 1)
+    px, pw = K.pack_activations(x, 1), K.pack_weights(torch.zeros(1, 8, 1, 1), 1)
+    y = torch.ops.hwq.conv2d_packed(px.data, pw.data, 8, 1, [1, 1], 1, 1, False, [1, 1], [0, 0],
+                                    [1, 1], 1, torch.tensor([-1.0]), torch.tensor([-0.0]), 3)
+    assert y.view(torch.int32).item() == torch.tensor(-0.0).view(torch.int32).item()
+
+
+@needs_ext
 def test_fake_kernels_propagate_shapes():
     from torch._subclasses.fake_tensor import FakeTensorMode
     x = torch.ones(2, 100, 9, 7)
@@ -264,7 +304,11 @@ def test_fake_kernels_propagate_shapes():
         assert torch.ops.hwq.pack_activations(mode.from_tensor(x), 3, False, 2).shape == px.data.shape
         assert torch.ops.hwq.pack_weights(mode.from_tensor(w), 2, False, 2).shape == pw.data.shape
         packed_out = torch.ops.hwq.conv2d_packed(fx, fw, *args[:-2], None, None, 2)
+        relu_out = torch.ops.hwq.conv2d_packed(fx, fw, *args[:-2], None, None, 3)
     assert packed_out.shape == torch.ops.hwq.conv2d_packed(px.data, pw.data, *args, 2).shape
+    real_relu = torch.ops.hwq.conv2d_packed(px.data, pw.data, *args, 3)
+    assert relu_out.shape == real_relu.shape and relu_out.dtype == real_relu.dtype == torch.float32
+    assert relu_out.stride() == real_relu.stride()
 
 
 @needs_ext
