@@ -10,8 +10,9 @@
 //     k = (kh * KW + kw) * Cwg + cw; NP padded to a multiple of 4 with zero weights.
 // Zero padding is the value 0: bit-serial pads with zero words (x = 0 adds nothing to AND counts);
 // binary pads with zero words too and removes their contribution exactly: a zero activation word
-// against weight word w adds popcount(w) to the XOR count, so the epilogue subtracts the weight's
-// per-tap popcount for every out-of-image tap and uses K_valid = C/G * (taps inside the image).
+// against weight word w adds popcount(w) to the XOR count, so the sums of a border pixel start at
+// minus the weight's popcount over its out-of-image taps (one precomputed row per border pattern)
+// and the epilogue uses K_valid = C/G * (taps inside the image).
 // Channel tails are zero bits in both operands, so they add 0 to XOR and AND counts alike.
 #include <Python.h>
 
@@ -336,23 +337,68 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
     for (int64_t j = 0; j < pw; ++j)
       coef[i * pw + j] = binary ? 1 : ((j == pw - 1) ? -1 : 1) * (int64_t{1} << (i + j));
 
-  // Binary padding correction: popcount of the weight bits of each (group, tap, output channel),
-  // channels innermost so that the correction of a border pixel is a contiguous vector subtract.
-  std::vector<int64_t> wpop;
+  const uint64_t all_taps = taps == 64 ? ~uint64_t{0} : (uint64_t{1} << taps) - 1;
+  // Border patterns. Bit a of row_keys[row_id[oy]]: kernel row a of output row oy falls inside
+  // the image; likewise for columns. A window's valid taps are the product of the two, so the
+  // border cases are the distinct (row, column) pairs: 9 for a 3x3 kernel with padding 1.
+  std::vector<uint64_t> row_keys, col_keys;
+  std::vector<int64_t> row_id(oh), col_id(ow);
+  auto intern = [](std::vector<uint64_t>& keys, uint64_t m) {
+    const auto it = std::find(keys.begin(), keys.end(), m);
+    if (it != keys.end()) return static_cast<int64_t>(it - keys.begin());
+    keys.push_back(m);
+    return static_cast<int64_t>(keys.size()) - 1;
+  };
+  for (int64_t oy = 0; oy < oh; ++oy) {
+    uint64_t m = 0;
+    for (int64_t a = 0; a < kh; ++a) {
+      const int64_t ih = oy * stride[0] - padding[0] + a * dilation[0];
+      if (ih >= 0 && ih < h) m |= uint64_t{1} << a;
+    }
+    row_id[oy] = intern(row_keys, m);
+  }
+  for (int64_t ox = 0; ox < ow; ++ox) {
+    uint64_t m = 0;
+    for (int64_t c = 0; c < kw; ++c) {
+      const int64_t iw = ox * stride[1] - padding[1] + c * dilation[1];
+      if (iw >= 0 && iw < w) m |= uint64_t{1} << c;
+    }
+    col_id[ox] = intern(col_keys, m);
+  }
+  const int64_t n_col = static_cast<int64_t>(col_keys.size());
+  const int64_t n_pattern = static_cast<int64_t>(row_keys.size()) * n_col;
+  std::vector<uint64_t> pattern_taps(n_pattern, 0);  // valid-tap mask of each pattern
+  for (int64_t p = 0; p < n_pattern; ++p)
+    for (int64_t a = 0; a < kh; ++a)
+      for (int64_t c = 0; c < kw; ++c)
+        if ((row_keys[p / n_col] >> a & 1) && (col_keys[p % n_col] >> c & 1))
+          pattern_taps[p] |= uint64_t{1} << (a * kw + c);
+
+  // Binary padding correction: a zero (padded) activation word against weight word w adds
+  // popcount(w) to the XOR count, so per pattern, group and output channel the summed weight
+  // popcount of the out-of-image taps is removed (the C block starts at minus it).
+  std::vector<int64_t> border_pop;
   if (binary) {
-    wpop.assign(g_ * taps * og, 0);
+    std::vector<int64_t> wpop(taps);
+    border_pop.assign(n_pattern * g_ * og, 0);
     for (int64_t g = 0; g < g_; ++g)
-      for (int64_t oo = 0; oo < og; ++oo)
+      for (int64_t oo = 0; oo < og; ++oo) {
+        const uint64_t* row = wp + (g * np + oo / kPanel) * k * kPanel + oo % kPanel;
         for (int64_t t = 0; t < taps; ++t) {
-          int64_t s = 0;
-          const uint64_t* row = wp + (g * np + oo / kPanel) * k * kPanel + oo % kPanel;
-          for (int64_t cw = 0; cw < cwg; ++cw) s += __builtin_popcountll(row[(t * cwg + cw) * kPanel]);
-          wpop[(g * taps + t) * og + oo] = s;
+          wpop[t] = 0;
+          for (int64_t cw = 0; cw < cwg; ++cw)
+            wpop[t] += __builtin_popcountll(row[(t * cwg + cw) * kPanel]);
         }
+        for (int64_t p = 0; p < n_pattern; ++p) {
+          int64_t s = 0;
+          for (uint64_t rest = ~pattern_taps[p] & all_taps; rest != 0; rest &= rest - 1)
+            s += wpop[__builtin_ctzll(rest)];
+          border_pop[(p * g_ + g) * og + oo] = s;
+        }
+      }
   }
 
   const int64_t beta = binary ? -2 : 1;
-  const uint64_t all_taps = taps == 64 ? ~uint64_t{0} : (uint64_t{1} << taps) - 1;
   const int64_t pixel_words = g_ * pa * cwg;
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
   int32_t* out_i = out_mode == kOutInt32 ? out.data_ptr<int32_t>() : nullptr;
@@ -360,11 +406,11 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   float* out_f = out_mode == kOutFloat || relu ? out.data_ptr<float>() : nullptr;
   uint64_t* out_p =
       out_mode == kOutPackedSign ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()) : nullptr;
-  // Input pixel offset of each tap from the window's top-left pixel (for windows fully inside).
+  // Input word offset of each tap from the window's top-left pixel (for windows fully inside).
   std::vector<int64_t> tap_offset(taps);
   for (int64_t a = 0; a < kh; ++a)
-    for (int64_t c = 0; c < kw; ++c) tap_offset[a * kw + c] = a * dilation[0] * w + c * dilation[1];
-  const int64_t span_h = dilation[0] * (kh - 1), span_w = dilation[1] * (kw - 1);
+    for (int64_t c = 0; c < kw; ++c)
+      tap_offset[a * kw + c] = (a * dilation[0] * w + c * dilation[1]) * pixel_words;
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
@@ -372,6 +418,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
     std::vector<uint64_t> abuf(pa * kRowBlock * k);
     std::vector<int64_t> cbuf(kRowBlock * kColBlock);
     std::vector<uint64_t> valid(kRowBlock);
+    std::vector<int64_t> pattern(kRowBlock);
     // Per row: the window's top-left input pixel when the whole window is inside the image,
     // else -1 and the input pixel of every tap in src_pixel (-1 outside).
     std::vector<int64_t> corner(kRowBlock);
@@ -385,20 +432,17 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
       int64_t in = m0 / (oh * ow), oy = (m0 % (oh * ow)) / ow, ox = m0 % ow;
       for (int64_t r = 0; r < mc; ++r) {
         const int64_t ih0 = oy * stride[0] - padding[0], iw0 = ox * stride[1] - padding[1];
-        if (ih0 >= 0 && ih0 + span_h < h && iw0 >= 0 && iw0 + span_w < w) {
+        pattern[r] = row_id[oy] * n_col + col_id[ox];
+        valid[r] = pattern_taps[pattern[r]];
+        if (valid[r] == all_taps) {
           corner[r] = (in * h + ih0) * w + iw0;
-          valid[r] = all_taps;
         } else {
-          uint64_t mask = 0;
           for (int64_t a = 0; a < kh; ++a)
             for (int64_t c = 0; c < kw; ++c) {
               const int64_t ih = ih0 + a * dilation[0], iw = iw0 + c * dilation[1], t = a * kw + c;
-              const bool inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
-              src_pixel[r * taps + t] = inside ? (in * h + ih) * w + iw : -1;
-              if (inside) mask |= uint64_t{1} << t;
+              src_pixel[r * taps + t] = valid[r] >> t & 1 ? (in * h + ih) * w + iw : -1;
             }
           corner[r] = -1;
-          valid[r] = mask;
         }
         // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
         offset[r] = binary ? cg * __builtin_popcountll(valid[r]) : 0;
@@ -420,8 +464,10 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
               std::memset(dst, 0, k * sizeof(uint64_t));
             } else if (corner[r] >= 0) {
               const uint64_t* src = xg + corner[r] * pixel_words;
-              for (int64_t t = 0; t < taps; ++t)
-                copy_words(dst + t * cwg, src + tap_offset[t] * pixel_words, cwg);
+              if (cwg == 1)
+                for (int64_t t = 0; t < taps; ++t) dst[t] = src[tap_offset[t]];
+              else
+                for (int64_t t = 0; t < taps; ++t) copy_words(dst + t * cwg, src + tap_offset[t], cwg);
             } else {
               for (int64_t t = 0; t < taps; ++t) {
                 const int64_t pix = src_pixel[r * taps + t];
@@ -439,6 +485,13 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
           const int64_t cols = std::min(kColBlock, og - nb * kPanel), o0 = g * og + nb * kPanel;
           const int64_t used = (cols + tc - 1) / tc * tc;  // columns the micro-tiles write
           std::fill(cbuf.begin(), cbuf.begin() + mp * kColBlock, 0);
+          if (binary)  // out-of-image taps: start at minus what their zero words will add
+            for (int64_t r = 0; r < mc; ++r) {
+              if (valid[r] == all_taps) continue;
+              const int64_t* bp = border_pop.data() + (pattern[r] * g_ + g) * og + nb * kPanel;
+              int64_t* crow = cbuf.data() + r * kColBlock;
+              for (int64_t c = 0; c < cols; ++c) crow[c] = -bp[c];
+            }
           for (int64_t p = 0; p < used; p += tc)
             for (int64_t r = 0; r < mp; r += mr)
               for (int64_t i = 0; i < pa; ++i)
@@ -446,19 +499,6 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                   fn(abuf.data() + (i * kRowBlock + r) * k, k,
                      wp + ((g * pw + j) * np + nb + p / kPanel) * k * kPanel, k * kPanel, k,
                      cbuf.data() + r * kColBlock + p, kColBlock, coef[i * pw + j]);
-          if (binary) {
-            // Out-of-image taps: remove the popcount their zero words added (see the top).
-            for (int64_t r = 0; r < mc; ++r) {
-              const uint64_t outside = ~valid[r] & all_taps;
-              if (outside == 0) continue;
-              int64_t* crow = cbuf.data() + r * kColBlock;
-              for (uint64_t rest = outside; rest != 0; rest &= rest - 1) {
-                const int64_t* wt_pop = wpop.data() + (g * taps + __builtin_ctzll(rest)) * og +
-                                        nb * kPanel;
-                for (int64_t c = 0; c < cols; ++c) crow[c] -= wt_pop[c];
-              }
-            }
-          }
           const int64_t* c0 = cbuf.data();
           if (out_mode == kOutInt32)
             kt->epilogue_int(c0, kColBlock, mc, cols, offset.data(), beta,
