@@ -154,6 +154,7 @@ class _PackedKernel(_DeployedLayer):
         self.register_buffer("w_packed", packed.data)
 
     packed_output = False  # set by deploy: hand sign bits straight to the next binary layer
+    fuse_relu = False  # set by deploy: a ReLU that alone consumed the output runs in the epilogue
 
     def _packed_input(self, x4: torch.Tensor):
         """(packed activation codes, activation scale)."""
@@ -172,7 +173,8 @@ class _PackedKernel(_DeployedLayer):
         return torch.ops.hwq.conv2d_packed(
             px, self.w_packed, self.in_channels, self.out_channels, list(self.kernel_size),
             self.a_bits, self.w_bits, self.binary, list(stride), list(padding), list(dilation),
-            self.groups, scale, self.out_bias, 2 if self.packed_output else 1)
+            self.groups, scale, self.out_bias,
+            2 if self.packed_output else (3 if self.fuse_relu else 1))
 
 
 class _Int8Kernel(_DeployedLayer):
@@ -217,7 +219,8 @@ class PackedConv2d(_PackedKernel):
         return self._conv(x, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return self._conv_repr() + (", packed sign output" if self.packed_output else "")
+        return self._conv_repr() + (", packed sign output" if self.packed_output else "") + (
+            ", relu fused" if self.fuse_relu else "")
 
 
 class PackedLinear(_PackedKernel):
@@ -513,7 +516,9 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
             for name in between:
                 _set(out, name, nn.Identity())
             by_name[a].packed_output_to = b
-        for layer, relu in _relu_after(graph, out, (Int8Conv2d, Int8Linear)):
+        for layer, relu in _relu_after(graph, out, (_PackedKernel, _Int8Kernel)):
+            if getattr(out.get_submodule(layer), "packed_output", False):
+                continue
             out.get_submodule(layer).fuse_relu = True
             _set(out, relu, nn.Identity())
             by_name[layer].relu_fused = relu

@@ -261,6 +261,29 @@ def test_relu_fused_into_int8_epilogue():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
+def test_relu_fused_into_packed_epilogue():
+    torch.manual_seed(9)
+    net = hwq.quantize(nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                     nn.Conv2d(16, 8, 3), nn.ReLU()),
+                       weights="binary", acts="binary", layers={"3": dict(weights="fixed:2",
+                                                                          acts="pact:2")})
+    _randomize_bn(net, torch.Generator().manual_seed(9))
+    x = torch.randn(2, 8, 7, 7)
+    _calibrate(net, x)
+    dep = hwq.deploy(net)
+    rep = {d.name: d for d in dep.deploy_report.layers}
+    assert (rep["0"].impl, rep["3"].impl) == ("binary", "bitserial W2A2")
+    assert (rep["0"].relu_fused, rep["3"].relu_fused) == ("2", "4") and dep[0].fuse_relu
+    assert "relu fused" in repr(dep[0])
+    with torch.no_grad():
+        got, want = dep(x), net(x)
+        dep[0].fuse_relu = dep[3].fuse_relu = False  # unfused twin: exactly torch.relu afterwards
+        dep[2], dep[4] = nn.ReLU(), nn.ReLU()
+        assert torch.equal(got, dep(x))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
 @needs_int8
 def test_int8_needs_vnni_for_8_bit_activations(monkeypatch):
     monkeypatch.setattr(int8, "u8_exact_max", lambda: 127)
