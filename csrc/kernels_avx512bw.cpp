@@ -46,20 +46,29 @@ static inline __m512i op_words(bool x, const uint64_t* a, const uint64_t* b) {
   return x ? _mm512_xor_epi64(bi, ai) : _mm512_and_epi64(bi, ai);
 }
 
-// Byte-table popcount of every word, for K < 8 where a carry-save tree has nothing to share.
+// Byte-table popcount of every word (the previous kernel), for K < kMinHarleySeal words: a
+// carry-save block plus the final popcounts of ones/twos/fours cost about 56 operations per tile
+// element against 8 per word for the table, and timed alone the table was faster at K = 8 (and
+// slower from K = 9). Byte counts stay below 8 * K <= 255.
+constexpr int64_t kMinHarleySeal = 9;
 template <bool XOR, int MR, int NV>
 static void micro_short(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
                         int64_t* C, int64_t ldc, int shift, bool negative) {
   const __m512i lut = _mm512_load_si512((const void*)kNibblePopcount);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m512i bytes[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) {
-      __m512i bytes = _mm512_setzero_si512();  // at most 7 * 8 per byte
-      for (int64_t k = 0; k < K; ++k)
-        bytes = _mm512_add_epi8(
-            bytes, popcount_bytes(op_words(XOR, A + r * lda + k, B + v * ldb + k * 8), lut, low4));
-      add_to_c(C + r * ldc + v * 8, _mm512_sad_epu8(bytes, _mm512_setzero_si512()), shift, negative);
-    }
+    for (int v = 0; v < NV; ++v) bytes[r][v] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; ++k)
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v)
+        bytes[r][v] = _mm512_add_epi8(
+            bytes[r][v],
+            popcount_bytes(op_words(XOR, A + r * lda + k, B + v * ldb + k * 8), lut, low4));
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v)
+      add_to_c(C + r * ldc + v * 8, _mm512_sad_epu8(bytes[r][v], _mm512_setzero_si512()), shift,
+               negative);
 }
 
 // Harley-Seal micro-kernel (MicroFn contract in isa.h), MR rows x NV panels of 8 output channels.
@@ -78,16 +87,10 @@ static void micro_short(const uint64_t* A, int64_t lda, const uint64_t* B, int64
 // total = 8 * sum(e8) + sum(4 * popc(fours) + 2 * popc(twos) + popc(ones)), the second sum in
 // bytes (at most 32 + 16 + 8 = 56 per byte).
 template <bool XOR, int MR, int NV>
-static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
-                  int64_t* C, int64_t ldc, int64_t coef) {
+static inline __attribute__((always_inline)) void harley_seal(
+    const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K, int64_t* C,
+    int64_t ldc, int shift, bool negative) {
   constexpr int64_t kBlocksPerFlush = 31;
-  // coef is +/-2^s (1 for binary): counts are shifted and added to or subtracted from C.
-  const bool negative = coef < 0;
-  const int shift = __builtin_ctzll(static_cast<uint64_t>(negative ? -coef : coef));
-  if (K < 8) {
-    micro_short<XOR, MR, NV>(A, lda, B, ldb, K, C, ldc, shift, negative);
-    return;
-  }
   const __m512i lut = _mm512_load_si512((const void*)kNibblePopcount);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   const __m512i zero = _mm512_setzero_si512();
@@ -167,6 +170,25 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
     }
 }
 
+// The MicroFn: ROWS rows (a multiple of 4) as 4-row Harley-Seal tiles in one call. 4 x NV is the
+// register-resident tile; the loop over row tiles inside one call halves or quarters the driver's
+// calls, which matter at small K (a 1x1 conv over 480 channels has K = 8 words).
+template <bool XOR, int ROWS, int NV>
+static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+                  int64_t* C, int64_t ldc, int64_t coef) {
+  static_assert(ROWS % 4 == 0, "rows in tiles of 4");
+  // coef is +/-2^s (1 for binary): counts are shifted and added to or subtracted from C.
+  const bool negative = coef < 0;
+  const int shift = __builtin_ctzll(static_cast<uint64_t>(negative ? -coef : coef));
+  if (K < kMinHarleySeal) {
+    for (int r0 = 0; r0 < ROWS; r0 += 4)
+      micro_short<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, shift, negative);
+    return;
+  }
+  for (int r0 = 0; r0 < ROWS; r0 += 4)
+    harley_seal<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, shift, negative);
+}
+
 }  // namespace avx512bw_impl
 
 namespace avx512bw_impl {
@@ -201,14 +223,15 @@ namespace hwq {
 
 const KernelTable* table_avx512bw() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  // 4 rows x 1 panel: 16 state vectors (ones, twos, fours, byte counts) + 8 weight vectors + 2
-  // constants + 6 temporaries = 32 registers, no spills in the inner loop (objdump). Timed alone on
-  // 48 x 32 blocks like the driver's (docs/kernels.md): 4 x 1 is the fastest from K = 36 up (about 2.2x
-  // the previous byte-table kernel at K = 72-576) and within 5% of the best tile at K = 9-18; wider
-  // tiles (1 x 4, 2 x 4) lose at large K when a panel set no longer fits L1, more rows
-  // (6 x 1, 8 x 1) spill the state.
-  static const KernelTable t = {"avx512bw", 4, 1, avx512bw_impl::micro<true, 4, 1>,
-                                avx512bw_impl::micro<false, 4, 1>, avx512bw_impl::epilogue_int,
+  // 16 rows x 1 panel per call, as four 4 x 1 register tiles: 16 state vectors (ones, twos,
+  // fours, byte counts) + 8 weight vectors + 2 constants + temporaries fill the 32 registers with
+  // no stack traffic in the block loop but a few reloads (objdump). Timed alone on 48 x 32 blocks
+  // like the driver's (docs/kernels.md), 4 x 1 beats 4 x 2, 2 x 2, 3 x 2 and 1 x 4 from K = 36 up
+  // (1 x 4 and 2 x 4 lose when their panels leave L1, 6 x 1 and 8 x 1 tiles spill the state);
+  // 16 rows per call rather than 4 or 8 were fastest in the conv (fewer calls at small K: the
+  // 1x1 and W2A2 layers), at the price of up to 15 zero rows computed in an image's last block.
+  static const KernelTable t = {"avx512bw", 16, 1, avx512bw_impl::micro<true, 16, 1>,
+                                avx512bw_impl::micro<false, 16, 1>, avx512bw_impl::epilogue_int,
                                 avx512bw_impl::epilogue_float, avx512bw_impl::epilogue_sign,
                                 avx512bw_impl::pack_sign_f32};
   return &t;

@@ -1,7 +1,7 @@
 """Word counts K that the random conv cases (tests/kernels/cases.py, K = taps * words <= 245) do
 not reach, on every kernel path: the avx512bw Harley-Seal kernel counts 8 words per carry-save
 block, seeds its state with the K % 8 words past the last block, uses a plain table loop for
-K < 8, and folds its byte counters into 64-bit sums every 31 blocks (248 words); the byte-table
+K < 9, runs 16 rows per call as four 4-row tiles, and folds its byte counters into 64-bit sums every 31 blocks (248 words); the byte-table
 kernels (avx2) fold every 31 words. A mistake at any of these boundaries shows at K around
 multiples of 8, 31 and 248, and all-ones operands (every bit counted) are what overflows a byte
 counter. Each K is one 1x1 conv (linear) with 64 * K - d input channels (d > 0: a channel tail of
