@@ -71,7 +71,8 @@ static void micro_short(const uint64_t* A, int64_t lda, const uint64_t* B, int64
                negative);
 }
 
-// Harley-Seal micro-kernel (MicroFn contract in isa.h), MR rows x NV panels of 8 output channels.
+// Harley-Seal tile: the MicroFn contract (isa.h) for MR rows x NV panels of 8 output channels,
+// with coef given as its shift and sign.
 //
 // Why: the byte-table popcount costs 6 port-0/5 operations per 512-bit vector (and, shift, and,
 // 2 vpshufb, add) plus the XOR/AND and the byte add, about 8 per vector, and 512-bit operations
