@@ -189,9 +189,12 @@ class _Int8Kernel(_DeployedLayer):
         self.x_zp = 1 if self.binary else (2 ** (self.a_bits - 1) if self.act_mode == "signed" else 0)
 
     def _codes(self, x: torch.Tensor):
+        """(u8 = code + x_zp, activation scale): the QAT quantizer's codes, in one pass."""
         if self.binary:  # +1 where x >= 0 (sign(0) = +1), as hwq's binary quantizer
-            return torch.where(x < 0, -1.0, 1.0), 1.0
-        return self.act_quant.quantize_int(x)
+            return torch.where(x < 0, 0, 2).to(torch.uint8), 1.0  # code + 1
+        step, lo, hi = self.act_quant.step_and_range(x)
+        step = step.detach()  # LSQ's learned step is a parameter
+        return int8.quantize_u8(x, step, lo, hi, self.x_zp), step
 
     def _scale(self) -> torch.Tensor:
         return self.w_scale * self.bn_scale
@@ -202,6 +205,15 @@ class _Int8Kernel(_DeployedLayer):
         state = dict(self.__dict__)  # copy.deepcopy and pickle: without the opaque oneDNN tensor
         state["_onednn"] = None
         return state
+
+    def _packed_weight(self) -> torch.Tensor:
+        if self._onednn is None:
+            if isinstance(self, Int8Conv2d):
+                self._onednn = int8.pack_conv_weight(self.w_codes, self.stride, self.padding,
+                                                     self.dilation, self.groups)
+            else:
+                self._onednn = int8.pack_linear_weight(self.w_codes[:, :, 0, 0])
+        return self._onednn
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._onednn = None  # weights may change: pack again on next use
@@ -245,14 +257,15 @@ class Int8Conv2d(_Int8Kernel):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
 
+    # Eager under torch.compile (a graph break): Inductor's int8 lowering wants oneDNN's packed
+    # weight as a graph constant, which a weight packed on first use is not.
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._onednn is None:
-            self._onednn = int8.pack_conv_weight(self.w_codes, self.stride, self.padding,
-                                                 self.dilation, self.groups)
-        codes, a_scale = self._codes(x)
-        return int8.conv2d(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
+        w = self._packed_weight()
+        u8, a_scale = self._codes(x)
+        return int8.conv2d(u8, float(a_scale), self.x_zp, w, self._scale(),
                            self.out_bias, self.stride, self.padding, self.dilation, self.groups,
-                           relu=self.fuse_relu, check=False)
+                           relu=self.fuse_relu)
 
     def extra_repr(self) -> str:
         return self._conv_repr()
@@ -264,12 +277,12 @@ class Int8Linear(_Int8Kernel):
     def __init__(self, linear: QuantLinear, act_mode: str, a_bits: int, w_bits: int, impl: str):
         super().__init__(linear, act_mode, a_bits, w_bits, impl, 1)
 
+    @torch.compiler.disable  # as Int8Conv2d.forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._onednn is None:
-            self._onednn = int8.pack_linear_weight(self.w_codes[:, :, 0, 0])
-        codes, a_scale = self._codes(x)
-        return int8.linear(codes, float(a_scale), self.x_zp, self._onednn, self._scale(),
-                           self.out_bias, relu=self.fuse_relu, check=False)
+        w = self._packed_weight()
+        u8, a_scale = self._codes(x)
+        return int8.linear(u8, float(a_scale), self.x_zp, w, self._scale(),
+                           self.out_bias, relu=self.fuse_relu)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"

@@ -82,6 +82,10 @@ if HAVE_EXTENSION:
         return x.new_empty((n, h, w, groups, 1 if binary else bits, words(c // groups)),
                            dtype=torch.int64)
 
+    @torch.library.register_fake("hwq::quantize_u8")
+    def _quantize_u8_fake(x, step, lo, hi, zp):
+        return torch.empty_strided(x.shape, x.stride(), dtype=torch.uint8, device=x.device)
+
     @torch.library.register_fake("hwq::pack_weights")
     def _pack_weights_fake(w, bits, binary, groups):
         o, cg, kh, kw = w.shape

@@ -22,8 +22,8 @@ import functools
 
 import torch
 
-__all__ = ["HAVE_ONEDNN_INT8", "u8_exact_max", "pack_conv_weight", "conv2d", "pack_linear_weight",
-           "linear"]
+__all__ = ["HAVE_ONEDNN_INT8", "u8_exact_max", "quantize_u8", "pack_conv_weight", "conv2d",
+           "pack_linear_weight", "linear"]
 
 
 def _have_ops() -> bool:
@@ -53,18 +53,42 @@ def u8_exact_max() -> int:
     return 255 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
 
 
-def _as_u8(x: torch.Tensor, x_zp: int, check: bool) -> torch.Tensor:
-    """Integer codes (any real dtype) + x_zp as uint8. check: refuse non-integers and values off
-    [0, 255] (hwq.deploy skips it: its codes come from the quantizer's clamp)."""
-    if check:
-        if x.is_floating_point() and not torch.equal(x, x.round()):
-            raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
-        if x.numel():
-            lo, hi = (int(v) + x_zp for v in torch.aminmax(x))
-            if lo < 0 or hi > 255:
-                raise ValueError(f"activation codes + x_zp={x_zp} span [{lo}, {hi}]: expected "
-                                 "values in [0, 255] (u8)")
+def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
+    """x as u8 = code + x_zp: a uint8 x is taken as that already (quantize_u8's output); other
+    dtypes hold the integer codes themselves, checked (integers, inside [0, 255] after + x_zp)."""
+    if x.dtype == torch.uint8:
+        return x
+    if x.is_floating_point() and not torch.equal(x, x.round()):
+        raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
+    if x.numel():
+        lo, hi = (int(v) + x_zp for v in torch.aminmax(x))
+        if lo < 0 or hi > 255:
+            raise ValueError(f"activation codes + x_zp={x_zp} span [{lo}, {hi}]: expected values "
+                             "in [0, 255] (u8)")
     return (x + x_zp).to(torch.uint8) if x_zp else x.to(torch.uint8)
+
+
+def quantize_u8(x: torch.Tensor, step, lo: int, hi: int, zp: int) -> torch.Tensor:
+    """clamp(round(x / step), lo, hi) + zp as uint8 (round half to even, as torch.round), the
+    activation codes of the int8 path in one pass (torch.ops.hwq.quantize_u8, same strides as x).
+    step: a positive scalar (float or one-element tensor); x: float32 without NaN. Other dtypes or
+    a per-channel step run the same arithmetic in torch."""
+    step_t = (step.detach().to(torch.float64) if isinstance(step, torch.Tensor)
+              else torch.as_tensor(step, dtype=torch.float64))
+    if not (isinstance(lo, int) and isinstance(hi, int) and isinstance(zp, int)
+            and lo < hi and 0 <= lo + zp and hi + zp <= 255):
+        raise ValueError(f"lo={lo!r}, hi={hi!r}, zp={zp!r}: expected ints with lo < hi and "
+                         "[lo + zp, hi + zp] inside [0, 255]")
+    if step_t.numel() == 1 and x.dtype == torch.float32 and hasattr(torch.ops.hwq, "quantize_u8"):
+        dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(
+            memory_format=torch.channels_last))
+        return torch.ops.hwq.quantize_u8(x if dense else x.contiguous(), float(step_t), lo, hi, zp)
+    if not bool((step_t > 0).all()):
+        raise ValueError(f"step={step!r}: expected positive values")
+    u = (x / step_t.to(x.dtype)).round_().clamp_(lo, hi)
+    if u.isnan().any():
+        raise ValueError("x contains NaN: an integer code cannot represent it")
+    return u.add_(zp).to(torch.uint8)
 
 
 def _check_w(w: torch.Tensor) -> torch.Tensor:
@@ -82,10 +106,11 @@ def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) ->
 
 def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
            w_scale: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
-           groups: int, relu: bool = False, check: bool = True) -> torch.Tensor:
+           groups: int, relu: bool = False) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W), then ReLU
-    if ``relu`` (in oneDNN's epilogue)."""
-    xu = _as_u8(x, x_zp, check).contiguous(memory_format=torch.channels_last)
+    if ``relu`` (in oneDNN's epilogue). x: the codes in any real dtype, or uint8 holding
+    code + x_zp (quantize_u8's output)."""
+    xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     return torch.ops.onednn.qconv2d_pointwise(
         xu, float(x_scale), int(x_zp), w_packed, w_scale.double(), zeros, bias, list(stride),
@@ -99,12 +124,11 @@ def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
-           w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False,
-           check: bool = True) -> torch.Tensor:
+           w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C), then ReLU if
-    ``relu``."""
+    ``relu``; x as in conv2d."""
     lead = x.shape[:-1]
-    xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp, check).contiguous()
+    xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     y = torch.ops.onednn.qlinear_pointwise(xu, float(x_scale), int(x_zp), w_packed,
                                            w_scale.float(), zeros, bias, 1.0, 0, torch.float32,

@@ -107,8 +107,12 @@ class LSQQuantizer(SignedMixin, Quantizer):
             return fused.FakeQuant.apply(x, s.to(x.dtype), lo, hi, g)
         return _LSQ.apply(x, s.to(x.dtype), g, lo, hi, dims)
 
+    def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(step, lo, hi): quantize_int(x) codes are clamp(round(x / step), lo, hi)."""
+        lo, hi = self._codes_range(x)
+        return self._step(x, hi).to(x.dtype), lo, hi
+
     @torch.no_grad()
     def quantize_int(self, x):
-        lo, hi = self._codes_range(x)
-        s = self._step(x, hi).to(x.dtype)
+        s, lo, hi = self.step_and_range(x)
         return (x / s).clamp_(lo, hi).round_(), s

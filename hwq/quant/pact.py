@@ -63,6 +63,14 @@ class PACTQuantizer(Quantizer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _PACT.apply(x, self._alpha(x.dtype), float(2 ** self.config.bits - 1))
 
+    def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(step, lo, hi) with step = alpha / (2^b - 1): quantize_int(x) codes equal
+        clamp(round(x / step), lo, hi). quantize_int clamps x to [0, alpha] before dividing, which
+        gives the same codes: alpha / step rounds to 2^b - 1 (tested)."""
+        alpha = self._alpha(x.dtype)
+        n = 2 ** self.config.bits - 1
+        return alpha / n, 0, n
+
     @torch.no_grad()
     def quantize_int(self, x):
         alpha = self._alpha(x.dtype)

@@ -106,3 +106,61 @@ def test_bad_inputs():
         int8.pack_conv_weight(w * 128, (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match=r"\[-128, 127\]"):
         int8.pack_linear_weight(torch.full((2, 2), 0.5))
+
+
+def _torch_u8(x, step, lo, hi, zp):
+    return ((x / step).round().clamp(lo, hi) + zp).to(torch.uint8)
+
+
+@given(st.integers(0, 2 ** 31 - 1), st.sampled_from([(0, 255, 0), (-128, 127, 128), (0, 3, 0),
+                                                     (-2, 1, 2), (-64, 63, 64)]))
+def test_quantize_u8_matches_torch(seed, grid):
+    lo, hi, zp = grid
+    g = torch.Generator().manual_seed(seed)
+    step = float(torch.rand((), generator=g)) * 0.1 + 1e-3
+    x = torch.randn(3, 5, 7, 9, generator=g) * step * (hi - lo) / 2
+    x.view(-1)[:40] = (torch.randint(lo - 3, hi + 3, (40,), generator=g) + 0.5) * step  # ties
+    for xin in (x, x.contiguous(memory_format=torch.channels_last), x.transpose(1, 3)):
+        got = int8.quantize_u8(xin, step, lo, hi, zp)
+        assert got.dtype == torch.uint8 and got.stride() == (
+            xin.stride() if xin.is_contiguous() or xin.is_contiguous(
+                memory_format=torch.channels_last) else xin.contiguous().stride())
+        assert torch.equal(got, _torch_u8(xin, torch.tensor(step), lo, hi, zp))
+    assert torch.equal(int8.quantize_u8(x.double(), step, lo, hi, zp),  # torch fallback
+                       _torch_u8(x.double(), step, lo, hi, zp))
+
+
+@pytest.mark.parametrize("spec", ["fixed:8", "fixed:3", "lsq:4", "lsq:8", "pact:2", "pact:8"])
+def test_step_and_range_gives_the_quantize_int_codes(spec):
+    import hwq
+    q = hwq.quant.get(spec, role="act")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 8, 6, 6, generator=g) * 3
+    q.train()
+    q(x)
+    q.eval()
+    step, lo, hi = q.step_and_range(x)
+    codes, scale = q.quantize_int(x)
+    zp = -lo
+    # values exactly at the grid's ties and at the top of PACT's range
+    x2 = torch.cat([x.flatten(), (torch.arange(lo - 2, hi + 3) + 0.5) * step,
+                    torch.arange(lo - 2, hi + 3) * step]).reshape(-1, 1)
+    codes2, _ = q.quantize_int(x2)
+    assert torch.equal(torch.as_tensor(scale), torch.as_tensor(step))
+    for xx, cc in ((x, codes), (x2, codes2)):
+        assert torch.equal((xx / step).round().clamp(lo, hi), cc)
+        assert torch.equal(int8.quantize_u8(xx, step, lo, hi, zp).to(torch.float32) - zp, cc)
+
+
+def test_quantize_u8_bad_inputs():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"lo=0, hi=255, zp=1"):
+        int8.quantize_u8(x, 1.0, 0, 255, 1)
+    with pytest.raises(ValueError, match=r"lo=3, hi=3"):
+        int8.quantize_u8(x, 1.0, 3, 3, 0)
+    with pytest.raises(ValueError, match="NaN"):
+        int8.quantize_u8(torch.tensor([1.0, float("nan")]), 1.0, 0, 3, 0)
+    with pytest.raises(RuntimeError, match=r"step=-1"):
+        int8.quantize_u8(x, -1.0, 0, 3, 0)
+    with pytest.raises(ValueError, match="step"):
+        int8.quantize_u8(x.double(), -1.0, 0, 3, 0)
