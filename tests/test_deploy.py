@@ -321,3 +321,20 @@ def test_measured_choice_is_the_fastest():
     with torch.no_grad():
         got, want = dep(x), net(x)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+
+@needs_int8
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
+def test_deployed_model_runs_under_torch_compile():
+    torch.manual_seed(10)
+    net = hwq.quantize(_small_net(), weights="binary", acts="binary", layers={
+        "0": dict(weights="fixed:8", acts="fixed:8"),            # int8 (a graph break)
+        "9": dict(weights="fixed:2", acts="pact:2"),
+        "14": dict(weights="binary", acts="fixed:2")})
+    x = torch.randn(2, 3, 16, 16)
+    _calibrate(net, x)
+    dep = hwq.deploy(net)
+    with torch.no_grad():
+        want = dep(x)
+        got = torch.compile(dep)(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
