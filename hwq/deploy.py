@@ -36,7 +36,25 @@ from .kernels import int8
 from .nn import QuantConv2d, QuantLayer, QuantLinear
 
 ACT_KINDS = ("fixed", "lsq", "pact")
-DEFAULT_MAX_PLANE_PRODUCTS = 4  # W2A2, W1A4, W4A1: the bit-serial layers worth trying (docs/kernels.md)
+
+
+def default_max_plane_products() -> int:
+    """The most one-bit products per MAC at which a bit-serial layer is expected to beat oneDNN's
+    int8 kernels on this CPU (the default of deploy's max_plane_products).
+
+    0 where the int8 path exists and the CPU is not a VPOPCNTDQ one without AMX: on both CPUs
+    measured (docs/kernels.md: an AVX-512BW + VNNI Xeon, a VPOPCNTDQ + AMX Xeon) int8 beat every
+    bit-serial product, W1A2 included. 4 (W2A2, W1A4, W4A1) on VPOPCNTDQ CPUs without AMX, such as
+    Zen 4, where binary runs about 5.4x the VNNI int8 rate (../reference figures, not measured
+    here), and wherever there is no int8 path.
+    """
+    if not int8.HAVE_ONEDNN_INT8:
+        return 4
+    if kernels.current_isa() == "avx512_vpopcntdq" and "amx_int8" not in int8.cpu_flags():
+        return 4
+    return 0
+
+
 TIMING_RUNS = 5  # per candidate when deploy measures (after one warm-up run); the median counts
 
 
@@ -455,11 +473,12 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
-           max_plane_products: int = DEFAULT_MAX_PLANE_PRODUCTS, fold_bn: bool = True) -> nn.Module:
+           max_plane_products: int | None = None, fold_bn: bool = True) -> nn.Module:
     """A copy of the QAT ``model`` (eval mode) whose quantized layers run integer kernels.
 
     Per layer the candidates are: "binary" (XNOR-popcount) for binary weights and activations;
-    "bitserial WxAy" for unsigned activation codes when x * y <= max_plane_products (0: never);
+    "bitserial WxAy" for unsigned activation codes when x * y <= max_plane_products (0: never;
+    None: default_max_plane_products(), what is expected to beat int8 on this CPU);
     "int8 WxAy" (oneDNN u8 x s8, hwq.kernels.int8) for any codes of at most 8 bits where its sums
     are exact on this CPU. Without ``example_input`` the first of these that applies is used, in
     that order. With ``example_input`` (a batch the model accepts) every candidate, and the QAT layer
@@ -469,10 +488,13 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model is a {type(model).__name__}: expected a torch.nn.Module")
+    if max_plane_products is None:
+        max_plane_products = default_max_plane_products()
     if isinstance(max_plane_products, bool) or not isinstance(max_plane_products, int) \
             or max_plane_products < 0:
         raise ValueError(f"max_plane_products={max_plane_products!r} is not accepted: expected an "
-                         "integer >= 0 (0 = no bit-serial layers, 1 = W1A1 only, 64 = up to W8A8)")
+                         "integer >= 0 (0 = no bit-serial layers, 1 = W1A1 only, 64 = up to W8A8) "
+                         "or None (this CPU's default)")
     if example_input is not None and not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input is a {type(example_input).__name__}: expected a "
                         "torch.Tensor batch the model accepts, or None")

@@ -86,7 +86,7 @@ def test_small_network_matches_qat_model():
     _randomize_bn(net, gen)
     x = torch.randn(4, 3, 16, 16, generator=gen)
     _calibrate(net, x)
-    dep = hwq.deploy(net)
+    dep = hwq.deploy(net, max_plane_products=4)
     impls = {d.name: d.impl for d in dep.deploy_report.layers}
     assert impls == {"0": "kept", "3": "binary", "6": "binary", "9": "bitserial W2A2",
                      "14": "bitserial W2A2"}
@@ -167,6 +167,21 @@ def test_shared_module_is_not_chained_away():
     assert not dep.c1.packed_output and isinstance(dep.act, nn.Hardtanh)
     with torch.no_grad():
         torch.testing.assert_close(dep(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_default_bitserial_reach_follows_the_cpu(monkeypatch):
+    import importlib
+    D = importlib.import_module("hwq.deploy")  # the module (hwq.deploy is also the function)
+    monkeypatch.setattr(D.int8, "HAVE_ONEDNN_INT8", False)
+    assert D.default_max_plane_products() == 4  # no int8 path: bit-serial up to W2A2
+    monkeypatch.setattr(D.int8, "HAVE_ONEDNN_INT8", True)
+    monkeypatch.setattr(D.kernels, "current_isa", lambda: "avx512bw")
+    assert D.default_max_plane_products() == 0  # VNNI int8 beat every bit-serial product here
+    monkeypatch.setattr(D.kernels, "current_isa", lambda: "avx512_vpopcntdq")
+    monkeypatch.setattr(D.int8, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    assert D.default_max_plane_products() == 4  # Zen 4 class
+    monkeypatch.setattr(D.int8, "cpu_flags", lambda: frozenset({"amx_int8"}))
+    assert D.default_max_plane_products() == 0  # AMX int8
 
 
 def test_bad_arguments():
@@ -271,7 +286,7 @@ def test_relu_fused_into_packed_epilogue():
     _randomize_bn(net, torch.Generator().manual_seed(9))
     x = torch.randn(2, 8, 7, 7)
     _calibrate(net, x)
-    dep = hwq.deploy(net)
+    dep = hwq.deploy(net, max_plane_products=4)
     rep = {d.name: d for d in dep.deploy_report.layers}
     assert (rep["0"].impl, rep["3"].impl) == ("binary", "bitserial W2A2")
     assert (rep["0"].relu_fused, rep["3"].relu_fused) == ("2", "4") and dep[0].fuse_relu
@@ -307,7 +322,7 @@ def test_measured_choice_is_the_fastest():
     _randomize_bn(net, gen)
     x = torch.randn(4, 3, 16, 16, generator=gen)
     _calibrate(net, x)
-    dep = hwq.deploy(net, example_input=x)
+    dep = hwq.deploy(net, example_input=x, max_plane_products=4)
     rep = dep.deploy_report
     want_cands = {"0": {"int8 W8A8", "kept"}, "3": {"binary", "int8 W2A1", "kept"},
                   "9": {"bitserial W2A2", "int8 W2A2", "kept"}}

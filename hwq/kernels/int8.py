@@ -22,7 +22,7 @@ import functools
 
 import torch
 
-__all__ = ["HAVE_ONEDNN_INT8", "u8_exact_max", "quantize_u8", "pack_conv_weight", "conv2d",
+__all__ = ["HAVE_ONEDNN_INT8", "cpu_flags", "u8_exact_max", "quantize_u8", "pack_conv_weight", "conv2d",
            "pack_linear_weight", "linear"]
 
 
@@ -38,19 +38,22 @@ HAVE_ONEDNN_INT8 = _have_ops() and torch.backends.mkldnn.is_available()
 
 
 @functools.lru_cache(maxsize=None)
-def u8_exact_max() -> int:
-    """Largest u8 activation value for which oneDNN's int8 sums are exact on this CPU: 255 with
-    VNNI or AMX (flags avx512_vnni, avx_vnni, amx_int8 in /proc/cpuinfo), else 127."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere (assume the worst)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = set()
             for line in f:
                 if line.startswith("flags"):
-                    flags.update(line.split(":", 1)[1].split())
-                    break
-    except OSError:  # not Linux: assume the worst
-        return 127
-    return 255 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def u8_exact_max() -> int:
+    """Largest u8 activation value for which oneDNN's int8 sums are exact on this CPU: 255 with
+    VNNI or AMX (flags avx512_vnni, avx_vnni, amx_int8), else 127."""
+    return 255 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
 
 
 def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
