@@ -398,17 +398,31 @@ def _called_once(graph: fx.Graph, target: str) -> bool:
     return sum(n.op == "call_module" and n.target == target for n in graph.nodes) == 1
 
 
+def _sole_users(graph: fx.Graph, model: nn.Module, node: fx.Node):
+    """Yield (name, module) along the chain of modules that alone consume ``node``'s output, one
+    after the other, each called only there with that single argument; stop where that fails."""
+    cur = node
+    while len(cur.users) == 1:
+        user = next(iter(cur.users))
+        if (user.op != "call_module" or len(user.args) != 1 or user.kwargs
+                or not _called_once(graph, user.target)):
+            return
+        yield user.target, model.get_submodule(user.target)
+        cur = user
+
+
+def _layer_nodes(graph: fx.Graph, model: nn.Module, kinds):
+    return [n for n in graph.nodes
+            if n.op == "call_module" and isinstance(model.get_submodule(n.target), kinds)]
+
+
 def _bn_after(graph: fx.Graph, model: nn.Module) -> dict[str, str]:
     """{conv name: name of the BatchNorm2d that alone consumes its output, called only there}."""
-    mods = dict(model.named_modules())
     pairs = {}
-    for node in graph.nodes:
-        if node.op == "call_module" and isinstance(mods.get(node.target), QuantConv2d):
-            users = list(node.users)
-            if (len(users) == 1 and users[0].op == "call_module"
-                    and isinstance(mods.get(users[0].target), nn.BatchNorm2d)
-                    and _called_once(graph, users[0].target)):
-                pairs[node.target] = users[0].target
+    for node in _layer_nodes(graph, model, QuantConv2d):
+        first = next(_sole_users(graph, model, node), None)
+        if first is not None and isinstance(first[1], nn.BatchNorm2d):
+            pairs[node.target] = first[0]
     return pairs
 
 
@@ -423,24 +437,15 @@ def _sign_chains(graph: fx.Graph, model: nn.Module) -> list[tuple[str, list[str]
     """[(deployed conv A, modules between, deployed binary conv B)] where A's output reaches B only
     through sign-preserving modules, each used once: A can hand B packed sign bits directly."""
     chains = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(model.get_submodule(node.target),
-                                                      PackedConv2d):
-            continue
-        between, cur = [], node
-        while len(cur.users) == 1:
-            user = next(iter(cur.users))
-            if (user.op != "call_module" or len(user.args) != 1 or user.kwargs
-                    or not _called_once(graph, user.target)):
-                break
-            mod = model.get_submodule(user.target)
+    for node in _layer_nodes(graph, model, PackedConv2d):
+        between = []
+        for name, mod in _sole_users(graph, model, node):
             if isinstance(mod, PackedConv2d) and mod.binary and mod.groups == 1:
-                chains.append((node.target, between, user.target))
+                chains.append((node.target, between, name))
                 break
             if not _sign_preserving(mod):
                 break
-            between.append(user.target)
-            cur = user
+            between.append(name)
     return chains
 
 
@@ -448,22 +453,12 @@ def _relu_after(graph: fx.Graph, model: nn.Module, kinds: tuple) -> list[tuple[s
     """[(deployed layer, nn.ReLU module)] where the ReLU, called only there, alone consumes the
     layer's output (after its folded batch norm): the layer can apply it in its epilogue."""
     pairs = []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(model.get_submodule(node.target), kinds):
-            continue
-        cur = node
-        while len(cur.users) == 1:
-            user = next(iter(cur.users))
-            if (user.op != "call_module" or len(user.args) != 1 or user.kwargs
-                    or not _called_once(graph, user.target)):
-                break
-            mod = model.get_submodule(user.target)
+    for node in _layer_nodes(graph, model, kinds):
+        for name, mod in _sole_users(graph, model, node):
             if isinstance(mod, nn.ReLU):
-                pairs.append((node.target, user.target))
+                pairs.append((node.target, name))
+            if not isinstance(mod, nn.Identity):  # only a folded batch norm may come between
                 break
-            if not isinstance(mod, nn.Identity):  # a folded batch norm
-                break
-            cur = user
     return pairs
 
 
