@@ -349,22 +349,20 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
     keys.push_back(m);
     return static_cast<int64_t>(keys.size()) - 1;
   };
-  for (int64_t oy = 0; oy < oh; ++oy) {
-    uint64_t m = 0;
-    for (int64_t a = 0; a < kh; ++a) {
-      const int64_t ih = oy * stride[0] - padding[0] + a * dilation[0];
-      if (ih >= 0 && ih < h) m |= uint64_t{1} << a;
+  // One spatial dimension d (0 rows, 1 columns): the pattern id of each output position.
+  auto border_ids = [&](int64_t d, int64_t out_len, int64_t taps_d, int64_t in_len,
+                        std::vector<uint64_t>& keys, std::vector<int64_t>& ids) {
+    for (int64_t o = 0; o < out_len; ++o) {
+      uint64_t m = 0;
+      for (int64_t t = 0; t < taps_d; ++t) {
+        const int64_t i = o * stride[d] - padding[d] + t * dilation[d];
+        if (i >= 0 && i < in_len) m |= uint64_t{1} << t;
+      }
+      ids[o] = intern(keys, m);
     }
-    row_id[oy] = intern(row_keys, m);
-  }
-  for (int64_t ox = 0; ox < ow; ++ox) {
-    uint64_t m = 0;
-    for (int64_t c = 0; c < kw; ++c) {
-      const int64_t iw = ox * stride[1] - padding[1] + c * dilation[1];
-      if (iw >= 0 && iw < w) m |= uint64_t{1} << c;
-    }
-    col_id[ox] = intern(col_keys, m);
-  }
+  };
+  border_ids(0, oh, kh, h, row_keys, row_id);
+  border_ids(1, ow, kw, w, col_keys, col_id);
   const int64_t n_col = static_cast<int64_t>(col_keys.size());
   const int64_t n_pattern = static_cast<int64_t>(row_keys.size()) * n_col;
   std::vector<uint64_t> pattern_taps(n_pattern, 0);  // valid-tap mask of each pattern
