@@ -94,6 +94,22 @@ def quantize_u8(x: torch.Tensor, step, lo: int, hi: int, zp: int) -> torch.Tenso
     return u.add_(zp).to(torch.uint8)
 
 
+def _check_shapes(x: torch.Tensor, conv: bool, channels: int, out: int, w_scale: torch.Tensor,
+                  bias: torch.Tensor | None) -> None:
+    """oneDNN reports mismatches as 'could not create a primitive descriptor': say which."""
+    if (x.dim() != 4) if conv else (x.dim() < 1):
+        raise ValueError(f"x has shape {tuple(x.shape)}: expected "
+                         + ("(N, C, H, W)" if conv else "(..., C)"))
+    c = x.shape[1] if conv else x.shape[-1]
+    if c != channels:
+        raise ValueError(f"x has {c} channels but the packed weight takes {channels}")
+    if w_scale.numel() != out:
+        raise ValueError(f"w_scale has {w_scale.numel()} values: expected one per output channel "
+                         f"({out})")
+    if bias is not None and bias.numel() != out:
+        raise ValueError(f"bias has {bias.numel()} values: expected {out}")
+
+
 def _check_w(w: torch.Tensor) -> torch.Tensor:
     if not torch.equal(w, w.round()) or w.numel() and (w.min() < -128 or w.max() > 127):
         raise ValueError("weight codes must be integers in [-128, 127] (signed 8-bit)")
@@ -113,6 +129,7 @@ def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W), then ReLU
     if ``relu`` (in oneDNN's epilogue). x: the codes in any real dtype, or uint8 holding
     code + x_zp (quantize_u8's output)."""
+    _check_shapes(x, True, w_packed.shape[1] * groups, w_packed.shape[0], w_scale, bias)
     xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
     return torch.ops.onednn.qconv2d_pointwise(
@@ -130,6 +147,8 @@ def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
            w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C), then ReLU if
     ``relu``; x as in conv2d."""
+    # oneDNN's packed linear weight is stored transposed: (C, O)
+    _check_shapes(x, False, w_packed.shape[0], w_packed.shape[1], w_scale, bias)
     lead = x.shape[:-1]
     xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
     zeros = torch.zeros(w_scale.numel(), dtype=torch.long)

@@ -102,6 +102,19 @@ def test_bad_inputs():
         int8.conv2d(x - 1, 1.0, 0, *args)
     with pytest.raises(ValueError, match=r"span \[256, 256\]"):
         int8.conv2d(x + 1, 1.0, 255, *args)
+    with pytest.raises(ValueError, match=r"x has 2 channels but the packed weight takes 3"):
+        int8.conv2d(torch.zeros(1, 2, 5, 5), 1.0, 0, *args)
+    with pytest.raises(ValueError, match=r"x has shape \(3, 5, 5\): expected \(N, C, H, W\)"):
+        int8.conv2d(torch.zeros(3, 5, 5), 1.0, 0, *args)
+    with pytest.raises(ValueError, match=r"w_scale has 3 values: expected one per output channel \(4\)"):
+        int8.conv2d(x, 1.0, 0, packed, torch.ones(3), None, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"bias has 2 values: expected 4"):
+        int8.conv2d(x, 1.0, 0, packed, torch.ones(4), torch.ones(2), (1, 1), (0, 0), (1, 1), 1)
+    lin = int8.pack_linear_weight(torch.ones(5, 7))
+    with pytest.raises(ValueError, match=r"x has 6 channels but the packed weight takes 7"):
+        int8.linear(torch.zeros(2, 6), 1.0, 0, lin, torch.ones(5), None)
+    with pytest.raises(ValueError, match=r"w_scale has 7 values"):
+        int8.linear(torch.zeros(2, 7), 1.0, 0, lin, torch.ones(7), None)
     with pytest.raises(ValueError, match=r"\[-128, 127\]"):
         int8.pack_conv_weight(w * 128, (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match=r"\[-128, 127\]"):
