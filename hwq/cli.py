@@ -158,6 +158,14 @@ def _bits_list(text: str) -> list[int]:
                                          "ints such as 2,4,8") from None
 
 
+def _candidate_bits(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bits {text!r}: expected comma-separated ints such "
+                                         "as 2,4,8") from None
+
+
 def cmd_search(args) -> int:
     from hwq.search import runner
     recipe = _recipe(args)
@@ -170,6 +178,18 @@ def cmd_search(args) -> int:
                              "pip install matplotlib") from None
     if args.mode == "layerwise":
         runner.run_layerwise(recipe, out, args.scheme, args.tolerance, args.start, args.min_bits)
+    elif args.mode == "budget":
+        if not args.budget:
+            raise ValueError("--mode budget needs --budget, e.g. --budget energy=0.5x")
+        rep = recipe["report"]
+        arch = args.arch or rep["arch"]
+        config = args.config or (rep["config"] if arch == rep["arch"] else None)
+        pin = args.pin.strip()
+        pinned = None if pin.lower() == "none" else ("ends" if pin == "ends" else _names(pin))
+        runner.run_budget(recipe, out, args.scheme, args.budget, arch, method=args.sensitivity,
+                          iters=args.iters, bits=args.bits, pinned=pinned,
+                          finetune_epochs=args.finetune, compare=_names(args.compare),
+                          arch_config=config)
     else:
         rep = recipe["report"]  # the recipe's accelerator unless the command names one
         arch = args.arch or rep["arch"]
@@ -250,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "runs/<recipe name>); results go to OUT/search")
     se.add_argument("--scheme", default="float", help="trained scheme to start from "
                                                       "(default float)")
-    se.add_argument("--mode", choices=("layerwise", "energy"), default="layerwise")
+    se.add_argument("--mode", choices=("layerwise", "energy", "budget"), default="layerwise")
     se.add_argument("--tolerance", type=float, default=1.0,
                     help="accuracy loss accepted, in points (default 1.0)")
     se.add_argument("--start", type=int, default=16, help="layerwise: starting bits (default 16)")
@@ -264,8 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--uniform-bits", type=_bits_list, default=[2, 3, 4, 6, 8, 16],
                     help="energy: bit widths of the uniform candidates (default 2,3,4,6,8,16)")
     se.add_argument("--finetune", type=int, default=0,
-                    help="energy: epochs of fine-tuning per candidate (default 0: post-training)")
+                    help="energy, budget: epochs of fine-tuning per candidate (default 0: "
+                         "post-training)")
     se.add_argument("--plot", default=None, help="energy: PNG of the Pareto front (matplotlib)")
+    se.add_argument("--budget", action="append", metavar="METRIC=VALUE",
+                    help="budget: energy|latency|size|bops = 0.5x (of uniform 8-bit), w4a4 (of "
+                         "that uniform plan), or absolute uJ / ms / MB / count (repeatable)")
+    se.add_argument("--sensitivity", choices=("hutchinson", "fisher"), default="hutchinson",
+                    help="budget: Hessian trace (Hutchinson) or empirical Fisher")
+    se.add_argument("--iters", type=int, default=16,
+                    help="budget: Hutchinson estimates per batch (default 16)")
+    se.add_argument("--bits", type=_candidate_bits, default=[2, 3, 4, 6, 8],
+                    help="budget: candidate weight and activation bits (default 2,3,4,6,8)")
+    se.add_argument("--pin", default="ends", help="budget: layers kept at 8 bits: ends (first "
+                    "and last, default), none, or comma-separated names")
+    se.add_argument("--compare", default=None, help="budget: uniform plans fine-tuned and "
+                    "evaluated alongside, e.g. w4a4 (pinned layers kept)")
     se.set_defaults(func=cmd_search)
     return p
 

@@ -101,3 +101,82 @@ def run_energy(recipe: dict, out: str, scheme: str, arch: str, target: float | N
         res.plot(plot)
     log(res.table() + f"\nresults: {os.path.join(folder, scheme + '.energy.json')}")
     return res
+
+
+SENSITIVITY_SAMPLES = 512  # training images for the sensitivities (HAWQ-V3 uses a few thousand)
+
+
+def uniform_bits(pair: tuple[int, int], names: list[str], pinned: dict) -> dict:
+    """The uniform plan at ``pair`` with the pinned layers at their pins."""
+    return {n: pinned.get(n, pair) for n in names}
+
+
+def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: str | None,
+               method: str = "hutchinson", iters: int = 16, bits: list[int] | None = None,
+               pinned="ends", finetune_epochs: int = 0, compare: list[str] | None = None,
+               arch_config=None, log: Callable[[str], None] = print):
+    """hwq.search.budget on a trained scheme; writes ``<out>/search/<scheme>.budget.*``. The
+    allocated plan (and each uniform plan of ``compare``, e.g. "w4a4", pinned layers kept) is then
+    applied, fine-tuned ``finetune_epochs`` epochs with the scheme's optimizer and schedule and
+    evaluated; accuracies go to ``<scheme>.budget.accuracy.json``."""
+    import json
+    import re
+
+    from .._io import atomic_write_text
+    from .. import hw
+    from .budget import budget
+
+    model, evaluate, calib, data = trained(recipe, out, scheme)
+    compare = list(compare or [])
+    pairs = []
+    for c in compare:
+        m = re.fullmatch(r"w(\d+)a(\d+)", c.strip().lower())
+        if not m:
+            raise ValueError(f"--compare {c!r} is not accepted: expected uniform plans such as "
+                             "w4a4,w8a8")
+        pairs.append((c.strip().lower(), (int(m.group(1)), int(m.group(2)))))
+    g = torch.Generator().manual_seed(recipe["train"]["seed"])
+    idx = torch.randperm(len(data.train), generator=g)[:SENSITIVITY_SAMPLES].tolist()
+    bs = recipe["data"]["batch_size"]
+    batches = []
+    for i in range(0, len(idx), bs):
+        items = [data.train[j] for j in idx[i:i + bs]]
+        batches.append((torch.stack([x for x, _ in items]),
+                        torch.stack([torch.as_tensor(y) for _, y in items])))
+    folder = os.path.join(out, "search")
+    stem = f"{scheme}.budget"
+    res = budget(model, batches, budgets, arch=arch, arch_config=arch_config, method=method,
+                 iters=iters, w_bits=bits or (2, 3, 4, 6, 8), pinned=pinned, calib=calib)
+    paths = res.write(folder, stem)
+    log(res.sensitivity.table() + "\n\n" + res.table())
+    names = list(res.bits)
+    plans = [("allocated", res.bits)] + [(c, uniform_bits(p, names, res.pinned))
+                                          for c, p in pairs]
+    tune = finetuner(recipe, scheme, data, finetune_epochs)
+    rows = []
+    for label, bits_ in plans:
+        q = apply(model, bits_, calib)
+        row = {"plan": label, "bits": {n: list(p) for n, p in bits_.items()},
+               "accuracy_ptq": evaluate(q)}
+        if tune is not None:
+            tune(q)
+            q.eval()
+            row["accuracy_finetuned"] = evaluate(q)
+            row["finetune_epochs"] = finetune_epochs
+        if arch is not None:
+            rep = hw.map(make_profile(q, batches=calib[:1], name=label), arch, config=arch_config)
+            row["energy_pj"] = rep.total.energy_pj.total
+            row["latency_s"] = rep.total.seconds
+        rows.append(row)
+    acc_path = os.path.join(folder, f"{stem}.accuracy.json")
+    atomic_write_text(acc_path, json.dumps(rows, indent=1) + "\n")
+    head = f"{'plan':<12} {'ptq_acc':>8} {'tuned_acc':>9} {'energy_uJ':>10} {'latency_ms':>10}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['plan']:<12} {r['accuracy_ptq']:>8.2f} "
+                     f"{r.get('accuracy_finetuned', float('nan')):>9.2f} "
+                     f"{r.get('energy_pj', float('nan')) / 1e6:>10.4f} "
+                     f"{r.get('latency_s', float('nan')) * 1e3:>10.5f}")
+    log("\n".join(lines) + "\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
+        + f"\naccuracy: {acc_path}")
+    return res, rows

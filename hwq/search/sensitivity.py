@@ -1,0 +1,358 @@
+"""Per-layer quantization sensitivity: a curvature estimate times the quantization perturbation.
+
+For layer l and bit width b (HAWQ-V2, Dong et al., NeurIPS 2020; HAWQ-V3, Yao et al., ICML 2021):
+
+    Omega_w(l, b) = (Tr(H_W) / n_W) * ||Q_b(W) - W||^2        weights
+    Omega_a(l, b) = (Tr(H_a) / n_a) * E_x ||Q_b(a) - a||^2    input activations (HAWQ-V2, sec. 3.3)
+
+With the loss near a minimum, the second-order term of its Taylor expansion makes
+Omega ~ 2 x (the rise of the mean loss) when only that tensor is quantized; the sum over layers is the
+objective the allocation (hwq.search.budget) minimises. ``Q_b`` is ``fixed:b``, the quantizer the plan
+is applied with (hwq.search.apply): weights take max|W| as range, activations the batch max|x|.
+
+Curvature, two methods:
+
+* ``"hutchinson"``: Tr(H) = E_v[v^T H v] with Rademacher v (Hutchinson 1990; the estimator of
+  HAWQ-V2 / PyHessian, Yao et al. 2020). One Hessian-vector product (a double backward through the
+  graph of the first backward) gives one estimate for every layer's weight and activation block at
+  once. ``iters`` estimates per batch; the standard error over all estimates is reported.
+* ``"fisher"``: the empirical Fisher trace, Tr(F) = mean_i ||grad l_i||^2 over samples i (as FIT,
+  Zandonati et al. 2022), one forward and one backward per batch: per-sample weight gradients of
+  Conv2d / Linear come from their inputs and output gradients (the outer-product identity used by
+  Goodfellow 2015 and Opacus), per-sample activation gradients directly, the model being in eval
+  mode (no sample sees another).
+
+Normalisation: H is the Hessian of the batch-mean loss. For weights n_W is the number of weights. For
+activations H is block diagonal over samples; ``a_trace`` is the mean over samples of
+Tr(H_i) / n_a with n_a the elements of one sample's input and H_i the Hessian of that sample's loss,
+and ``a_perturb`` the mean over samples of ||Q_b(a_i) - a_i||^2, so that Omega_a has the scale of
+Omega_w. A negative trace estimate (non-convex point, or noise) is kept in ``w_trace`` / ``a_trace``
+and counted as 0 in Omega (a perturbation cannot be assumed to lower the loss); ``table()`` marks it.
+
+The model is evaluated in eval mode on a float view: a QAT model's quantizers are replaced by the
+float passthrough on a copy, so the curvature is that of its latent float weights, the W of
+||Q_b(W) - W||.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import quant
+from ..nn import QuantLayer
+from .common import check_bits, layer_names
+
+METHODS = ("hutchinson", "fisher")
+
+
+@dataclasses.dataclass
+class LayerSensitivity:
+    """One conv / FC layer. ``weights``: number of weights; ``act_size``: input elements per sample.
+    ``w_trace`` / ``a_trace``: curvature per element as in the module docstring (loss units per
+    value^2), with standard errors. ``w_perturb[b]`` = ||Q_b(W) - W||^2; ``a_perturb[b]`` = mean over
+    samples of ||Q_b(a) - a||^2."""
+
+    name: str
+    weights: int
+    act_size: int
+    w_trace: float
+    a_trace: float
+    w_trace_se: float
+    a_trace_se: float
+    w_perturb: dict[int, float]
+    a_perturb: dict[int, float]
+
+    def omega_w(self, bits: int) -> float:
+        return max(self.w_trace, 0.0) * self.w_perturb[bits]
+
+    def omega_a(self, bits: int) -> float:
+        return max(self.a_trace, 0.0) * self.a_perturb[bits]
+
+    def omega(self, w_bits: int, a_bits: int) -> float:
+        """Sensitivity of the layer at (w_bits, a_bits): Omega_w + Omega_a."""
+        return self.omega_w(w_bits) + self.omega_a(a_bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["w_perturb"] = {str(b): v for b, v in self.w_perturb.items()}
+        d["a_perturb"] = {str(b): v for b, v in self.a_perturb.items()}
+        return d
+
+
+@dataclasses.dataclass
+class Sensitivity:
+    """Per-layer sensitivities and what they cost: ``samples`` images in ``batches`` batches,
+    ``forward`` / ``backward`` passes, ``hvp`` Hessian-vector products (each a double backward,
+    about two backward passes), ``seconds`` of wall time."""
+
+    method: str
+    bits: tuple[int, ...]
+    layers: list[LayerSensitivity]
+    samples: int
+    batches: int
+    iters: int
+    forward: int
+    backward: int
+    hvp: int
+    seconds: float
+
+    def __getitem__(self, name: str) -> LayerSensitivity:
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(f"no layer named {name!r}; layers: {[l.name for l in self.layers]}")
+
+    @property
+    def names(self) -> list[str]:
+        return [l.name for l in self.layers]
+
+    def cost(self) -> str:
+        """What the estimate cost, in passes and seconds."""
+        hv = f", {self.hvp} Hessian-vector products ({self.iters} per batch)" if self.hvp else ""
+        return (f"{self.method} on {self.samples} samples in {self.batches} batch(es): "
+                f"{self.forward} forward, {self.backward} backward{hv}; {self.seconds:.2f} s")
+
+    def table(self) -> str:
+        b = self.bits
+        head = (f"{'layer':<20} {'w_trace':>10} {'+-':>9} {'a_trace':>10} {'+-':>9} "
+                + " ".join(f"{'Ow' + str(x):>9}" for x in b) + " "
+                + " ".join(f"{'Oa' + str(x):>9}" for x in b))
+        rows = [head, "-" * len(head)]
+        for l in self.layers:
+            rows.append(f"{l.name:<20} {l.w_trace:>10.3e} {l.w_trace_se:>9.1e} {l.a_trace:>10.3e} "
+                        f"{l.a_trace_se:>9.1e} " + " ".join(f"{l.omega_w(x):>9.2e}" for x in b)
+                        + " " + " ".join(f"{l.omega_a(x):>9.2e}" for x in b)
+                        + ("  (negative trace counted as 0)" if min(l.w_trace, l.a_trace) < 0
+                           else ""))
+        rows.append(self.cost())
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "bits": list(self.bits), "samples": self.samples,
+                "batches": self.batches, "iters": self.iters, "forward": self.forward,
+                "backward": self.backward, "hvp": self.hvp, "seconds": self.seconds,
+                "layers": [l.to_dict() for l in self.layers]}
+
+
+def float_view(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode whose hwq quantizers are all the float passthrough."""
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if isinstance(mod, QuantLayer):
+            mod.set_quantizers(None, None)
+    return m.eval()
+
+
+def _labelled(batches: Iterable[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out = []
+    for i, b in enumerate(batches):
+        if not (isinstance(b, (tuple, list)) and len(b) == 2 and all(
+                isinstance(t, torch.Tensor) for t in b)):
+            raise ValueError(f"batches[{i}] = {type(b).__name__} is not accepted: expected an "
+                             "(inputs, targets) pair of tensors")
+        out.append((b[0], b[1]))
+    if not out:
+        raise ValueError("batches is empty: expected at least one (inputs, targets) pair")
+    return out
+
+
+@torch.no_grad()
+def _perturb(t: torch.Tensor, bits: int, role: str) -> float:
+    """||Q_b(t) - t||^2 with a fresh fixed:b quantizer (activations: range = max|t| of ``t``)."""
+    q = quant.get(f"fixed:{bits}", role=role).to(dtype=t.dtype)
+    q.train()
+    return float(((q(t) - t) ** 2).sum())
+
+
+def _conv_padding(m: nn.Conv2d) -> tuple[int, int]:
+    if m.padding_mode != "zeros":
+        raise ValueError(f"layer with padding_mode={m.padding_mode!r} is not accepted by the "
+                         "fisher method: expected 'zeros' (use method='hutchinson')")
+    if m.padding == "valid":
+        return (0, 0)
+    if m.padding == "same":
+        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        if any(t % 2 for t in total):
+            raise ValueError("a Conv2d with padding='same' and an even kernel pads unevenly, which "
+                             "the fisher method does not model: use method='hutchinson'")
+        return tuple(t // 2 for t in total)
+    return tuple(m.padding)
+
+
+def _per_sample_grad_sq(m: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """||dl_i/dW||^2 per sample i for a Conv2d / Linear with input ``x`` and output gradient ``g``
+    (of the summed loss): the weight gradient of sample i is g_i x_i^T summed over positions."""
+    b = x.shape[0]
+    if isinstance(m, nn.Linear):
+        if x.dim() == 2:
+            return (g ** 2).sum(1) * (x ** 2).sum(1)
+        gw = torch.einsum("bto,bti->boi", g.reshape(b, -1, g.shape[-1]),
+                          x.reshape(b, -1, x.shape[-1]))
+        return (gw ** 2).sum((1, 2))
+    u = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=_conv_padding(m), stride=m.stride)
+    groups = m.groups
+    u = u.reshape(b, groups, u.shape[1] // groups, u.shape[2])
+    gg = g.reshape(b, groups, g.shape[1] // groups, -1)
+    gw = torch.einsum("bgkp,bgcp->bgkc", gg, u)
+    return (gw ** 2).sum((1, 2, 3))
+
+
+class _Watch:
+    """Hooks that give each watched layer an input of its own (a view: when one tensor feeds two
+    layers, as a residual block's input feeds its first conv and its shortcut, each layer's act
+    quantizer perturbs only that layer's copy, so the derivative is taken per layer) and keep it,
+    and, for the Fisher, the gradient of the layer's output."""
+
+    def __init__(self, modules: dict[str, nn.Module], output_grads: bool):
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.out_grads: dict[str, torch.Tensor] = {}
+        self.handles = []
+        for name, m in modules.items():
+            self.handles.append(m.register_forward_pre_hook(self._pre(name)))
+            if output_grads:
+                self.handles.append(m.register_forward_hook(self._post(name)))
+
+    def _pre(self, name: str):
+        def hook(mod, inp):
+            if name in self.inputs:
+                raise ValueError(f"layer {name!r} runs more than once per forward pass (a shared "
+                                 "module): its sensitivity per use is not defined; give each use "
+                                 "its own module")
+            a = inp[0].view_as(inp[0])
+            self.inputs[name] = a
+            return (a,) + tuple(inp[1:])
+        return hook
+
+    def _post(self, name: str):
+        def hook(mod, inp, out):
+            out.register_hook(lambda g: self.out_grads.__setitem__(name, g))
+        return hook
+
+    def clear(self) -> None:
+        self.inputs, self.out_grads = {}, {}
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                bits: Sequence[int] = (2, 3, 4, 6, 8), method: str = "hutchinson",
+                iters: int = 16, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                | None = None, seed: int = 0) -> Sensitivity:
+    """Sensitivities of every Conv2d / Linear layer of ``model`` for the ``bits`` candidates.
+
+    batches: (inputs, targets) pairs, a few of them (HAWQ uses a few hundred to a few thousand
+        samples); everything runs on the model's device.
+    method: "hutchinson" (``iters`` Hessian-vector products per batch) or "fisher" (one forward and
+        one backward per batch).
+    loss: (outputs, targets) -> mean loss (default cross-entropy).
+    seed: of the Rademacher vectors.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not accepted: expected one of {list(METHODS)}")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters={iters!r} is not accepted: expected a positive integer")
+    bits = tuple(sorted(set(bits)))
+    if not bits:
+        raise ValueError("bits is empty: expected candidate bit widths such as (2, 4, 8)")
+    for b in bits:
+        check_bits("bits", b)
+    data = _labelled(batches)
+    loss_fn = loss or F.cross_entropy
+    net = float_view(model)
+    names = layer_names(net)
+    if not names:
+        raise ValueError("model has no Conv2d / Linear layer to take sensitivities of")
+    modules = dict(net.named_modules())
+    watched = {n: modules[n] for n in names}
+    weights = {n: watched[n].weight for n in names}
+    params = [p for p in net.parameters()]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    w_est: dict[str, list[float]] = {n: [] for n in names}
+    a_est: dict[str, list[float]] = {n: [] for n in names}
+    a_perturb = {n: {b: 0.0 for b in bits} for n in names}
+    act_size: dict[str, int] = {}
+    n_samples = forward = backward = hvp = 0
+    start = time.perf_counter()
+    watch = _Watch(watched, output_grads=method == "fisher")
+    saved_grad = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        for n in names:
+            weights[n].requires_grad_(True)
+        for x, y in data:
+            dev = weights[names[0]].device
+            x = x.to(dev).detach().requires_grad_(True)  # the first layer's input is the image
+            y = y.to(dev)
+            watch.clear()
+            out = net(x)
+            forward += 1
+            missing = [n for n in names if n not in watch.inputs]
+            if missing:
+                raise ValueError(f"layers {missing} did not run in the forward pass: their "
+                                 "sensitivity cannot be measured")
+            acts = [watch.inputs[n] for n in names]
+            bsz = x.shape[0]
+            n_samples += bsz
+            for n, a in zip(names, acts):
+                act_size[n] = a[0].numel()
+                for b in bits:  # one quantizer per batch: its range is this batch's max|a|
+                    a_perturb[n][b] += _perturb(a.detach(), b, "act")
+            targets = [weights[n] for n in names] + acts
+            if method == "hutchinson":
+                g = torch.autograd.grad(loss_fn(out, y), targets, create_graph=True)
+                backward += 1
+                for _ in range(iters):
+                    vs = [torch.randint(0, 2, t.shape, generator=gen).to(t) * 2 - 1
+                          for t in targets]
+                    hv = torch.autograd.grad(g, targets, grad_outputs=vs, retain_graph=True)
+                    hvp += 1
+                    for i, n in enumerate(names):
+                        w_est[n].append(float((vs[i] * hv[i]).sum()) / weights[n].numel())
+                        j = len(names) + i
+                        # Tr(H_batch) / n_a = mean over samples of Tr(H_i) / n_a (docstring)
+                        a_est[n].append(float((vs[j] * hv[j]).sum()) / act_size[n])
+                del g
+            else:
+                total = loss_fn(out, y) * bsz  # the summed loss: per-sample gradients of l_i
+                ga = torch.autograd.grad(total, acts)
+                backward += 1
+                for i, n in enumerate(names):
+                    sq = _per_sample_grad_sq(watched[n], acts[i].detach(),
+                                             watch.out_grads[n].detach())
+                    w_est[n].extend((sq / weights[n].numel()).tolist())
+                    a_est[n].extend(((ga[i].detach() ** 2).flatten(1).sum(1)
+                                     / act_size[n]).tolist())
+            watch.clear()
+            del out, acts, targets
+    finally:
+        watch.remove()
+        for p, r in zip(params, saved_grad):
+            p.requires_grad_(r)
+
+    def mean_se(v: list[float]) -> tuple[float, float]:
+        t = torch.tensor(v, dtype=torch.float64)
+        se = float(t.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan
+        return float(t.mean()), se
+
+    layers = []
+    for n in names:
+        wt, wse = mean_se(w_est[n])
+        at, ase = mean_se(a_est[n])
+        wp = {b: _perturb(weights[n].detach(), b, "weight") for b in bits}
+        ap = {b: a_perturb[n][b] / n_samples for b in bits}
+        layers.append(LayerSensitivity(n, weights[n].numel(), act_size[n], wt, at, wse, ase,
+                                       wp, ap))
+    return Sensitivity(method, bits, layers, n_samples, len(data),
+                       iters if method == "hutchinson" else 0, forward, backward, hvp,
+                       time.perf_counter() - start)

@@ -1,0 +1,198 @@
+"""Sensitivities checked against exact float64 references on tiny models: the Hutchinson trace
+against the trace of the Hessian built entry by entry (torch.autograd.functional.hessian), within
+the estimator's own known spread; the empirical Fisher against per-sample gradients taken one
+sample at a time; the perturbation against the fixed:b quantizer applied by hand."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+import hwq
+from hwq.search.sensitivity import sensitivity
+
+
+class Tiny(nn.Module):
+    """fc1 -> tanh -> fc2: smooth, so every Hessian block is dense and non-trivial."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 5)
+        self.fc2 = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
+
+
+def tiny_case(seed=0, n=6):
+    torch.manual_seed(seed)
+    m = Tiny().double()
+    x = torch.randn(n, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,))
+    return m, x, y
+
+
+def exact_hessians(m, x, y):
+    """(H of the mean loss w.r.t. fc1.weight, H w.r.t. fc2's input, both dense float64)."""
+    params = dict(m.named_parameters())
+    w1 = params["fc1.weight"].detach()
+
+    def loss_w(w):
+        p = dict(params, **{"fc1.weight": w})
+        return F.cross_entropy(functional_call(m, p, (x,)), y)
+    hw = torch.autograd.functional.hessian(loss_w, w1).reshape(w1.numel(), w1.numel())
+    h = torch.tanh(m.fc1(x)).detach()
+    ha = torch.autograd.functional.hessian(lambda a: F.cross_entropy(m.fc2(a), y), h)
+    return hw, ha.reshape(h.numel(), h.numel()), h
+
+
+def rademacher_se(h, iters):
+    """Standard error of the mean of ``iters`` Hutchinson estimates v^T H v (Rademacher v):
+    Var = 2 (||H||_F^2 - sum_i H_ii^2) for symmetric H."""
+    var = 2 * (float((h ** 2).sum()) - float((torch.diagonal(h) ** 2).sum()))
+    return math.sqrt(var / iters)
+
+
+def test_hutchinson_matches_exact_trace_float64():
+    m, x, y = tiny_case()
+    hw, ha, h = exact_hessians(m, x, y)
+    iters = 3000
+    s = sensitivity(m, [(x, y)], bits=(2, 4), method="hutchinson", iters=iters, seed=1)
+    fc1, fc2 = s["fc1"], s["fc2"]
+    # weights: Tr(H_W) / n_W
+    exact_w = float(torch.trace(hw)) / hw.shape[0]
+    se_w = rademacher_se(hw, iters) / hw.shape[0]
+    assert abs(fc1.w_trace - exact_w) < 5 * se_w
+    assert fc1.w_trace_se == pytest.approx(se_w, rel=0.25)  # the reported spread is the real one
+    # activations: mean over samples of Tr(H_i) / n_a = Tr(H_batch of the mean loss) / n_a
+    n_a = h.shape[1]
+    exact_a = float(torch.trace(ha)) / n_a
+    se_a = rademacher_se(ha, iters) / n_a
+    assert abs(fc2.a_trace - exact_a) < 5 * se_a
+    assert exact_w > 10 * se_w and exact_a > 10 * se_a  # the check has teeth: traces are resolved
+    assert s.hvp == iters and s.forward == 1 and s.backward == 1
+
+
+def test_activation_hessian_is_block_diagonal_over_samples():
+    """The premise of the per-sample normalisation of a_trace: in eval mode no sample sees another,
+    so the Hessian w.r.t. a batch of activations has no blocks between samples."""
+    m, x, y = tiny_case()
+    _, ha, _ = exact_hessians(m, x, y)
+    # the per-sample activation blocks are off the diagonal between samples: zero there
+    n = x.shape[0]
+    blocks = ha.reshape(n, 5, n, 5)
+    off = blocks.clone()
+    for i in range(n):
+        off[i, :, i, :] = 0
+    assert float(off.abs().max()) < 1e-12
+
+
+def test_fisher_matches_per_sample_loop_float64():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, stride=2), nn.ReLU(),
+                      nn.Conv2d(3, 4, 3, groups=1, padding=0), nn.Flatten(),
+                      nn.Linear(4 * 2 * 2, 3)).double()
+    x = torch.randn(5, 2, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 3, (5,))
+    s = sensitivity(m, [(x, y)], bits=(4,), method="fisher")
+    names = ["0", "2", "4"]
+    w_ref = {n: 0.0 for n in names}
+    a_ref = {n: 0.0 for n in names}
+    for i in range(5):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        acts = {}
+        hooks = [dict(m.named_modules())[n].register_forward_pre_hook(
+            lambda mod, inp, n=n: acts.__setitem__(n, inp[0])) for n in names]
+        loss = F.cross_entropy(m(xi), y[i:i + 1])
+        for hk in hooks:
+            hk.remove()
+        ws = [dict(m.named_modules())[n].weight for n in names]
+        grads = torch.autograd.grad(loss, ws + [acts[n] for n in names])
+        for k, n in enumerate(names):
+            w_ref[n] += float((grads[k] ** 2).sum()) / ws[k].numel() / 5
+            a_ref[n] += float((grads[3 + k] ** 2).sum()) / acts[n][0].numel() / 5
+    for n in names:
+        assert s[n].w_trace == pytest.approx(w_ref[n], rel=1e-9)
+        assert s[n].a_trace == pytest.approx(a_ref[n], rel=1e-9)
+    assert s.forward == 1 and s.backward == 1 and s.hvp == 0
+
+
+def test_fisher_grouped_conv_per_sample():
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2, padding="same"), nn.Flatten(),
+                      nn.Linear(4 * 5 * 5, 2)).double()
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1])
+    s = sensitivity(m, [(x, y)], bits=(4,), method="fisher")
+    ref = 0.0
+    for i in range(3):
+        m.zero_grad()
+        F.cross_entropy(m(x[i:i + 1]), y[i:i + 1]).backward()
+        ref += float((m[0].weight.grad ** 2).sum()) / m[0].weight.numel() / 3
+    assert s["0"].w_trace == pytest.approx(ref, rel=1e-9)
+
+
+def test_perturbation_is_fixed_quantizer_error():
+    m, x, y = tiny_case()
+    s = sensitivity(m, [(x, y)], bits=(2, 3, 8), method="fisher")
+    w = m.fc1.weight.detach()
+    for b in (2, 3, 8):
+        q = hwq.quant.get(f"fixed:{b}", role="weight")(w)
+        assert s["fc1"].w_perturb[b] == pytest.approx(float(((q - w) ** 2).sum()), rel=1e-12)
+        qa = hwq.quant.get(f"fixed:{b}", role="act").train()(x)
+        ref = float(((qa - x) ** 2).sum()) / x.shape[0]
+        assert s["fc1"].a_perturb[b] == pytest.approx(ref, rel=1e-12)
+    assert s["fc1"].w_perturb[2] > s["fc1"].w_perturb[3] > s["fc1"].w_perturb[8] > 0
+    # Omega = max(trace, 0) * perturbation
+    l = s["fc2"]
+    assert l.omega(3, 8) == pytest.approx(max(l.w_trace, 0) * l.w_perturb[3]
+                                          + max(l.a_trace, 0) * l.a_perturb[8])
+
+
+def test_qat_model_uses_latent_float_weights():
+    m, x, y = tiny_case()
+    q = hwq.quantize(Tiny().double(), weights="fixed:2", acts="fixed:2")
+    q.load_state_dict(m.state_dict(), strict=False)
+    a = sensitivity(m, [(x, y)], bits=(4,), method="fisher")
+    b = sensitivity(q, [(x, y)], bits=(4,), method="fisher")
+    assert b["fc1"].w_trace == pytest.approx(a["fc1"].w_trace, rel=1e-12)
+    assert isinstance(q.fc1.weight_quant, hwq.quant.Quantizer) and q.fc1.w_bits == 2  # untouched
+
+
+def test_shared_input_is_differentiated_per_layer():
+    """Two layers reading the same tensor (a residual shortcut): each layer's activation
+    curvature is that of its own branch, not of the shared tensor."""
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 2)
+            self.b = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.a(x) + 3 * self.b(x)
+
+    torch.manual_seed(0)
+    m = Two().double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0])
+    s = sensitivity(m, [(x, y)], bits=(4,), method="fisher")
+    xi = x.clone().requires_grad_(True)
+    ga = torch.autograd.grad(F.cross_entropy(m.a(xi) + 3 * m.b(x), y, reduction="sum"), xi)[0]
+    assert s["a"].a_trace == pytest.approx(float((ga ** 2).sum()) / 4 / 3, rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="newton"), "method='newton' is not accepted"),
+    (dict(iters=0), "iters=0 is not accepted"),
+    (dict(bits=(1,)), "bits=1 is not accepted"),
+    (dict(bits=()), "bits is empty"),
+])
+def test_bad_arguments(kwargs, match):
+    m, x, y = tiny_case()
+    with pytest.raises(ValueError, match=match):
+        sensitivity(m, [(x, y)], **kwargs)
+    with pytest.raises(ValueError, match="batches"):
+        sensitivity(m, [x])
