@@ -18,14 +18,30 @@ folded into the scale and bias: k = gamma / sqrt(var + eps), scale *= k, bias = 
 So in eval mode its outputs equal the QAT model's up to float rounding: the integer parts are exact,
 the scales are applied in a different order.
 
-Batch norm is found with torch.fx (a conv whose only user is a BatchNorm2d); a model fx cannot trace
-is deployed without folding (each BN then runs as before) and the report says so.
+NaN and Inf follow the QAT model in eval mode (README, "NaN and Inf"): +/-Inf saturates to the end
+codes, and an output is NaN exactly where the QAT layer's is, i.e. where its receptive field holds
+a NaN input. The deployed model checks its own input once (one min/max read of the batch): only a
+batch holding NaN or Inf makes every deployed layer check its input for NaN and take the slow path
+where it finds one (scripts/bench_deploy_nan.py: on one thread both the input check and a
+per-layer check are within the run-to-run noise of a binary ResNet-18, +-4%; on two threads of a
+loaded machine every extra parallel op between the kernels can wait for a time slice, so the
+per-layer check is kept for the batches that need it). int8 layers with multi-bit activations find
+NaN in their quantization pass anyway, at no cost. Not covered: NaN made inside the
+model from a finite input (a float layer deploy kept overflowing to Inf, then Inf - Inf).
+A deployed model is for inference: its deployed layers stay in eval mode whatever train() says,
+and the model refuses to run in training mode (which would recalibrate the layers it kept).
+
+Batch norm is found with torch.fx (a conv called once whose only user is a BatchNorm2d with running
+statistics, itself called once); a model fx cannot trace is deployed without folding (each BN then
+runs as before) and the report says so. A module registered under several names (``self.b =
+self.a``) is replaced under every name.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import statistics
+import threading
 import time
 
 import torch
@@ -117,6 +133,47 @@ def _act_plan(q) -> tuple[str | None, int | None, str]:
     return ("signed" if signed else "unsigned"), q.bits, ""
 
 
+class _NanChecks(threading.local):
+    on = False  # set by a deployed model for a batch holding NaN or Inf (this thread, this call)
+
+
+_NAN_CHECKS = _NanChecks()
+
+
+def _has_nan(x: torch.Tensor) -> bool:
+    """Whether the float input ``x`` of a deployed layer holds a NaN; checked only while the
+    deployed model runs a batch that held NaN or Inf (amax is NaN exactly when a NaN is present).
+    Packed sign bits (int64) from a chained layer never hold NaN: that layer checked its input."""
+    return (_NAN_CHECKS.on and x.is_floating_point() and x.numel() > 0
+            and bool(torch.isnan(x.amax())))
+
+
+def _nonfinite(t) -> bool:
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(t.detach())
+    return not bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def _without_nan(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(torch.isnan(x), torch.zeros((), dtype=x.dtype), x)
+
+
+def _before_forward(model: nn.Module, args, kwargs) -> None:
+    """Forward pre-hook of a deployed model: refuse training mode (it would recalibrate the
+    quantizers and batch norms of the layers deploy kept); turn the layers' NaN checks on for a
+    batch that holds NaN or Inf."""
+    if model.training:
+        raise ValueError(f"this {type(model).__name__} was made by hwq.deploy and runs in eval "
+                         "mode only: call .eval() before running it (train() would recalibrate "
+                         "the quantizers and batch norms of the layers it kept)")
+    _NAN_CHECKS.on = any(_nonfinite(t) for t in (*args, *kwargs.values()))
+
+
+def _after_forward(model: nn.Module, args, kwargs, output) -> None:
+    _NAN_CHECKS.on = False
+
+
 class _DeployedLayer(nn.Module):
     """What every deployed layer holds: the QAT activation quantizer (it computes the activation
     codes exactly as in training), the weight scale, and a per-channel output scale and bias into
@@ -147,6 +204,24 @@ class _DeployedLayer(nn.Module):
 
     def _store_weights(self, w4: torch.Tensor) -> None:
         raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        """Deployed layers are inference-only: they (and their activation quantizer, whose range
+        would otherwise move with every batch) stay in eval mode."""
+        return super().train(False)
+
+    def _nan_where(self, x: torch.Tensor, y: torch.Tensor, conv_args=None) -> torch.Tensor:
+        """``y`` with NaN wherever the QAT layer's output is NaN: where its receptive field holds a
+        NaN of ``x`` (a conv of the NaN mask with ones counts them exactly). conv_args: (stride,
+        padding, dilation) for a conv, None for a linear layer."""
+        nan = torch.isnan(x)
+        if conv_args is None:
+            hit = nan.any(-1, keepdim=True)
+        else:
+            ones = torch.ones(self.out_channels, self.in_channels // self.groups,
+                              *self.kernel_size)
+            hit = torch.nn.functional.conv2d(nan.float(), ones, None, *conv_args, self.groups) > 0
+        return torch.where(hit, torch.full((), float("nan")), y)
 
     def fold_bn(self, bn: nn.BatchNorm2d, name: str) -> None:
         """y -> bn(y) in eval mode, as y * k + (beta - mean * k) with k = gamma / sqrt(var + eps)."""
@@ -185,14 +260,24 @@ class _PackedKernel(_DeployedLayer):
         codes, a_scale = self.act_quant.quantize_int(x4)
         return torch.ops.hwq.pack_activations(codes, self.a_bits, False, self.groups), a_scale
 
-    def _conv(self, x4: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+    def _conv(self, x4: torch.Tensor, stride, padding, dilation,
+              packed_output: bool = False) -> torch.Tensor:
         px, a_scale = self._packed_input(x4)
         scale = (self.w_scale * a_scale * self.bn_scale).float()
         return torch.ops.hwq.conv2d_packed(
             px, self.w_packed, self.in_channels, self.out_channels, list(self.kernel_size),
             self.a_bits, self.w_bits, self.binary, list(stride), list(padding), list(dilation),
             self.groups, scale, self.out_bias,
-            2 if self.packed_output else (3 if self.fuse_relu else 1))
+            2 if packed_output else (3 if self.fuse_relu else 1))
+
+    def _conv_nan_aware(self, x4: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+        if not _has_nan(x4):
+            return self._conv(x4, stride, padding, dilation, self.packed_output)
+        # NaN: float output (sign bits cannot hold NaN; a chained binary layer packs its float
+        # input itself, and the modules deploy removed between them keep signs and NaN), NaN
+        # where the QAT layer's output is NaN.
+        y = self._conv(_without_nan(x4), stride, padding, dilation)
+        return self._nan_where(x4, y, (stride, padding, dilation))
 
 
 class _Int8Kernel(_DeployedLayer):
@@ -216,6 +301,19 @@ class _Int8Kernel(_DeployedLayer):
 
     def _scale(self) -> torch.Tensor:
         return self.w_scale * self.bn_scale
+
+    def _nan_aware(self, x: torch.Tensor, forward, conv_args) -> torch.Tensor:
+        """forward(x), with NaN where the QAT layer gives NaN. Multi-bit codes: quantize_u8 finds
+        NaN in its own pass (it refuses them), so a finite input costs no extra read."""
+        if not self.binary:
+            try:
+                return forward(x)
+            except ValueError as e:
+                if "NaN" not in str(e) or not bool(torch.isnan(x).any()):
+                    raise
+        elif not _has_nan(x):
+            return forward(x)
+        return self._nan_where(x, forward(_without_nan(x)), conv_args)
 
     fuse_relu = False  # set by deploy: a ReLU that alone consumed the output runs in oneDNN's epilogue
 
@@ -246,7 +344,7 @@ class PackedConv2d(_PackedKernel):
         super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv(x, self.stride, self.padding, self.dilation)
+        return self._conv_nan_aware(x, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         return self._conv_repr() + (", packed sign output" if self.packed_output else "") + (
@@ -261,7 +359,7 @@ class PackedLinear(_PackedKernel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        y = self._conv(x.reshape(-1, x.shape[-1], 1, 1), (1, 1), (0, 0), (1, 1))
+        y = self._conv_nan_aware(x.reshape(-1, x.shape[-1], 1, 1), (1, 1), (0, 0), (1, 1))
         return y.reshape(*lead, self.out_channels)
 
     def extra_repr(self) -> str:
@@ -279,6 +377,9 @@ class Int8Conv2d(_Int8Kernel):
     # weight as a graph constant, which a weight packed on first use is not.
     @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._nan_aware(x, self._forward, (self.stride, self.padding, self.dilation))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._packed_weight()
         u8, a_scale = self._codes(x)
         return int8.conv2d(u8, float(a_scale), self.x_zp, w, self._scale(),
@@ -297,6 +398,9 @@ class Int8Linear(_Int8Kernel):
 
     @torch.compiler.disable  # as Int8Conv2d.forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._nan_aware(x, self._forward, None)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self._packed_weight()
         u8, a_scale = self._codes(x)
         return int8.linear(u8, float(a_scale), self.x_zp, w, self._scale(),
@@ -412,8 +516,11 @@ def _sole_users(graph: fx.Graph, model: nn.Module, node: fx.Node):
 
 
 def _layer_nodes(graph: fx.Graph, model: nn.Module, kinds):
+    """The nodes of the layers of type ``kinds`` called once: whatever follows a layer called
+    twice (c(bn(c(x)))) follows only one of its calls, so it cannot be fused into the layer."""
     return [n for n in graph.nodes
-            if n.op == "call_module" and isinstance(model.get_submodule(n.target), kinds)]
+            if n.op == "call_module" and isinstance(model.get_submodule(n.target), kinds)
+            and _called_once(graph, n.target)]
 
 
 def _bn_after(graph: fx.Graph, model: nn.Module) -> dict[str, str]:
@@ -421,7 +528,9 @@ def _bn_after(graph: fx.Graph, model: nn.Module) -> dict[str, str]:
     pairs = {}
     for node in _layer_nodes(graph, model, QuantConv2d):
         first = next(_sole_users(graph, model, node), None)
-        if first is not None and isinstance(first[1], nn.BatchNorm2d):
+        # without running statistics a BN normalises each batch by itself, even in eval mode
+        if (first is not None and isinstance(first[1], nn.BatchNorm2d)
+                and first[1].running_mean is not None and first[1].running_var is not None):
             pairs[node.target] = first[0]
     return pairs
 
@@ -463,8 +572,13 @@ def _relu_after(graph: fx.Graph, model: nn.Module, kinds: tuple) -> list[tuple[s
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
+    """Replace the module called ``name`` by ``new`` under every name it has (a module registered
+    twice, ``self.b = self.a``, is one module: both names must see the replacement)."""
+    old = model.get_submodule(name)
+    for parent in list(model.modules()):
+        for child, m in list(parent._modules.items()):
+            if m is old:
+                setattr(parent, child, new)
 
 
 def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
@@ -553,4 +667,6 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
             _set(out, relu, nn.Identity())
             by_name[layer].relu_fused = relu
     out.deploy_report = DeployReport(decisions, graph is not None)
+    out.register_forward_pre_hook(_before_forward, with_kwargs=True)
+    out.register_forward_hook(_after_forward, with_kwargs=True, always_call=True)
     return out
