@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any, Callable
 
 import torch
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..nn import QuantLayer
 from . import checkpoint, distributed
+from .images import ImageTensors
 
 FORMAT = "hwq.checkpoint"
 VERSION = 1
@@ -92,6 +94,42 @@ def clip_binary_weights(model: nn.Module, c: float) -> None:
                 m.weight.clamp_(-c, c)
 
 
+def _batches(dataset: Dataset, batches: list[list[int]], device: torch.device, workers: int,
+             generator: torch.Generator | None = None):
+    """(x, y) on ``device`` for each list of indices. An ImageTensors data set gives whole batches
+    from its uint8 tensor (augmented on the device when ``generator`` is given); any other
+    Dataset goes through a DataLoader."""
+    if isinstance(dataset, ImageTensors):
+        for b in batches:
+            yield dataset.batch(b, device, generator)
+        return
+    for x, y in DataLoader(dataset, batch_sampler=batches, num_workers=workers):
+        yield x.to(device), y.to(device)
+
+
+class _Timed:
+    """Iterates over ``it`` and adds up the seconds spent waiting for its items (data loading),
+    and the seconds from the first request to the last (the whole loop)."""
+
+    def __init__(self, it):
+        self.it, self.data_s, self.start, self.end = it, 0.0, None, None
+
+    def __iter__(self):
+        self.start = time.perf_counter()
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(self.it)
+            except StopIteration:
+                self.end = time.perf_counter()
+                return
+            self.data_s += time.perf_counter() - t
+            yield item
+
+    def total_s(self) -> float:
+        return (self.end or time.perf_counter()) - (self.start or time.perf_counter())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
              workers: int = 0) -> dict[str, float]:
@@ -101,11 +139,9 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.
     was = model.training
     model.eval()
     idx = list(range(rank, len(dataset), world))
-    loader = DataLoader(torch.utils.data.Subset(dataset, idx), batch_size=batch_size,
-                        num_workers=workers)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
+    for x, y in _batches(dataset, [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)],
+                         device, workers):
         out = model(x)
         sums[0] += F.cross_entropy(out, y, reduction="sum").double()
         sums[1] += (out.argmax(1) == y).sum().double()
@@ -213,12 +249,13 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
         for epoch in range(start, epochs):
             net.train()
             batches = [b[rank::world] for b in epoch_batches(len(train_set), batch_size, seed, epoch)]
-            loader = DataLoader(train_set, batch_sampler=batches, num_workers=workers)
-            bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False,
-                       disable=not progress or rank != 0, dynamic_ncols=True)
+            # Augmentation draws depend on (seed, epoch, rank) only: a resumed run repeats them.
+            aug = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 64 + rank)
+            timed = _Timed(_batches(train_set, batches, device, workers, aug))
+            bar = tqdm(timed, total=len(batches), desc=f"{desc} epoch {epoch + 1}/{epochs}",
+                       leave=False, disable=not progress or rank != 0, dynamic_ncols=True)
             sums = torch.zeros(3, dtype=torch.float64, device=device)
             for i, (x, y) in enumerate(bar):
-                x, y = x.to(device), y.to(device)
                 out = net(x)
                 loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
                 opt.zero_grad(set_to_none=True)
@@ -239,7 +276,8 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
             test = evaluate(model, test_set, test_batch_size, device, workers)
             metrics = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0].item() / sums[2].item(),
                        "train_acc": 100.0 * sums[1].item() / sums[2].item(),
-                       "test_loss": test["loss"], "test_acc": test["acc"]}
+                       "test_loss": test["loss"], "test_acc": test["acc"],
+                       "train_s": timed.total_s(), "data_s": timed.data_s}
             history.append(metrics)
             step = (epoch + 1) * steps_per_epoch
             for k in ("train_loss", "train_acc", "test_loss", "test_acc"):

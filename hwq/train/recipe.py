@@ -3,7 +3,9 @@
 A recipe has six sections and a table of quantization schemes::
 
     name = "digits"
-    [data]      name, dir, download, batch_size, test_batch_size, workers, augment
+    [data]      name, dir, download, batch_size, test_batch_size, workers, augment,
+                crop_padding, flip, cache_dir ("" = $HWQ_CACHE or ~/.cache/hwq),
+                subset (train on a random subset of this many images; 0 = all)
     [model]     name, act
     [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn,
                 threads (CPU threads of torch; 0 = torch's default)
@@ -35,7 +37,9 @@ from typing import Any
 SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "data": {"name": ((str,), "digits"), "dir": ((str,), "data"), "download": ((bool,), False),
              "batch_size": ((int,), 64), "test_batch_size": ((int,), 256),
-             "workers": ((int,), 0), "augment": ((bool,), False)},
+             "workers": ((int,), 0), "augment": ((bool,), False),
+             "crop_padding": ((int,), 4), "flip": ((bool,), True), "cache_dir": ((str,), ""),
+             "subset": ((int,), 0)},
     "model": {"name": ((str,), "digits_cnn"), "act": ((str,), "relu"),
               "channels": ((list,), None)},
     "train": {"epochs": ((int,), 10), "seed": ((int,), 0), "deterministic": ((bool,), True),

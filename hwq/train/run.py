@@ -159,7 +159,9 @@ def _run(recipe, out, schemes, resume, log):
         torch.set_num_threads(tr["threads"])
     device = distributed.setup(tr["device"])
     rank = distributed.rank_world()[0]
-    data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"])
+    data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"],
+                             d["crop_padding"], d["flip"], d["cache_dir"], log,
+                             d["subset"])
     for name in names:  # bad quantizer specs, layer globs or plans fail now, not hours later
         try:
             build_model(recipe, name, data)
@@ -186,6 +188,11 @@ def _run(recipe, out, schemes, resume, log):
             log_dir=os.path.join(folder, "tb"), progress=tr["progress"], workers=d["workers"],
             sync_bn=tr["sync_bn"], desc=name)
         last = history[-1]
+        done = [h for h in history if h.get("train_s")]  # epochs run by this call
+        if done and rank == 0:
+            data_s, train_s = sum(h["data_s"] for h in done), sum(h["train_s"] for h in done)
+            log(f"[{name}] {len(done)} epochs in {train_s / 60:.1f} min of training steps; data "
+                f"loading took {100 * data_s / train_s:.1f}% of it")
         model.cpu().eval()
         r = {"test_acc": last["test_acc"], "test_loss": last["test_loss"],
              "train_acc": last["train_acc"], "epochs": last["epoch"],
