@@ -96,6 +96,13 @@ class Quantizer(nn.Module):
     def quantize_int(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """(step, lo, hi) of a uniform grid: ``forward(x) == clamp(round(x / step), lo, hi) * step``
+        (round half to even; step a scalar or one per output channel, broadcastable to x).
+        Quantizers whose values are not such a grid (binary, ternary, pow2, float) raise
+        NotImplementedError; fixed, lsq and pact implement it."""
+        raise NotImplementedError(f"quantizer '{self.config.kind}' has no uniform grid")
+
     def extra_repr(self) -> str:
         return f"{self.name}, role={self.role}"
 
