@@ -13,10 +13,11 @@ Unknown keys and wrongly typed values are refused with the key, the value and wh
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import tomllib
-from typing import Any
+from typing import Any, ClassVar
 
+from .._io import tomllib  # tomli on Python 3.10
 from .energy import HOROWITZ_45NM, EnergyTable
 
 
@@ -41,6 +42,10 @@ class ArchConfig:
     offchip: bool = True
     energy: EnergyTable = HOROWITZ_45NM
 
+    pipelined: ClassVar[bool] = False
+    """True for a dataflow design whose layers run concurrently on separate hardware (FINN): its
+    throughput is set by the slowest layer, its latency by the sum. False: one layer at a time."""
+
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
@@ -56,9 +61,9 @@ class ArchConfig:
                 raise ValueError(f"{type(self).__name__} {f.name}={v!r} is not accepted: expected "
                                  "an integer >= 0")
             elif want is float and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                    or not v > 0):
+                                    or not 0 < v < math.inf):
                 raise ValueError(f"{type(self).__name__} {f.name}={v!r} is not accepted: expected "
-                                 "a number > 0")
+                                 "a finite number > 0")
             elif want is str and not isinstance(v, str):
                 raise ValueError(f"{type(self).__name__} {f.name}={v!r} is not accepted: expected "
                                  "a string")
@@ -66,6 +71,17 @@ class ArchConfig:
 
     def check(self) -> None:
         """Design-specific checks (choices, positive sizes); subclasses override."""
+
+    def area_mm2(self, profile=None) -> float:
+        """Silicon area of this configuration in mm^2, scaled from the paper's reported area and
+        process (each design's file cites its figures); every design defines it. ``profile``:
+        the network, for designs whose hardware is sized per layer (FINN)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define area_mm2")
+
+    @property
+    def batch_size(self) -> int:
+        """Images processed together (reports are per image; an image waits for its batch)."""
+        return getattr(self, "batch", 1)
 
     @classmethod
     def accepted(cls) -> list[str]:

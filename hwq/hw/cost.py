@@ -37,6 +37,8 @@ class Cost:
     notes: list[str] = dataclasses.field(default_factory=list)
     freq_hz: float | None = None
     """Clock for this layer when the design scales it per layer (DVAFS); None: the config's."""
+    stall_cycles: float = 0.0
+    """Cycles among ``cycles`` spent waiting for memory (designs that model bandwidth)."""
 
 
 def single_window(layer: LayerProfile) -> bool:

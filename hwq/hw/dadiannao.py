@@ -15,6 +15,19 @@ from .config import ArchConfig
 from .cost import Cost, dadn_steps, memory, passes, wide_note
 
 
+DADN_MM2 = 67.73
+"""DaDianNao node area, 28 nm, 16 tiles with their eDRAM (Chen et al. MICRO 2014)."""
+NFU_SHARE = 0.5
+"""Share of that area in the NFUs, the part that scales with the datapath (assumed; the rest,
+eDRAM and interconnect, scales with the tiles)."""
+
+
+def dadn_area(tiles: int, nfu_scale: float) -> float:
+    """DaDianNao-style area in mm^2 (28 nm): the node scaled by tiles / 16, its NFU share by
+    ``nfu_scale`` (1 = DaDianNao's 16 x 16 lanes of 16-bit MACs per tile)."""
+    return DADN_MM2 * tiles / 16 * ((1 - NFU_SHARE) + NFU_SHARE * nfu_scale)
+
+
 @dataclasses.dataclass(frozen=True)
 class DaDianNaoConfig(ArchConfig):
     tiles: int = 16
@@ -33,6 +46,10 @@ class DaDianNaoConfig(ArchConfig):
             if getattr(self, f) < 1:
                 raise ValueError(f"{type(self).__name__} {f}={getattr(self, f)} is not accepted: "
                                  "expected an integer >= 1")
+
+    def area_mm2(self, profile=None) -> float:
+        """DaDianNao's 67.73 mm^2 (28 nm), multipliers scaled with lanes x filters x width^2."""
+        return dadn_area(self.tiles, self.filters * self.lanes * self.width ** 2 / (16 * 16 * 256))
 
 
 def parallel_cost(layer: LayerProfile, cfg: DaDianNaoConfig, design: str) -> Cost:

@@ -27,6 +27,11 @@ class DianNaoConfig(ArchConfig):
         if self.tn < 1 or self.width < 1:
             raise ValueError(f"DianNaoConfig tn={self.tn}, width={self.width}: expected >= 1")
 
+    def area_mm2(self, profile=None) -> float:
+        """3.02 mm^2 at 65 nm (Chen et al. 2014), the NFU (about half, assumed) scaled with
+        Tn^2 x width^2."""
+        return 3.02 * (0.5 + 0.5 * self.tn ** 2 * self.width ** 2 / (16 * 16 * 256))
+
 
 def cost(layer: LayerProfile, cfg: DianNaoConfig) -> Cost:
     p = passes(layer.w_bits, cfg.width) * passes(layer.a_bits, cfg.width)

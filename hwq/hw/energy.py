@@ -15,6 +15,7 @@ cited in its file, not mixed in. Static (leakage) energy is not modelled.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +35,9 @@ class EnergyTable:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-                raise ValueError(f"EnergyTable {f.name}={v!r} is not accepted: expected a number "
-                                 ">= 0 (picojoules)")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+                raise ValueError(f"EnergyTable {f.name}={v!r} is not accepted: expected a finite "
+                                 "number >= 0 (picojoules)")
 
     def add_pj(self, bits: float) -> float:
         """An adder of ``bits`` bits: linear in width."""

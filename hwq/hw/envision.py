@@ -40,6 +40,11 @@ class EnvisionConfig(ArchConfig):
     v4: float = 0.65
     """Supply at 4-bit DVAFS mode (assumed; the chip's low end)."""
 
+    def area_mm2(self, profile=None) -> float:
+        """1.87 mm^2 core in 28 nm FDSOI for the 16 x 16 array (Moons et al. 2017; unverified),
+        scaled with rows x lanes."""
+        return 1.87 * self.rows * self.lanes / 256
+
     def check(self):
         if self.scaling not in ("dvafs", "das"):
             raise ValueError(f"EnvisionConfig scaling={self.scaling!r} is not accepted: expected "

@@ -2,10 +2,12 @@
 Convolutional Neural Networks", DAC 2018).
 
 Bit-serial in both weights and activations, built to the same peak as an equivalent bit-parallel
-engine at 16 x 16 bits (here: the DaDianNao baseline's 4096 MACs per cycle). Relative to that engine
-a conv layer takes p_a * p_w / (16 * 16) of its cycles (``serial_bits`` activation bits per cycle:
-ceil(p_a / serial_bits) * serial_bits * p_w / 256, as DNNsim's ceil(p_a / serial_bits) * p_w per
-step); an FC layer, with one window, scales with p_w / 16 only. With ``dynamic`` the activation
+engine at 16 x 16 bits (here: the DaDianNao baseline's 4096 MACs per cycle). Like Stripes, a tile
+processes its windows 16 at a time (``columns``), so a conv layer takes
+DaDN steps * ceil(Ox*Oy / 16) * ceil(p_a / serial_bits) * serial_bits * p_w / 16 cycles (DNNsim's
+ceil(p_a / serial_bits) * p_w per step): Stripes' count scaled by p_w / 16, with the same window
+fragmentation, so at 16-bit weights Loom takes exactly Stripes' time. An FC layer, with one window,
+scales with p_w / 16 of DaDianNao's. With ``dynamic`` the activation
 precision is the run-time one (the measured mean pallet precision, as Dynamic Stripes); with
 ``dynamic_weights`` the weight precision is the measured mean over groups of 16 weights (assumed
 extension; Loom itself uses the per-layer weight precision).
@@ -18,7 +20,7 @@ import dataclasses
 import math
 
 from ..profile import LayerProfile
-from .cost import Cost, dadn_steps, dynamic, memory, single_window
+from .cost import Cost, cdiv, dadn_steps, dynamic, memory, single_window
 from .stripes import StripesConfig
 
 
@@ -52,15 +54,18 @@ def cost(layer: LayerProfile, cfg: LoomConfig) -> Cost:
             notes = notes + [f"no run-time statistics in the profile: weight precision taken as "
                              f"the static w_bits={layer.w_bits}"]
     filters = cfg.filters * cfg.tiles
-    base = dadn_steps(layer, cfg.lanes, filters) * layer.windows  # equivalent 16x16 engine
     peak16 = filters * cfg.lanes
     if not single_window(layer):
         serial_a = math.ceil(p_a / cfg.serial_bits - 1e-9) * cfg.serial_bits
+        # Stripes' steps: 16 windows per column group, a fragment of one still costs a step
+        steps = dadn_steps(layer, cfg.lanes, filters) * cdiv(layer.windows, cfg.columns)
+        cycles = steps * serial_a * p_w / 16
         scale = serial_a * p_w / (16 * 16)
     else:
         serial_a = 16
         scale = p_w / 16
-    c = Cost(cycles=base * scale, peak_macs_per_cycle=peak16 / scale,
+        cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * scale
+    c = Cost(cycles=cycles, peak_macs_per_cycle=peak16 / scale,
              compute_pj=layer.macs * cfg.energy.mac_pj(p_w, serial_a), notes=notes)
     return memory(layer, cfg, w_reuse=min(layer.windows, cfg.columns),
                   a_reuse=min(layer.filters_per_group, filters), cost=c)

@@ -30,11 +30,27 @@ def _config(name: str, arch: Arch, config: Any, overrides: dict[str, Any]) -> Ar
 
 
 def _costs(profile: Profile, arch: Arch, cfg: ArchConfig) -> list[Cost]:
-    return [arch.cost(layer, cfg) for layer in profile.layers]
+    return arch.costs(profile, cfg)
 
 
 def _seconds(c: Cost, cfg: ArchConfig) -> float:
     return c.cycles / (c.freq_hz or cfg.freq_hz)
+
+
+def timing(costs: list[Cost], cfg: ArchConfig) -> tuple[float, float]:
+    """(seconds per image at steady state, latency of one image in seconds).
+
+    One layer at a time: an image takes the sum of its layers, and waits for its batch.
+    A pipeline (``cfg.pipelined``, FINN): every layer works on a different image, so a new image
+    enters every slowest-layer interval; one image's latency is the sum of the layers (FINN's
+    ``dataflow_performance`` analysis: max_cycles for the rate, critical-path cycles for latency).
+    """
+    layer_s = [_seconds(c, cfg) for c in costs]
+    if not layer_s:
+        return math.nan, math.nan
+    if cfg.pipelined:
+        return max(layer_s), sum(layer_s)
+    return sum(layer_s), sum(layer_s) * cfg.batch_size
 
 
 def _ratio(a: float, b: float) -> float:
@@ -72,19 +88,22 @@ def map(profile: Profile | str | os.PathLike, arch: str, baseline: str = "dadian
             name=layer.name, kind=layer.kind, macs=layer.macs, cycles=c.cycles, seconds=s,
             energy_pj=e, utilization=_ratio(layer.macs, c.cycles * c.peak_macs_per_cycle),
             speedup=_ratio(bs, s), energy_efficiency=_ratio(be.total, e.total),
-            footprint_bits=c.footprint_bits, offchip_bits=c.offchip_bits, notes=list(c.notes)))
+            footprint_bits=c.footprint_bits, offchip_bits=c.offchip_bits,
+            stall_cycles=c.stall_cycles, notes=list(c.notes)))
 
     energy = sum((l.energy_pj for l in layers), Energy())
     benergy = sum((Energy(c.compute_pj, c.onchip_pj, c.offchip_pj) for c in bcosts), Energy())
-    seconds = sum(l.seconds for l in layers)
-    bseconds = sum(_seconds(c, bcfg) for c in bcosts)
+    seconds, latency = timing(costs, cfg)
+    bseconds, _ = timing(bcosts, bcfg)
     capacity = sum(c.cycles * c.peak_macs_per_cycle for c in costs)
     total = LayerReport(
         name="total", kind="", macs=profile.macs, cycles=sum(c.cycles for c in costs),
         seconds=seconds, energy_pj=energy, utilization=_ratio(profile.macs, capacity),
         speedup=_ratio(bseconds, seconds), energy_efficiency=_ratio(benergy.total, energy.total),
         footprint_bits=max(c.footprint_bits for c in costs),
-        offchip_bits=sum(c.offchip_bits for c in costs))
+        offchip_bits=sum(c.offchip_bits for c in costs),
+        stall_cycles=sum(c.stall_cycles for c in costs), fps=_ratio(1.0, seconds),
+        latency_s=latency, area_mm2=cfg.area_mm2(profile))
     notes = []
     for l in layers:
         for n in l.notes:

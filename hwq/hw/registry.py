@@ -19,6 +19,14 @@ class Arch:
     cost: Callable
     preset: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Options that make this name a variant of a design (e.g. a systolic dataflow)."""
+    network: Callable | None = None
+    """``network(profile, cfg) -> list[Cost]`` for a design that costs a layer with knowledge of
+    the network (BitFusion runs the layer reading the input as im2col); None: ``cost`` per layer."""
+
+    def costs(self, profile, cfg: ArchConfig) -> list:
+        if self.network is not None:
+            return self.network(profile, cfg)
+        return [self.cost(layer, cfg) for layer in profile.layers]
 
     def default_config(self) -> ArchConfig:
         return self.config(**self.preset)
@@ -37,9 +45,9 @@ ARCHS: dict[str, Arch] = {
     "proteus": Arch(proteus.ProteusConfig, proteus.cost),
     "envision": Arch(envision.EnvisionConfig, envision.cost),
     "yodann": Arch(yodann.YodaNNConfig, yodann.cost),
-    "finn": Arch(finn.FinnConfig, finn.cost),
+    "finn": Arch(finn.FinnConfig, finn.cost, network=finn.network_cost),
     "shift": Arch(shift.ShiftConfig, shift.cost),
-    "bitfusion": Arch(bitfusion.BitFusionConfig, bitfusion.cost),
+    "bitfusion": Arch(bitfusion.BitFusionConfig, bitfusion.cost, network=bitfusion.network_cost),
     "systolic_ws": Arch(systolic.SystolicConfig, systolic.cost, {"dataflow": "ws"}),
     "systolic_os": Arch(systolic.SystolicConfig, systolic.cost, {"dataflow": "os"}),
     "systolic_is": Arch(systolic.SystolicConfig, systolic.cost, {"dataflow": "is"}),

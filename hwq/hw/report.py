@@ -42,7 +42,13 @@ class Energy:
 class LayerReport:
     """One layer (or, for ``Report.total``, the network: sums, except footprint_bits, the largest
     layer's, which is what must fit on chip at once). cycles at the design's clock; seconds =
-    cycles / clock; energy_pj in picojoules; footprint_bits / offchip_bits as in hwq.hw.cost."""
+    cycles / clock; energy_pj in picojoules; footprint_bits / offchip_bits as in hwq.hw.cost;
+    stall_cycles: cycles among ``cycles`` waiting for memory (designs that model bandwidth).
+
+    Set on ``Report.total`` only (NaN on layers): ``seconds`` = time per image at steady state
+    (the slowest layer's for a pipelined design, the sum otherwise), ``fps`` = 1 / seconds,
+    ``latency_s`` = one image from input to output (the sum of the layers, times the batch when
+    a design processes a batch together), ``area_mm2`` = the configuration's silicon area."""
 
     name: str
     kind: str
@@ -55,6 +61,10 @@ class LayerReport:
     energy_efficiency: float
     footprint_bits: int = 0
     offchip_bits: int = 0
+    stall_cycles: float = 0.0
+    fps: float = math.nan
+    latency_s: float = math.nan
+    area_mm2: float = math.nan
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,8 +124,11 @@ class Report:
             return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                              for i, (c, w) in enumerate(zip(r, widths)))
         rule = "-" * len(line(head))
+        t = self.total
         out = [f"{self.arch} vs {self.baseline} on {self.profile}: speedup "
-               f"{self.total.speedup:.2f}x, energy efficiency {self.total.energy_efficiency:.2f}x",
+               f"{t.speedup:.2f}x, energy efficiency {t.energy_efficiency:.2f}x; "
+               f"{_fmt(t.fps, 1)} images/s, latency {_fmt(t.latency_s * 1e3, 3)} ms, "
+               f"area {_fmt(t.area_mm2, 2)} mm^2",
                line(head), rule] + [line(r) for r in body] + [rule, line(total)]
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
@@ -145,7 +158,8 @@ def _plain(v: Any) -> Any:
 
 CSV_COLUMNS = ("arch", "baseline", "layer", "kind", "macs", "cycles", "seconds", "utilization",
                "speedup", "compute_pj", "onchip_pj", "offchip_pj", "energy_pj",
-               "energy_efficiency", "footprint_bits", "offchip_bits", "notes")
+               "energy_efficiency", "footprint_bits", "offchip_bits", "stall_cycles", "fps",
+               "latency_s", "area_mm2", "notes")
 
 
 def reports_csv(reports: Sequence[Report], path: str | os.PathLike | None = None) -> str:
@@ -159,7 +173,8 @@ def reports_csv(reports: Sequence[Report], path: str | os.PathLike | None = None
             w.writerow([r.arch, r.baseline, l.name, l.kind, l.macs, repr(float(l.cycles)),
                         repr(l.seconds), repr(l.utilization), repr(l.speedup), repr(e.compute),
                         repr(e.onchip), repr(e.offchip), repr(e.total), repr(l.energy_efficiency),
-                        l.footprint_bits, l.offchip_bits, " | ".join(l.notes)])
+                        l.footprint_bits, l.offchip_bits, repr(float(l.stall_cycles)),
+                        repr(l.fps), repr(l.latency_s), repr(l.area_mm2), " | ".join(l.notes)])
     text = buf.getvalue()
     if path is not None:
         atomic_write_text(path, text)

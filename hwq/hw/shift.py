@@ -13,7 +13,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .cost import Cost, dadn_steps, memory, passes, wide_note
-from .dadiannao import DaDianNaoConfig
+from .dadiannao import DaDianNaoConfig, dadn_area
 
 POW2_KINDS = ("pow2", "binary", "ternary")
 
@@ -22,6 +22,11 @@ POW2_KINDS = ("pow2", "binary", "ternary")
 class ShiftConfig(DaDianNaoConfig):
     acc_bits: int = 32
     """Accumulator width (assumed)."""
+
+    def area_mm2(self, profile=None) -> float:
+        """DaDianNao's area with each 16 x 16 multiplier replaced by a barrel shifter of about a
+        quarter of its area (assumed; Tann et al. give no area)."""
+        return super().area_mm2() - dadn_area(self.tiles, 0.75) + dadn_area(self.tiles, 0.0)
 
 
 def cost(layer: LayerProfile, cfg: ShiftConfig) -> Cost:

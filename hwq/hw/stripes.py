@@ -17,7 +17,10 @@ import dataclasses
 from ..profile import LayerProfile
 from .config import ArchConfig
 from .cost import Cost, cdiv, dadn_steps, memory, passes, single_window
-from .dadiannao import parallel_cost
+from .dadiannao import dadn_area, parallel_cost
+
+AREA_OVER_DADN = 1.32
+"""Stripes' area relative to DaDianNao (Judd et al. 2016: +32%), all of it in the serial units."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,14 @@ class StripesConfig(ArchConfig):
             if getattr(self, f) < 1:
                 raise ValueError(f"{type(self).__name__} {f}={getattr(self, f)} is not accepted: "
                                  "expected an integer >= 1")
+
+    def area_mm2(self, profile=None) -> float:
+        """DaDianNao's area +32% at the defaults (Judd et al. 2016); the serial units scale with
+        filters x lanes x columns x width. Loom, Tartan, Pragmatic and Dynamic Stripes inherit
+        this (assumed: their papers' own area figures are not in the reference notes)."""
+        units = self.filters * self.lanes * self.columns * self.width / (16 * 16 * 16 * 16)
+        nfu = (AREA_OVER_DADN - 1 + 0.5) / 0.5  # the NFU share that gives +32% at the defaults
+        return dadn_area(self.tiles, nfu * units)
 
 
 def serial_conv(layer: LayerProfile, cfg: StripesConfig, step_cycles: float, serial_bits: float,

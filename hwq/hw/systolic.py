@@ -35,6 +35,11 @@ class SystolicConfig(ArchConfig):
     """700 MHz (TPU v1, Jouppi et al. 2017; assumed for this array)."""
     storage_bits: int = 8
 
+    def area_mm2(self, profile=None) -> float:
+        """TPU v1's 331 mm^2 (28 nm, 256 x 256 8-bit MACs with its 24 MiB buffer; Jouppi et al.
+        ISCA 2017) scaled with rows x cols x (bits / 8)^2 (assumed: buffers grow with the array)."""
+        return 331.0 * self.rows * self.cols / (256 * 256) * (self.bits / 8) ** 2
+
     def check(self):
         if self.dataflow not in DATAFLOWS:
             raise ValueError(f"SystolicConfig dataflow={self.dataflow!r} is not accepted: expected "

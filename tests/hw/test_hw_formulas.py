@@ -2,7 +2,7 @@
 formulas, worked by hand."""
 import pytest
 
-from hwq.hw import map
+from hwq.hw import bitfusion, map
 from hwq.hw.systolic import gemm_cycles
 
 from hwq.workloads.builder import single as one_layer
@@ -23,8 +23,16 @@ def cycles(p, arch, **kw):
     (16, 16, 18432),
 ])
 def test_bitfusion_formula(pa, pw, expected):
+    # a layer that does not read the network's input (no im2col), one image: compute cycles
     p = one_layer(c=64, k=64, hw=8, a_bits=pa, w_bits=pw)
-    assert cycles(p, "bitfusion") == expected
+    c = bitfusion.layer_cost(p[0], bitfusion.BitFusionConfig(batch=1), reads_input=False)
+    assert c.cycles - c.stall_cycles == expected
+    # the same layer reading the network's input runs as im2col:
+    # Ox*Oy * ceil(64/32) * ceil(9 * 64 / (16 * perf)), passes for wide operands
+    perf = bitfusion.factor(pa, 8, 2) * bitfusion.factor(pw, 8, 2)
+    r = map(p, "bitfusion", batch=1).layers[0]
+    assert r.cycles - r.stall_cycles == 64 * 2 * -(-576 // round(16 * perf)) if perf >= 1 else \
+        64 * 2 * -(-576 * round(1 / perf) // 16)
 
 
 def test_scalesim_cases():
@@ -56,9 +64,18 @@ def test_finn_folding():
     assert not map(p, "finn").notes
     p[0].a_bits = 2
     r = map(p, "finn", pe=16, simd=32)
-    assert r.layers[0].cycles == 2 * 36 * 100 and "binary" in r.notes[0]
+    # finn-hlslib's multi-bit lanes take the same cycles per fold
+    assert r.layers[0].cycles == 36 * 100 and "multi-bit" in r.notes[0]
     with pytest.raises(ValueError, match="folding"):
         map(p, "finn", folding={"L": [0, 3]})
+    # FINN's rule: PE divides MH (64), SIMD divides MW (288)
+    with pytest.raises(ValueError, match="PE to divide MH=64"):
+        map(p, "finn", folding={"L": [48, 32]})
+    # a default cap that divides nothing falls to the largest divisor: PE 32 -> 32, SIMD 20 -> 18
+    assert cycles(p, "finn", pe=32, simd=20) == 2 * 16 * 100
+    # a folding key that names no layer is refused (issue 11), naming the layers
+    with pytest.raises(ValueError, match=r"names no layer.*\['Lx'\].*layers: \['L'\]"):
+        map(p, "finn", folding={"Lx": [16, 32]})
 
 
 def test_yodann_hand_worked():
