@@ -189,7 +189,7 @@ def cmd_search(args) -> int:
         runner.run_budget(recipe, out, args.scheme, args.budget, arch, method=args.sensitivity,
                           iters=args.iters, bits=args.bits, pinned=pinned,
                           finetune_epochs=args.finetune, compare=_names(args.compare),
-                          arch_config=config)
+                          arch_config=config, like=args.like)
     else:
         rep = recipe["report"]  # the recipe's accelerator unless the command names one
         arch = args.arch or rep["arch"]
@@ -300,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and last, default), none, or comma-separated names")
     se.add_argument("--compare", default=None, help="budget: uniform plans fine-tuned and "
                     "evaluated alongside, e.g. w4a4 (pinned layers kept)")
+    se.add_argument("--like", default=None, help="budget: a recipe scheme whose quantizers "
+                    "(bits set per layer) and fine-tuning optimizer/schedule are used (default: "
+                    "fixed:b and the --scheme's)")
     se.set_defaults(func=cmd_search)
     return p
 

@@ -50,7 +50,7 @@ from .._io import atomic_write, atomic_write_text
 from ..hw.cost import NO_STATS
 from ..profile import Profile
 from ..profile import profile as make_profile
-from .common import Bits, apply, check_bits, to_plan
+from .common import Bits, apply, check_bits, spec_with_bits, to_plan
 from .sensitivity import METHODS, Sensitivity, sensitivity
 
 Pair = tuple[int, int]  # (w_bits, a_bits)
@@ -186,7 +186,8 @@ def uses_statistics(profile: Profile, arch: str, arch_config: Any = None) -> boo
 
 
 def cost_table(model: nn.Module, calib: list[torch.Tensor], pairs: Iterable[Pair],
-               arch: str | None, arch_config: Any = None, baseline: str = "dadiannao"
+               arch: str | None, arch_config: Any = None, baseline: str = "dadiannao",
+               weights: Any = "fixed", acts: Any = "fixed"
                ) -> tuple[list[str], dict[str, dict[Pair, dict[str, float]]], bool]:
     """(layer names in execution order, {layer: {pair: {metric: cost}}}, exact) for every pair.
     exact is False when the arch's costs use run-time statistics (see the module docstring)."""
@@ -197,7 +198,7 @@ def cost_table(model: nn.Module, calib: list[torch.Tensor], pairs: Iterable[Pair
     table: dict[str, dict[Pair, dict[str, float]]] = {n: {} for n in names}
     for pair in pairs:
         if dynamic:
-            q = apply(model, {n: pair for n in names}, calib)
+            q = apply(model, {n: pair for n in names}, calib, weights, acts)
             prof = make_profile(q, batches=calib[:1], name=f"w{pair[0]}a{pair[1]}")
         else:
             prof = _with_bits(static, pair)
@@ -325,10 +326,13 @@ class BudgetResult:
     solver_seconds: float
     profile: Profile | None = None
     report: hw.Report | None = None
+    weights: Any = "fixed"
+    acts: Any = "fixed"
 
     @property
     def plan(self):
-        return to_plan(self.bits)
+        """The hwq.Plan of ``bits`` with the quantizer templates ``weights`` / ``acts``."""
+        return to_plan(self.bits, self.weights, self.acts)
 
     def omega(self, name: str, pair: Pair) -> float:
         return self.sensitivity[name].omega(*pair)
@@ -363,6 +367,7 @@ class BudgetResult:
             return f"w{p[0]}a{p[1]}"
         return {
             "arch": self.arch, "exact_costs": self.exact_costs,
+            "quantizers": {"weights": str(self.weights), "acts": str(self.acts)},
             "budgets": [{"text": b.text, "metric": b.metric, "limit": self.limits[b.metric]}
                         for b in self.budgets],
             "units": {"energy": "pJ", "latency": "s", "size": "bits", "bops": "BOPs"},
@@ -474,7 +479,8 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
            a_bits: Sequence[int] | None = None, pinned: Any = "ends", pin_bits: Pair = (8, 8),
            method: str = "hutchinson", iters: int = 16, calib: list[torch.Tensor] | None = None,
            loss: Any = None, seed: int = 0, sens: Sensitivity | None = None,
-           out: str | os.PathLike | None = None, stem: str = "budget") -> BudgetResult:
+           out: str | os.PathLike | None = None, stem: str = "budget", weights: Any = "fixed",
+           acts: Any = "fixed") -> BudgetResult:
     """Allocate (w_bits, a_bits) per layer under ``budgets`` (module docstring).
 
     model: a trained float or QAT model (not changed).
@@ -488,6 +494,9 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
     method / iters / loss / seed: of hwq.search.sensitivity; ``sens`` reuses one already computed.
     calib: input batches for the activation ranges (default: the first batch's inputs).
     out: a folder to write the plan, profile, report, result and plot into (``stem``.*).
+    weights / acts: the quantizers of the plan, as templates given bits per layer ("fixed" by
+        default, "lsq", {"name": "lsq", "per_channel": True}, "pact"...); the sensitivities'
+        perturbations use the same.
     """
     blist = parse_budgets(budgets)
     if arch is not None and arch not in hw.ARCHS:
@@ -502,8 +511,10 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
         raise ValueError("w_bits and a_bits need at least one candidate bit width each")
     for b in w_bits:
         check_bits("w_bits", b)
+        spec_with_bits(weights, b, "weight")  # a template that cannot take b fails here
     for b in a_bits:
         check_bits("a_bits", b)
+        spec_with_bits(acts, b, "act")
     check_bits("pin_bits w_bits", pin_bits[0])
     check_bits("pin_bits a_bits", pin_bits[1])
     if method not in METHODS:
@@ -522,7 +533,8 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
     pins = _pins(pinned, names, tuple(pin_bits))
     refs = {b.uniform for b in blist if b.uniform is not None}
     pairs = set(cand_pairs) | set(pins.values()) | refs | {(8, 8)}
-    names, costs, exact = cost_table(model, calib, pairs, arch, arch_config, baseline)
+    names, costs, exact = cost_table(model, calib, pairs, arch, arch_config, baseline, weights,
+                                     acts)
 
     def plan_total(m: str, pair: Pair) -> float:
         return sum(costs[n][pins.get(n, pair)][m] for n in names)
@@ -550,7 +562,11 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
     if sens is None:
         sens = sensitivity(model, batches, bits=sorted(set(w_bits) | set(a_bits) | {
             x for p in pins.values() for x in p}), method=method, iters=iters, loss=loss,
-            seed=seed)
+            seed=seed, weights=weights, acts=acts)
+    wanted = {"weights": str(weights), "acts": str(acts)}
+    if sens.quantizers != wanted:
+        raise ValueError(f"sens was computed with quantizers {sens.quantizers}, this plan uses "
+                         f"{wanted}: expected the same (the perturbations depend on them)")
     missing = [n for n in names if n not in sens.names]
     if missing:
         raise ValueError(f"sens has no entry for layers {missing}: expected the sensitivities "
@@ -565,7 +581,7 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
 
     bits = {n: alloc.choice[n] for n in names}
     totals = {m: sum(costs[n][bits[n]][m] for n in names) for m in available}
-    q = apply(model, bits, calib)
+    q = apply(model, bits, calib, weights, acts)
     prof = make_profile(q, batches=calib[:1], name=stem)
     report = None
     mapped: dict[str, float] = {}
@@ -573,7 +589,8 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
         report = hw.map(prof, arch, baseline=baseline, config=arch_config)
         mapped = {"energy": report.total.energy_pj.total, "latency": report.total.seconds}
     res = BudgetResult(bits, pins, blist, limits, totals, uniform8, mapped, alloc.objective,
-                       sens, costs, candidates, arch, exact, alloc.seconds, prof, report)
+                       sens, costs, candidates, arch, exact, alloc.seconds, prof, report,
+                       weights, acts)
     if out is not None:
         res.write(out, stem)
     return res

@@ -114,11 +114,13 @@ def uniform_bits(pair: tuple[int, int], names: list[str], pinned: dict) -> dict:
 def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: str | None,
                method: str = "hutchinson", iters: int = 16, bits: list[int] | None = None,
                pinned="ends", finetune_epochs: int = 0, compare: list[str] | None = None,
-               arch_config=None, log: Callable[[str], None] = print):
+               arch_config=None, like: str | None = None, log: Callable[[str], None] = print):
     """hwq.search.budget on a trained scheme; writes ``<out>/search/<scheme>.budget.*``. The
     allocated plan (and each uniform plan of ``compare``, e.g. "w4a4", pinned layers kept) is then
-    applied, fine-tuned ``finetune_epochs`` epochs with the scheme's optimizer and schedule and
-    evaluated; accuracies go to ``<scheme>.budget.accuracy.json``."""
+    applied, fine-tuned ``finetune_epochs`` epochs and evaluated; accuracies go to
+    ``<scheme>.budget.accuracy.json``. ``like``: a recipe scheme whose quantizers (kinds and
+    options, bits set per layer) and fine-tuning optimizer and schedule are used; default: fixed:b
+    and the trained scheme's settings."""
     import json
     import re
 
@@ -126,6 +128,16 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     from .. import hw
     from .budget import budget
 
+    weights, acts, tune_as = "fixed", "fixed", scheme
+    if like is not None:
+        if like not in recipe["schemes"]:
+            raise ValueError(f"--like {like!r} is not accepted: expected one of "
+                             f"{list(recipe['schemes'])}")
+        s = recipe["schemes"][like]
+        weights, acts, tune_as = s["weights"], s["acts"], like
+        if weights in (None, "float") or acts in (None, "float"):
+            raise ValueError(f"--like {like!r} is not accepted: scheme {like!r} is float, "
+                             "expected a quantized scheme")
     model, evaluate, calib, data = trained(recipe, out, scheme)
     compare = list(compare or [])
     pairs = []
@@ -146,16 +158,17 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     folder = os.path.join(out, "search")
     stem = f"{scheme}.budget"
     res = budget(model, batches, budgets, arch=arch, arch_config=arch_config, method=method,
-                 iters=iters, w_bits=bits or (2, 3, 4, 6, 8), pinned=pinned, calib=calib)
+                 iters=iters, w_bits=bits or (2, 3, 4, 6, 8), pinned=pinned, calib=calib,
+                 weights=weights, acts=acts)
     paths = res.write(folder, stem)
     log(res.sensitivity.table() + "\n\n" + res.table())
     names = list(res.bits)
     plans = [("allocated", res.bits)] + [(c, uniform_bits(p, names, res.pinned))
                                           for c, p in pairs]
-    tune = finetuner(recipe, scheme, data, finetune_epochs)
+    tune = finetuner(recipe, tune_as, data, finetune_epochs)
     rows = []
     for label, bits_ in plans:
-        q = apply(model, bits_, calib)
+        q = apply(model, bits_, calib, weights, acts)
         row = {"plan": label, "bits": {n: list(p) for n, p in bits_.items()},
                "accuracy_ptq": evaluate(q)}
         if tune is not None:

@@ -7,8 +7,9 @@ For layer l and bit width b (HAWQ-V2, Dong et al., NeurIPS 2020; HAWQ-V3, Yao et
 
 With the loss near a minimum, the second-order term of its Taylor expansion makes
 Omega ~ 2 x (the rise of the mean loss) when only that tensor is quantized; the sum over layers is the
-objective the allocation (hwq.search.budget) minimises. ``Q_b`` is ``fixed:b``, the quantizer the plan
-is applied with (hwq.search.apply): weights take max|W| as range, activations the batch max|x|.
+objective the allocation (hwq.search.budget) minimises. ``Q_b`` is the quantizer the plan will be
+applied with (hwq.search.apply), fresh and calibrated on the tensor itself: by default ``fixed:b``
+(weights: range max|W|; activations: the batch max|x|); with ``lsq`` its initial step.
 
 Curvature, two methods:
 
@@ -47,7 +48,7 @@ from torch.nn import functional as F
 
 from .. import quant
 from ..nn import QuantLayer
-from .common import check_bits, layer_names
+from .common import check_bits, layer_names, spec_with_bits
 
 METHODS = ("hutchinson", "fisher")
 
@@ -102,6 +103,9 @@ class Sensitivity:
     backward: int
     hvp: int
     seconds: float
+    quantizers: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"weights": "fixed", "acts": "fixed"})
+    """The templates of Q_b (weights, acts)."""
 
     def __getitem__(self, name: str) -> LayerSensitivity:
         for l in self.layers:
@@ -138,6 +142,7 @@ class Sensitivity:
         return {"method": self.method, "bits": list(self.bits), "samples": self.samples,
                 "batches": self.batches, "iters": self.iters, "forward": self.forward,
                 "backward": self.backward, "hvp": self.hvp, "seconds": self.seconds,
+                "quantizers": self.quantizers,
                 "layers": [l.to_dict() for l in self.layers]}
 
 
@@ -164,9 +169,13 @@ def _labelled(batches: Iterable[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
-def _perturb(t: torch.Tensor, bits: int, role: str) -> float:
-    """||Q_b(t) - t||^2 with a fresh fixed:b quantizer (activations: range = max|t| of ``t``)."""
-    q = quant.get(f"fixed:{bits}", role=role).to(dtype=t.dtype)
+def _perturb(t: torch.Tensor, bits: int, role: str, template: Any = "fixed") -> float:
+    """||Q_b(t) - t||^2 with a fresh quantizer of ``template`` at ``bits`` bits, in training mode
+    as calibration runs it (fixed:b activations: range = max|t| of ``t``; a learned step, as
+    lsq's, at its initial value from ``t``)."""
+    cfg = spec_with_bits(template, bits, role)
+    channels = t.shape[0] if role == "weight" else None
+    q = quant.get(cfg, role=role, channels=channels).to(device=t.device, dtype=t.dtype)
     q.train()
     return float(((q(t) - t) ** 2).sum())
 
@@ -246,7 +255,8 @@ class _Watch:
 def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                 bits: Sequence[int] = (2, 3, 4, 6, 8), method: str = "hutchinson",
                 iters: int = 16, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                | None = None, seed: int = 0) -> Sensitivity:
+                | None = None, seed: int = 0, weights: Any = "fixed", acts: Any = "fixed"
+                ) -> Sensitivity:
     """Sensitivities of every Conv2d / Linear layer of ``model`` for the ``bits`` candidates.
 
     batches: (inputs, targets) pairs, a few of them (HAWQ uses a few hundred to a few thousand
@@ -255,7 +265,10 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
         one backward per batch).
     loss: (outputs, targets) -> mean loss (default cross-entropy).
     seed: of the Rademacher vectors.
+    weights / acts: the quantizers Q_b of the perturbation, as templates ("fixed", "lsq", a dict
+        without bits...; hwq.search.common.spec_with_bits): those the plan will be applied with.
     """
+    w_template, a_template = weights, acts  # the names weights / acts are used for tensors below
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not accepted: expected one of {list(METHODS)}")
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
@@ -265,6 +278,7 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
         raise ValueError("bits is empty: expected candidate bit widths such as (2, 4, 8)")
     for b in bits:
         check_bits("bits", b)
+        spec_with_bits(w_template, b, "weight"), spec_with_bits(a_template, b, "act")  # early
     data = _labelled(batches)
     loss_fn = loss or F.cross_entropy
     net = float_view(model)
@@ -273,7 +287,7 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
         raise ValueError("model has no Conv2d / Linear layer to take sensitivities of")
     modules = dict(net.named_modules())
     watched = {n: modules[n] for n in names}
-    weights = {n: watched[n].weight for n in names}
+    weight = {n: watched[n].weight for n in names}
     params = [p for p in net.parameters()]
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
@@ -289,9 +303,9 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
         for p in params:
             p.requires_grad_(False)
         for n in names:
-            weights[n].requires_grad_(True)
+            weight[n].requires_grad_(True)
         for x, y in data:
-            dev = weights[names[0]].device
+            dev = weight[names[0]].device
             x = x.to(dev).detach().requires_grad_(True)  # the first layer's input is the image
             y = y.to(dev)
             watch.clear()
@@ -307,8 +321,8 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
             for n, a in zip(names, acts):
                 act_size[n] = a[0].numel()
                 for b in bits:  # one quantizer per batch: its range is this batch's max|a|
-                    a_perturb[n][b] += _perturb(a.detach(), b, "act")
-            targets = [weights[n] for n in names] + acts
+                    a_perturb[n][b] += _perturb(a.detach(), b, "act", a_template)
+            targets = [weight[n] for n in names] + acts
             if method == "hutchinson":
                 g = torch.autograd.grad(loss_fn(out, y), targets, create_graph=True)
                 backward += 1
@@ -318,7 +332,7 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
                     hv = torch.autograd.grad(g, targets, grad_outputs=vs, retain_graph=True)
                     hvp += 1
                     for i, n in enumerate(names):
-                        w_est[n].append(float((vs[i] * hv[i]).sum()) / weights[n].numel())
+                        w_est[n].append(float((vs[i] * hv[i]).sum()) / weight[n].numel())
                         j = len(names) + i
                         # Tr(H_batch) / n_a = mean over samples of Tr(H_i) / n_a (docstring)
                         a_est[n].append(float((vs[j] * hv[j]).sum()) / act_size[n])
@@ -330,7 +344,7 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
                 for i, n in enumerate(names):
                     sq = _per_sample_grad_sq(watched[n], acts[i].detach(),
                                              watch.out_grads[n].detach())
-                    w_est[n].extend((sq / weights[n].numel()).tolist())
+                    w_est[n].extend((sq / weight[n].numel()).tolist())
                     a_est[n].extend(((ga[i].detach() ** 2).flatten(1).sum(1)
                                      / act_size[n]).tolist())
             watch.clear()
@@ -349,10 +363,11 @@ def sensitivity(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Te
     for n in names:
         wt, wse = mean_se(w_est[n])
         at, ase = mean_se(a_est[n])
-        wp = {b: _perturb(weights[n].detach(), b, "weight") for b in bits}
+        wp = {b: _perturb(weight[n].detach(), b, "weight", w_template) for b in bits}
         ap = {b: a_perturb[n][b] / n_samples for b in bits}
-        layers.append(LayerSensitivity(n, weights[n].numel(), act_size[n], wt, at, wse, ase,
+        layers.append(LayerSensitivity(n, weight[n].numel(), act_size[n], wt, at, wse, ase,
                                        wp, ap))
     return Sensitivity(method, bits, layers, n_samples, len(data),
                        iters if method == "hutchinson" else 0, forward, backward, hvp,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start,
+                       {"weights": str(w_template), "acts": str(a_template)})

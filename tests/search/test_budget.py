@@ -141,6 +141,22 @@ def test_custom_pins_uniform_reference_and_size_budget(digits):
     assert res.totals["size"] == size_bits <= 0.008 * 8e6
 
 
+def test_quantizer_templates_reach_the_plan(digits, tmp_path):
+    _, _, model, calib, batches, sens = digits
+    with pytest.raises(ValueError, match="sens was computed with quantizers"):
+        hwq.search.budget(model, batches, "bops=0.5x", arch=None, w_bits=(2, 4, 8), sens=sens,
+                          weights="lsq", acts="lsq")
+    res = hwq.search.budget(model, batches, "bops=0.5x", arch=None, w_bits=(2, 4, 8),
+                            method="fisher", weights={"name": "lsq", "per_channel": True},
+                            acts="lsq", out=str(tmp_path), stem="l")
+    plan = hwq.Plan.from_json(str(tmp_path / "l.plan.json"))
+    for n, (w, a) in res.bits.items():
+        assert plan.layers[n]["weights"].kind == "lsq" and plan.layers[n]["weights"].bits == w
+        assert plan.layers[n]["weights"].per_channel
+        assert plan.layers[n]["acts"].kind == "lsq" and plan.layers[n]["acts"].bits == a
+    assert res.profile["conv2"].w_quant.startswith("lsq")
+
+
 def test_bops_budget_without_arch(digits):
     _, _, model, calib, batches, sens = digits
     res = hwq.search.budget(model, batches, "bops=0.004G", arch=None, w_bits=(2, 4, 8),

@@ -151,6 +151,27 @@ def test_perturbation_is_fixed_quantizer_error():
                                           + max(l.a_trace, 0) * l.a_perturb[8])
 
 
+def test_perturbation_follows_the_quantizer_template():
+    """With lsq templates, ||Q_b(W) - W||^2 is that of a fresh lsq quantizer (its initial step,
+    per channel when asked) run on the tensor, as calibration runs it; not fixed:b's."""
+    m, x, y = tiny_case()
+    w = m.fc1.weight.detach()
+    s = sensitivity(m, [(x, y)], bits=(3,), method="fisher",
+                    weights={"name": "lsq", "per_channel": True}, acts="lsq")
+    qw = hwq.quant.get({"name": "lsq", "bits": 3, "per_channel": True}, role="weight",
+                       channels=w.shape[0]).double().train()
+    qa = hwq.quant.get("lsq:3", role="act").double().train()
+    with torch.no_grad():
+        ew, ea = float(((qw(w) - w) ** 2).sum()), float(((qa(x) - x) ** 2).sum()) / x.shape[0]
+    assert s["fc1"].w_perturb[3] == pytest.approx(ew, rel=1e-12)
+    assert s["fc1"].a_perturb[3] == pytest.approx(ea, rel=1e-12)
+    fixed = sensitivity(m, [(x, y)], bits=(3,), method="fisher")
+    assert fixed["fc1"].w_perturb[3] != pytest.approx(s["fc1"].w_perturb[3], rel=1e-3)
+    assert s.quantizers == {"weights": str({"name": "lsq", "per_channel": True}), "acts": "lsq"}
+    with pytest.raises(ValueError, match="pow2"):
+        sensitivity(m, [(x, y)], bits=(12,), weights="pow2")  # pow2 takes at most 8 bits
+
+
 def test_qat_model_uses_latent_float_weights():
     m, x, y = tiny_case()
     q = hwq.quantize(Tiny().double(), weights="fixed:2", acts="fixed:2")
