@@ -48,6 +48,28 @@ def _no_match(kind: str, pattern: str, names: list[str]) -> ValueError:
                       f"Quantizable layers: {shown}")
 
 
+def _aliases(model: nn.Module) -> dict[str, list[str]]:
+    """{first name: every name} of the quantizable layers. A module registered twice
+    (``self.b = self.a``, ``nn.Sequential(c, nn.ReLU(), c)``) is one layer: quantized once, under
+    every name, and found by rules through any of them."""
+    by_id: dict[int, list[str]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if _is_candidate(m):
+            by_id.setdefault(id(m), []).append(name)
+    return {names[0]: names for names in by_id.values()}
+
+
+def _hits(pattern: Any, where: str, aliases: dict[str, list[str]]) -> list[str]:
+    """First names of the layers one of whose names matches the glob ``pattern``."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"{where} {pattern!r} (type {type(pattern).__name__}) is not accepted: "
+                         "expected a module-name glob string such as 'layer1.*'")
+    hits = [first for first, names in aliases.items() if fnmatch.filter(names, pattern)]
+    if not hits:
+        raise _no_match(where, pattern, [n for names in aliases.values() for n in names])
+    return hits
+
+
 def _parse_rule(where: str, rule: Any) -> dict[str, quant.QuantConfig]:
     if not isinstance(rule, dict):
         raise ValueError(f"{where}: {rule!r} is not accepted: expected a dict with keys among "
@@ -70,18 +92,19 @@ def resolve(model: nn.Module, weights: Any = None, acts: Any = None,
             ) -> dict[str, dict[str, quant.QuantConfig]]:
     """The configs hwq.quantize would give each layer: {name: {"weights": cfg, "acts": cfg}}.
     Skipped layers are absent. Raises ValueError on any bad rule; changes nothing."""
-    names = [n for n, m in model.named_modules() if _is_candidate(m)]
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
+    aliases = _aliases(model)
+    first_of = {n: first for first, names in aliases.items() for n in names}
     default = _parse_rule("weights/acts", {"weights": weights, "acts": acts})
-    chosen = {n: dict(default) for n in names}
+    chosen = {n: dict(default) for n in aliases}
 
     if layers is not None and not isinstance(layers, dict):
         raise ValueError(f"layers={layers!r} is not accepted: expected a dict of "
                          "glob pattern -> dict(weights=..., acts=...)")
     for pattern, rule in (layers or {}).items():
+        hits = _hits(pattern, "layers pattern", aliases)
         parsed = _parse_rule(f"layers[{pattern!r}]", rule)
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise _no_match("layers pattern", pattern, names)
         for n in hits:
             chosen[n].update(parsed)
 
@@ -94,19 +117,24 @@ def resolve(model: nn.Module, weights: Any = None, acts: Any = None,
             raise ValueError(f"plan={plan!r} is not accepted: expected a hwq.Plan, a dict in the "
                              "plan format or the path of a plan JSON file")
         for n, entry in plan.layers.items():
-            if n not in chosen:
-                raise _no_match("plan layer", n, names)
-            chosen[n].update(entry)
+            if n not in first_of:
+                raise _no_match("plan layer", n, list(first_of))
+            chosen[first_of[n]].update(entry)
 
-    if isinstance(skip, str):
-        skip = [skip]
-    for pattern in skip:
-        hits = fnmatch.filter(names, pattern)
-        if not hits:
-            raise _no_match("skip pattern", pattern, names)
-        for n in hits:
+    for pattern in _skip_patterns(skip):
+        for n in _hits(pattern, "skip pattern", aliases):
             chosen.pop(n, None)
     return chosen
+
+
+def _skip_patterns(skip: Any) -> list:
+    if isinstance(skip, str):
+        return [skip]
+    try:
+        return list(skip)
+    except TypeError:
+        raise ValueError(f"skip={skip!r} is not accepted: expected a glob string or a list of "
+                         "them") from None
 
 
 def unquantized_layers(model: nn.Module) -> list[tuple[str, str]]:
@@ -140,19 +168,24 @@ def quantize(model: nn.Module, weights: Any = None, acts: Any = None,
         raise ValueError(f"model is itself a {type(model).__name__}: wrap it in a container, or use "
                          "hwq.nn.QuantConv2d / QuantLinear.from_float directly")
     modules = dict(model.named_modules())
+    skipped = set()
+    for pattern in _skip_patterns(skip):
+        for name, m in model.named_modules(remove_duplicate=False):
+            if fnmatch.fnmatchcase(name, pattern):
+                skipped.add(id(m))
     for name, cfg in chosen.items():
         m = modules[name]
         if isinstance(m, QuantLayer):
             m.set_quantizers(cfg["weights"], cfg["acts"])
             continue
         new = SWAPPABLE[type(m)].from_float(m, cfg["weights"], cfg["acts"])
-        parent_name, _, child = name.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, child, new)
+        for parent in list(model.modules()):  # every name the module is registered under
+            for child, sub in list(parent._modules.items()):
+                if sub is m:
+                    setattr(parent, child, new)
 
-    skipped = set()
-    for pattern in ([skip] if isinstance(skip, str) else skip):
-        skipped.update(fnmatch.filter(list(modules), pattern))
-    left = [(n, t) for n, t in unquantized_layers(model) if n not in skipped]
+    left = [(n, t) for n, t in unquantized_layers(model)
+            if id(model.get_submodule(n)) not in skipped]
     if left:
         shown = ", ".join(f"{n} ({t})" for n, t in left[:20])
         more = f" and {len(left) - 20} more" if len(left) > 20 else ""

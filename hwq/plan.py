@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from . import quant
-from ._io import atomic_write_text
+from ._io import atomic_write_text, read_json
 
 FORMAT = "hwq.plan"
 VERSION = 1
@@ -84,7 +84,8 @@ class Plan:
         if data.get("format") != FORMAT:
             raise ValueError(f"plan field 'format': {data.get('format')!r} is not accepted: "
                              f"expected {FORMAT!r}")
-        if data.get("version") != VERSION:
+        version = data.get("version")
+        if type(version) is not int or version != VERSION:  # true and 1.0 == 1 in Python
             raise ValueError(f"plan field 'version': {data.get('version')!r} is not accepted: "
                              f"this hwq reads version {VERSION}")
         unknown = sorted(set(data) - {"format", "version", "layers"})
@@ -102,11 +103,7 @@ class Plan:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Plan":
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"plan file {os.fspath(path)!r} is not valid JSON: {e}") from None
+        data = read_json(path, "plan file")
         try:
             return cls.from_dict(data)
         except ValueError as e:

@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any, Iterator
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_json
 from .layer import LayerProfile, ProfileError
 
 SCHEMA = "hwq.profile"
@@ -154,12 +154,12 @@ class Profile:
     def from_json(cls, path: str | os.PathLike) -> "Profile":
         """Read a profile written by ``to_json``; ProfileError names the field and layer of a
         malformed file."""
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        if os.path.isdir(path):
+            raise ProfileError(f"profile {os.fspath(path)!r} is a directory: expected a JSON file")
         try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"{os.fspath(path)}: not valid JSON ({e})") from None
+            d = read_json(path, "profile")
+        except ValueError as e:
+            raise ProfileError(str(e)) from None
         try:
             return cls.from_dict(d)
         except ProfileError as e:

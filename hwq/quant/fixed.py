@@ -38,10 +38,11 @@ class FixedConfig(QuantConfig):
     def __post_init__(self):
         check_bits(self)
         check_bool(self, "per_channel")
-        if self.signed not in (None, True, False):
+        if not (self.signed is None or isinstance(self.signed, bool)):
             raise ValueError(f"signed={self.signed!r} is not accepted for quantizer 'fixed': "
                              "expected None, True or False")
-        if not (isinstance(self.momentum, (int, float)) and 0.0 < self.momentum <= 1.0):
+        if (isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float))
+                or not 0.0 < self.momentum <= 1.0):
             raise ValueError(f"momentum={self.momentum!r} is not accepted for quantizer 'fixed': "
                              "expected a number in (0, 1]")
 

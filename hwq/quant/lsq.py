@@ -38,7 +38,7 @@ class LSQConfig(QuantConfig):
     def __post_init__(self):
         check_bits(self)
         check_bool(self, "per_channel")
-        if self.signed not in (None, True, False):
+        if not (self.signed is None or isinstance(self.signed, bool)):
             raise ValueError(f"signed={self.signed!r} is not accepted for quantizer 'lsq': "
                              "expected None, True or False")
 

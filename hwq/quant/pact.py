@@ -16,11 +16,15 @@ from torch import nn
 from .base import QuantConfig, Quantizer, check_bits
 
 MIN_ALPHA = 1e-6
+MAX_ALPHA = 32768.0  # 2^15, half of torch.finfo(torch.float16).max (see PACTConfig)
 
 
 @dataclasses.dataclass(frozen=True)
 class PACTConfig(QuantConfig):
-    """bits: 2..16. alpha_init: the initial clipping level (> 0)."""
+    """bits: 2..16. alpha_init: the initial clipping level, from MIN_ALPHA (1e-6, below which the
+    forward clamps it) to MAX_ALPHA (32768 = 2^15: the top level n * (alpha / n) must stay finite
+    in float16 too, whose largest value is 65504 and whose rounding of the step can push n * step
+    above alpha; beyond, the values turn to Inf and NaN)."""
 
     kind = "pact"
     roles = ("act",)
@@ -30,10 +34,11 @@ class PACTConfig(QuantConfig):
 
     def __post_init__(self):
         check_bits(self)
-        if not (isinstance(self.alpha_init, (int, float)) and self.alpha_init > 0
-                and self.alpha_init < float("inf")):
-            raise ValueError(f"alpha_init={self.alpha_init!r} is not accepted for quantizer 'pact': "
-                             "expected a finite number > 0")
+        a = self.alpha_init
+        if (isinstance(a, bool) or not isinstance(a, (int, float))
+                or not MIN_ALPHA <= a <= MAX_ALPHA):
+            raise ValueError(f"alpha_init={a!r} is not accepted for quantizer 'pact': expected a "
+                             f"number from {MIN_ALPHA:g} to {MAX_ALPHA:g} (finite in float16)")
 
 
 class _PACT(torch.autograd.Function):

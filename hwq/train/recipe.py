@@ -29,9 +29,11 @@ TOML values (0.01, true, [16, 32]) and, when that fails, as plain strings (lsq:4
 from __future__ import annotations
 
 import copy
+import math
 import os
-import tomllib
 from typing import Any
+
+from .._io import read_toml, tomllib
 
 # key -> (accepted types, default); a default of None means "not set".
 SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
@@ -99,9 +101,15 @@ def _check_section_values(where: str, section: str, table: dict) -> None:
         if choices is not None and value not in choices:
             raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected "
                              f"one of {list(choices)}")
+        if isinstance(value, float) and not math.isfinite(value):  # lr = inf passes "> 0"
+            raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
+                             "finite number")
         if (section, key) in POSITIVE and not value > 0:
             raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
                              "value > 0")
+        if (section, key) == ("train", "label_smoothing") and not value < 1:
+            raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
+                             "value in [0, 1)")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise ValueError(f"recipe key {where}.{key} = {value!r} is not accepted: expected a "
                              "value >= 0")
@@ -138,9 +146,9 @@ def validate(recipe: dict) -> dict:
         if "act" in scheme:
             _check_section_values(where, "model", {"act": scheme["act"]})
         for key in ("epochs", "clip_weights"):
-            if key in scheme and not scheme[key] > 0:
+            if key in scheme and not 0 < scheme[key] < math.inf:
                 raise ValueError(f"recipe key {where}.{key} = {scheme[key]!r} is not accepted: "
-                                 "expected a value > 0")
+                                 "expected a finite value > 0")
         init = scheme.get("init") or None  # "" (e.g. --set schemes.x.init='') means none
         if init is not None and init not in schemes:
             raise ValueError(f"recipe key {where}.init = {init!r} is not accepted: expected the "
@@ -198,12 +206,9 @@ def load(path: str | os.PathLike, overrides: list = ()) -> dict:
     A relative ``plan`` path in a scheme is taken relative to the recipe file's folder."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            recipe = tomllib.load(f)
+        recipe = read_toml(path, "recipe")
     except FileNotFoundError:
         raise ValueError(f"recipe {path!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"recipe {path!r} is not valid TOML: {e}") from None
     for item in overrides:
         apply_override(recipe, item)
     try:
