@@ -63,6 +63,9 @@ def cmd_map(args) -> int:
                              "pip install matplotlib") from None
     profile = _load_profile(args.profile)
     archs = list(hwq.hw.ARCHS) if args.arch == "all" else [a for a in args.arch.split(",") if a]
+    if not archs:
+        raise ValueError(f"--arch {args.arch!r} names no design: expected 'all' or comma-separated "
+                         f"names from: {', '.join(hwq.hw.ARCHS)}")
     reports = [hwq.map(profile, a, baseline=args.baseline, config=args.config) for a in archs]
     if args.format == "json":
         import json

@@ -69,3 +69,27 @@ def test_plot_when_matplotlib_is_installed(tmp_path, capsys):
     out = tmp_path / "p.png"
     assert main(["map", "alexnet", "--arch", "stripes,loom", "--plot", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_map_refuses_an_empty_arch(capsys):
+    assert main(["map", "alexnet", "--arch", ""]) == 2
+    assert "--arch '' names no design" in capsys.readouterr().err
+    assert main(["map", "alexnet", "--arch", ",,"]) == 2
+
+
+def test_map_reports_fps_latency_and_area(capsys):
+    assert main(["map", "finn_cnv", "--arch", "finn", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    total = [r for r in rows if r["layer"] == "total"][0]
+    assert float(total["fps"]) > 0 and float(total["latency_s"]) > 0
+    assert float(total["area_mm2"]) > 0
+
+
+def test_profile_histogram_past_bit_16_is_refused(tmp_path):
+    import pytest
+    from hwq.profile.stats import LayerStats
+    from hwq.workloads.builder import single
+    p = single(a_bits=8)
+    p[0].stats = LayerStats(a_group_prec=[0] * 18 + [3])
+    with pytest.raises(ValueError, match=r"stats.a_group_prec.*bits 0..17.*bit 18 has 3"):
+        p.validate()

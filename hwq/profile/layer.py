@@ -176,6 +176,15 @@ class LayerProfile:
                     raise _fail(name, f"stats.{f}", v, "a list of counts indexed by bits")
                 if v:
                     _ints(name, f"stats.{f}", v, None, 0)
+                    # statistics are taken on the layer's codes or on 16-bit fixed point, so a
+                    # group needs at most max(16, bits) bits and a sign bit; more is corrupt
+                    bits = self.w_bits if f.startswith("w_") else self.a_bits
+                    top = max(16, bits) + 1
+                    past = [i for i, c in enumerate(v) if c and i > top]
+                    if past:
+                        raise _fail(name, f"stats.{f}", v, f"counts only at bits 0..{top} "
+                                    f"(max(16, {f[0]}_bits) + 1 for a sign); bit {past[-1]} has "
+                                    f"{v[past[-1]]}")
             if self.stats.a_zeros > self.stats.a_values or self.stats.w_zeros > self.stats.w_values:
                 raise _fail(name, "stats.a_zeros", self.stats.a_zeros,
                             "at most stats.a_values (and w_zeros at most w_values)")
