@@ -44,8 +44,9 @@ static void epilogue_float(const int64_t* C, int64_t ldc, int64_t rows, int64_t 
 }
 
 // Sign bits of float(s) * scale + bias for a following binary layer: bit 1 where the value is
-// negative (0 and NaN give +1). Columns start at output channel o0, a multiple of 8, so the 8
-// channels of a panel share one byte of a 64-bit output word.
+// negative (0 and NaN give +1). Columns start at output channel o0 (a multiple of 8 unless the
+// groups have out_channels / groups % 8 != 0), so the 8 channels of a panel are one byte that may
+// straddle two 64-bit output words.
 static void epilogue_sign(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                           const int64_t* offset, int64_t beta, const float* scale,
                           const float* bias, int64_t o0, uint64_t* out, int64_t ldo) {
@@ -60,8 +61,9 @@ static void epilogue_sign(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
                             scale[j0 + l] + bias[j0 + l];
         byte |= static_cast<uint64_t>(y < 0.0f) << l;
       }
-      const int64_t o = o0 + j0;
-      out[r * ldo + o / 64] |= byte << (o % 64);
+      const int64_t o = o0 + j0, shift = o % 64;
+      out[r * ldo + o / 64] |= byte << shift;
+      if (shift + n > 64) out[r * ldo + o / 64 + 1] |= byte >> (64 - shift);
     }
   }
 }

@@ -81,15 +81,17 @@ struct IsaEntry {
   const char* name;
   bool (*supported)();
   const KernelTable* (*table)();
+  const char* needs;  // the CPU flags (as /proc/cpuinfo spells them) the path executes
 };
 
 // Fastest first.
 const IsaEntry kIsas[] = {
-    {"avx512_vpopcntdq", has_vpopcntdq, table_avx512_vpopcntdq},
-    {"avx512bw", has_avx512bw, table_avx512bw},
-    {"avx2", has_avx2, table_avx2},
-    {"scalar_popcnt", has_popcnt, table_scalar_popcnt},
-    {"scalar", always, table_scalar},
+    {"avx512_vpopcntdq", has_vpopcntdq, table_avx512_vpopcntdq,
+     "avx512f, avx512bw, avx512dq, avx512vl and avx512_vpopcntdq"},
+    {"avx512bw", has_avx512bw, table_avx512bw, "avx512f, avx512bw, avx512dq and avx512vl"},
+    {"avx2", has_avx2, table_avx2, "avx2"},
+    {"scalar_popcnt", has_popcnt, table_scalar_popcnt, "popcnt"},
+    {"scalar", always, table_scalar, "nothing"},
 };
 
 std::vector<std::string> available_isas() {
@@ -121,15 +123,22 @@ void set_isa(std::string name) {
     g_table.store(best_table());
     return;
   }
-  for (const IsaEntry& e : kIsas)
-    if (name == e.name && e.table() != nullptr && e.supported()) {
-      g_table.store(e.table());
-      return;
-    }
   std::string accepted = "'auto'";
   for (const std::string& n : available_isas()) accepted += ", '" + n + "'";
-  TORCH_CHECK(false, "isa='", name, "' is not available on this CPU and build: expected one of ",
-              accepted);
+  for (const IsaEntry& e : kIsas) {
+    if (name != e.name) continue;
+    TORCH_CHECK(e.table() != nullptr, "isa='", name,
+                "' was not compiled into this build (not an x86-64 GCC/Clang build): expected one "
+                "of ", accepted);
+    TORCH_CHECK(e.supported(), "isa='", name, "' needs the CPU features ", e.needs,
+                ", which this CPU lacks: expected one of ", accepted);
+    g_table.store(e.table());
+    return;
+  }
+  std::string known = "'auto'";
+  for (const IsaEntry& e : kIsas) known += std::string(", '") + e.name + "'";
+  TORCH_CHECK(false, "isa='", name, "' is not a kernel path: the paths are ", known,
+              "; on this CPU and build: ", accepted);
 }
 
 std::string get_isa() { return current_table()->name; }

@@ -72,9 +72,28 @@ def use_isa(name: str):
         set_isa(previous)
 
 
+ISA_ENV = "HWQ_ISA"  # e.g. HWQ_ISA=avx2: run every packed kernel on that path in this process
+
+
+def _isa_from_env() -> None:
+    """Apply HWQ_ISA (a path name of available_isas(), or "auto") at import; a path this CPU or
+    build cannot execute is refused with the variable, the value and what is accepted."""
+    name = os.environ.get(ISA_ENV, "").strip()
+    if not name:
+        return
+    if not HAVE_EXTENSION:
+        raise RuntimeError(f"{ISA_ENV}={name!r} chooses a kernel path of the C++ extension hwq._C, "
+                           f"which is not built ({EXTENSION_ERROR})")
+    try:
+        set_isa(name)
+    except RuntimeError as err:
+        msg = str(err).split("\n")[0]
+        raise ValueError(f"environment variable {ISA_ENV}={name!r} is not accepted: {msg}") from None
+
+
+_isa_from_env()
+
 if HAVE_EXTENSION:
-    if os.environ.get("HWQ_ISA"):  # e.g. HWQ_ISA=avx2 to time or debug one path
-        set_isa(os.environ["HWQ_ISA"])
 
     @torch.library.register_fake("hwq::pack_activations")
     def _pack_activations_fake(x, bits, binary, groups):

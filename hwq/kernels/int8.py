@@ -12,18 +12,27 @@ w holds signed integer weight codes in [-128, 127]. The activation codes travel 
 so zero padding means what it means in torch.nn.functional.conv2d. The output is
 ``float(sum(x * w)) * x_scale * w_scale[o] + bias[o]`` in float32 (channels-last for conv).
 
-Exactness: the int32 sum is exact on CPUs with VNNI or AMX. Without them oneDNN multiplies u8 by s8
-with vpmaddubsw, whose 16-bit pair sums saturate once u8 values exceed 127, so there only codes with
-u8 <= 127 (at most 7 bits) are exact; ``u8_exact_max()`` says which bound holds here.
+Exactness: the integer sums are exact on every CPU. oneDNN's kernels are exact by themselves
+where it dispatches to VNNI (vpdpbusd) or AMX. Without them (AVX2-only or AVX-512BW-only CPUs, or
+oneDNN capped below VNNI with the environment variable ONEDNN_MAX_CPU_ISA) oneDNN multiplies u8 by
+s8 with vpmaddubsw, which adds two adjacent products into a saturating int16 (Intel's intrinsics
+guide; oneDNN's developer guide, "Nuances of int8 computations"): exact only while
+u8_max * 2 * max|w| <= 32767. Where that bound fails, conv2d and linear split each weight into
+w = 2 * h + l with h = floor(w / 2) in [-64, 63] and l in {0, 1}, run oneDNN on both halves (each
+within the bound for any u8) and add 2 * S_h + S_l in float32, which is exact while the sum stays
+below 2^24 in magnitude (as oneDNN's own int32-to-float32 conversion). That costs two calls
+instead of one; ``u8_exact_max()`` says which activation range needs one call with any weight.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 
 import torch
 
-__all__ = ["HAVE_ONEDNN_INT8", "cpu_flags", "u8_exact_max", "quantize_u8", "pack_conv_weight", "conv2d",
-           "pack_linear_weight", "linear"]
+__all__ = ["HAVE_ONEDNN_INT8", "cpu_flags", "onednn_max_isa", "onednn_has_vnni", "u8_exact_max",
+           "Int8Weight", "quantize_u8", "pack_conv_weight", "conv2d", "pack_linear_weight", "linear"]
 
 
 def _have_ops() -> bool:
@@ -50,10 +59,96 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+# ONEDNN_MAX_CPU_ISA values (oneDNN's "CPU Dispatcher Control" guide) and the VNNI-class CPU flags
+# each lets oneDNN use. Any other value (a typo, an ISA this table does not know) counts as "no
+# VNNI": the only cost of that mistake is the two-call split, where the opposite mistake would
+# return wrong sums.
+_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+_ISA_CAP_VNNI = {
+    "SSE41": frozenset(), "AVX": frozenset(), "AVX2": frozenset(), "AVX512_CORE": frozenset(),
+    "AVX2_VNNI": frozenset({"avx_vnni"}), "AVX2_VNNI_2": frozenset({"avx_vnni"}),
+    "AVX512_CORE_VNNI": frozenset({"avx512_vnni", "avx_vnni"}),
+    "AVX512_CORE_BF16": frozenset({"avx512_vnni", "avx_vnni"}),
+    "AVX512_CORE_FP16": frozenset({"avx512_vnni", "avx_vnni"}),
+    "AVX10_1_512": frozenset({"avx512_vnni", "avx_vnni"}),
+    "AVX512_CORE_AMX": _VNNI_FLAGS, "AVX512_CORE_AMX_FP16": _VNNI_FLAGS,
+    "AVX10_1_512_AMX": _VNNI_FLAGS, "AVX10_1_512_AMX_FP16": _VNNI_FLAGS,
+    "AVX10_2_512": frozenset({"avx512_vnni", "avx_vnni"}), "AVX10_2_512_AMX_2": _VNNI_FLAGS,
+    "DEFAULT": _VNNI_FLAGS, "ALL": _VNNI_FLAGS,
+}
+
+
+def onednn_max_isa() -> str | None:
+    """The cap on oneDNN's instruction set from the environment (ONEDNN_MAX_CPU_ISA, or its older
+    name DNNL_MAX_CPU_ISA), upper-cased; None when unset. oneDNN reads it once, when it first
+    generates a kernel, so set it before the first int8 call of the process."""
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        v = os.environ.get(var, "").strip()
+        if v:
+            return v.upper()
+    return None
+
+
+def onednn_has_vnni() -> bool:
+    """Whether oneDNN's int8 kernels use VNNI or AMX here: the CPU has one of the flags
+    avx512_vnni, avx_vnni, amx_int8, and ONEDNN_MAX_CPU_ISA (if set) allows it."""
+    flags = cpu_flags() & _VNNI_FLAGS
+    cap = onednn_max_isa()
+    if cap is not None:
+        flags &= _ISA_CAP_VNNI.get(cap, frozenset())
+    return bool(flags)
+
+
 def u8_exact_max() -> int:
-    """Largest u8 activation value for which oneDNN's int8 sums are exact on this CPU: 255 with
-    VNNI or AMX (flags avx512_vnni, avx_vnni, amx_int8), else 127."""
-    return 255 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 127
+    """Largest u8 activation value for which one oneDNN call gives exact sums with any int8
+    weight: 255 where oneDNN uses VNNI or AMX, else 127 (larger values take the two-call split)."""
+    return 255 if onednn_has_vnni() else 127
+
+
+def _needs_split(xu: torch.Tensor, w: "Int8Weight") -> bool:
+    """Whether one oneDNN call could saturate: no VNNI and 2 * max(u8) * max|w| > 32767 (the
+    int16 pair sum of vpmaddubsw). max(u8) costs a pass over x, made only when max|w| > 64."""
+    if w.abs_max <= 64 or onednn_has_vnni():
+        return False
+    return xu.numel() > 0 and 2 * int(xu.max()) * w.abs_max > 32767
+
+
+@dataclasses.dataclass(eq=False)
+class Int8Weight:
+    """oneDNN's packed form of int8 weight codes, with what exactness needs: the codes' largest
+    magnitude and, packed on first need (CPUs without VNNI), the halves h = floor(w / 2) and
+    l = w - 2h of the two-call split. Made by pack_conv_weight / pack_linear_weight."""
+
+    packed: torch.Tensor            # oneDNN's opaque packed tensor
+    codes: torch.Tensor             # int8 (O, C/groups, KH, KW) or (O, C)
+    abs_max: int                    # max |w| over the codes
+    conv: tuple | None = None       # (stride, padding, dilation, groups) for a conv weight
+    halves: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.codes.shape[0]
+
+    @property
+    def in_channels(self) -> int:
+        return self.codes.shape[1] * (self.conv[3] if self.conv else 1)
+
+    def split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """oneDNN's packed h = floor(w / 2) (in [-64, 63]) and l = w - 2h (in {0, 1})."""
+        if self.halves is None:
+            w = self.codes.to(torch.int16)
+            h = torch.div(w, 2, rounding_mode="floor")
+            self.halves = tuple(_prepack(t.to(torch.int8), self.conv) for t in (h, w - 2 * h))
+        return self.halves
+
+
+def _prepack(w8: torch.Tensor, conv: tuple | None) -> torch.Tensor:
+    if conv is None:
+        return torch.ops.onednn.qlinear_prepack(w8, None)
+    stride, padding, dilation, groups = conv
+    return torch.ops.onednn.qconv_prepack(w8, torch.ones(w8.shape[0], dtype=torch.float64), 1.0,
+                                          0, list(stride), list(padding), list(dilation), groups,
+                                          None)
 
 
 def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
@@ -94,6 +189,16 @@ def quantize_u8(x: torch.Tensor, step, lo: int, hi: int, zp: int) -> torch.Tenso
     return u.add_(zp).to(torch.uint8)
 
 
+def _check_weight(w_packed, conv: bool) -> Int8Weight:
+    if not isinstance(w_packed, Int8Weight) or (w_packed.conv is not None) != conv:
+        want = "pack_conv_weight" if conv else "pack_linear_weight"
+        raise TypeError(f"w_packed is a {type(w_packed).__name__}"
+                        + (f" for a {'conv' if w_packed.conv else 'linear'} layer"
+                           if isinstance(w_packed, Int8Weight) else "")
+                        + f": expected the Int8Weight that {want} returns")
+    return w_packed
+
+
 def _check_shapes(x: torch.Tensor, conv: bool, channels: int, out: int, w_scale: torch.Tensor,
                   bias: torch.Tensor | None) -> None:
     """oneDNN reports mismatches as 'could not create a primitive descriptor': say which."""
@@ -116,43 +221,78 @@ def _check_w(w: torch.Tensor) -> torch.Tensor:
     return w.to(torch.int8)
 
 
-def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) -> torch.Tensor:
-    """oneDNN's packed form of integer weight codes ``w`` (O, C/groups, KH, KW)."""
+def _weight(w: torch.Tensor, conv: tuple | None) -> Int8Weight:
     w8 = _check_w(w.detach())
-    return torch.ops.onednn.qconv_prepack(w8, torch.ones(w8.shape[0], dtype=torch.float64), 1.0, 0,
-                                          list(stride), list(padding), list(dilation), groups, None)
+    abs_max = int(w8.to(torch.int16).abs().max()) if w8.numel() else 0
+    return Int8Weight(_prepack(w8, conv), w8, abs_max, conv)
 
 
-def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
+def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) -> Int8Weight:
+    """oneDNN's packed form of integer weight codes ``w`` (O, C/groups, KH, KW)."""
+    return _weight(w, (tuple(stride), tuple(padding), tuple(dilation), groups))
+
+
+def _split_epilogue(s: torch.Tensor, x_scale: float, w_scale: torch.Tensor, bias, relu: bool,
+                    shape) -> torch.Tensor:
+    """The float epilogue of oneDNN, in torch, on the exact sums of the two-call split."""
+    y = s * (float(x_scale) * w_scale.float()).reshape(shape)
+    if bias is not None:
+        y = y + bias.float().reshape(shape)
+    return torch.relu(y) if relu else y
+
+
+def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: Int8Weight,
            w_scale: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation,
            groups: int, relu: bool = False) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (N, C, H, W), then ReLU
     if ``relu`` (in oneDNN's epilogue). x: the codes in any real dtype, or uint8 holding
-    code + x_zp (quantize_u8's output)."""
-    _check_shapes(x, True, w_packed.shape[1] * groups, w_packed.shape[0], w_scale, bias)
+    code + x_zp (quantize_u8's output). Exact sums on every CPU (module docstring)."""
+    wp = _check_weight(w_packed, True)
+    _check_shapes(x, True, wp.in_channels, wp.out_channels, w_scale, bias)
     xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
-    zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
-    return torch.ops.onednn.qconv2d_pointwise(
-        xu, float(x_scale), int(x_zp), w_packed, w_scale.double(), zeros, bias, list(stride),
-        list(padding), list(dilation), groups, 1.0, 0, torch.float32, "relu" if relu else "none",
-        [], "")
+    o = wp.out_channels
+    zeros = torch.zeros(o, dtype=torch.long)
+
+    def run(packed, xs, ws, b, act):
+        return torch.ops.onednn.qconv2d_pointwise(
+            xu, xs, int(x_zp), packed, ws.double(), zeros, b, list(stride), list(padding),
+            list(dilation), groups, 1.0, 0, torch.float32, act, [], "")
+
+    if not _needs_split(xu, wp):
+        return run(wp.packed, float(x_scale), w_scale, bias, "relu" if relu else "none")
+    h, l = wp.split()  # the sums 2 * S_h + S_l, then the epilogue
+    ones = torch.ones(o)
+    s = run(h, 1.0, ones, None, "none").mul_(2).add_(run(l, 1.0, ones, None, "none"))
+    return _split_epilogue(s, x_scale, w_scale, bias, relu, (1, -1, 1, 1))
 
 
-def pack_linear_weight(w: torch.Tensor) -> torch.Tensor:
+def pack_linear_weight(w: torch.Tensor) -> Int8Weight:
     """oneDNN's packed form of integer weight codes ``w`` (O, C)."""
-    return torch.ops.onednn.qlinear_prepack(_check_w(w.detach()), None)
+    if not isinstance(w, torch.Tensor) or w.dim() != 2:
+        raise ValueError(f"w has shape {tuple(getattr(w, 'shape', ()))}: expected (O, C)")
+    return _weight(w, None)
 
 
-def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: torch.Tensor,
+def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: Int8Weight,
            w_scale: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
     """float(sum) * x_scale * w_scale[o] + bias[o] for activation codes x (..., C), then ReLU if
-    ``relu``; x as in conv2d."""
-    # oneDNN's packed linear weight is stored transposed: (C, O)
-    _check_shapes(x, False, w_packed.shape[0], w_packed.shape[1], w_scale, bias)
+    ``relu``; x as in conv2d. Exact sums on every CPU (module docstring)."""
+    wp = _check_weight(w_packed, False)
+    _check_shapes(x, False, wp.in_channels, wp.out_channels, w_scale, bias)
     lead = x.shape[:-1]
     xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
-    zeros = torch.zeros(w_scale.numel(), dtype=torch.long)
-    y = torch.ops.onednn.qlinear_pointwise(xu, float(x_scale), int(x_zp), w_packed,
-                                           w_scale.float(), zeros, bias, 1.0, 0, torch.float32,
-                                           "relu" if relu else "none", [], "")
+    o = wp.out_channels
+    zeros = torch.zeros(o, dtype=torch.long)
+
+    def run(packed, xs, ws, b, act):
+        return torch.ops.onednn.qlinear_pointwise(xu, xs, int(x_zp), packed, ws.float(), zeros, b,
+                                                  1.0, 0, torch.float32, act, [], "")
+
+    if not _needs_split(xu, wp):
+        y = run(wp.packed, float(x_scale), w_scale, bias, "relu" if relu else "none")
+    else:
+        h, l = wp.split()
+        ones = torch.ones(o)
+        s = run(h, 1.0, ones, None, "none").mul_(2).add_(run(l, 1.0, ones, None, "none"))
+        y = _split_epilogue(s, x_scale, w_scale, bias, relu, (1, -1))
     return y.reshape(*lead, y.shape[-1])

@@ -116,7 +116,7 @@ def test_cpp_checks_name_the_argument():
     bad[-1] = 1
     with pytest.raises(RuntimeError, match=r"bias has dtype Float and 3 values: expected float32 with 4"):
         torch.ops.hwq.conv2d_packed(px.data, pw.data, *bad)
-    with pytest.raises(RuntimeError, match=r"isa='sse9' is not available.*expected one of 'auto'"):
+    with pytest.raises(RuntimeError, match=r"isa='sse9' is not a kernel path: the paths are 'auto'"):
         K.set_isa("sse9")
 
 

@@ -1,7 +1,16 @@
 """hwq.kernels.int8 (oneDNN's u8 x s8 conv and linear, the int8 path of hwq.deploy) against float64
 torch convolution of the same integer codes: exact sums on random shapes (with unit scales the
 float32 output is the integer sum itself), the zero point meaning the value 0 in the padding, the
-scale/bias epilogue, and the bad inputs."""
+scale/bias epilogue, and the bad inputs. Exactness is checked on this CPU, through the two-call
+split that CPUs without VNNI take, and in a subprocess where oneDNN is capped at AVX2 (its
+saturating vpmaddubsw path, as on AVX2-only CPUs)."""
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given
@@ -25,7 +34,7 @@ def conv_case(draw):
     h = draw(st.integers(max(1, span - 2 * pad), 17))
     w = draw(st.integers(max(1, span - 2 * pad), 17))
     signed = draw(st.booleans())
-    a_bits = draw(st.integers(1, 8 if int8.u8_exact_max() == 255 else 7))
+    a_bits = draw(st.integers(1, 8))
     return dict(n=draw(st.integers(1, 4)), cin=cin, cout=cout, k=k, stride=stride, pad=pad,
                 dilation=dilation, groups=groups, h=h, w=w, signed=signed, a_bits=a_bits,
                 seed=draw(st.integers(0, 2 ** 31 - 1)))
@@ -43,8 +52,26 @@ def _codes(c):
     return x, w, zp
 
 
-@given(conv_case())
-def test_conv2d_exact_sums(c):
+def _path(path: str):
+    """"this CPU": as this CPU runs it; "split": with oneDNN taken to lack VNNI, so that every call
+    whose int16 pair sums could saturate takes the two-call split (on a VNNI CPU both halves then
+    run on VNNI: this checks the split's arithmetic; test_exact_without_vnni the saturation)."""
+    if path == "split":
+        return mock.patch.object(int8, "onednn_has_vnni", lambda: False)
+    return contextlib.nullcontext()
+
+
+PATHS = pytest.mark.parametrize("path", ["this CPU", "split"])
+
+
+@PATHS
+@given(c=conv_case())
+def test_conv2d_exact_sums(path, c):
+    with _path(path):
+        _conv2d_exact_sums(c)
+
+
+def _conv2d_exact_sums(c):
     x, w, zp = _codes(c)
     geom = dict(stride=c["stride"], padding=c["pad"], dilation=c["dilation"], groups=c["groups"])
     want = F.conv2d(x.double(), w.double(), **geom)
@@ -57,7 +84,13 @@ def test_conv2d_exact_sums(c):
     assert torch.equal(got.double(), want)
 
 
-def test_conv2d_epilogue_and_layouts():
+@PATHS
+def test_conv2d_epilogue_and_layouts(path):
+    with _path(path):
+        _conv2d_epilogue_and_layouts()
+
+
+def _conv2d_epilogue_and_layouts():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-128, 128, (2, 16, 9, 9), generator=g).float()
     w = torch.randint(-128, 128, (8, 16, 3, 3), generator=g).float()
@@ -75,10 +108,16 @@ def test_conv2d_epilogue_and_layouts():
         assert torch.equal(fused, torch.relu(got))
 
 
-def test_linear_exact_and_epilogue():
+@PATHS
+def test_linear_exact_and_epilogue(path):
+    with _path(path):
+        _linear_exact_and_epilogue()
+
+
+def _linear_exact_and_epilogue():
     g = torch.Generator().manual_seed(1)
     for n, c, o in [(1, 1, 1), (3, 70, 9), (2, 513, 33)]:
-        x = torch.randint(0, 256 if int8.u8_exact_max() == 255 else 128, (n, 5, c), generator=g).float()
+        x = torch.randint(0, 256, (n, 5, c), generator=g).float()
         w = torch.randint(-128, 128, (o, c), generator=g).float()
         packed = int8.pack_linear_weight(w)
         got = int8.linear(x, 1.0, 0, packed, torch.ones(o), None)
@@ -177,3 +216,82 @@ def test_quantize_u8_bad_inputs():
         int8.quantize_u8(x, -1.0, 0, 3, 0)
     with pytest.raises(ValueError, match="step"):
         int8.quantize_u8(x.double(), -1.0, 0, 3, 0)
+
+
+def _proc_cpuinfo_flags() -> set[str]:
+    """The flags line of /proc/cpuinfo, read here independently of hwq (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f
+                         if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def test_vnni_detection_follows_the_cpu_flags_and_onednn_cap(monkeypatch):
+    vnni_cpu = bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(var, raising=False)
+    assert int8.onednn_has_vnni() == vnni_cpu
+    assert int8.u8_exact_max() == (255 if vnni_cpu else 127)
+    for cap in ("AVX2", "avx512_core", "SSE41", "AVX512_CORE_TYPO"):  # below VNNI, or unknown
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert int8.onednn_max_isa() == cap.upper()
+        assert not int8.onednn_has_vnni() and int8.u8_exact_max() == 127
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")  # oneDNN's older name
+    assert not int8.onednn_has_vnni()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # the new name wins
+    assert int8.onednn_has_vnni() == bool(_proc_cpuinfo_flags() & {"avx512_vnni", "avx_vnni",
+                                                                   "amx_int8"})
+
+
+_WITHOUT_VNNI = textwrap.dedent("""
+    import torch
+    from torch.nn import functional as F
+    from hwq.kernels import int8
+    assert not int8.onednn_has_vnni() and int8.u8_exact_max() == 127
+    # oneDNN's own kernel saturates here: u8 255 against -128, -128 is a pair sum of -65280
+    x = torch.full((3, 64), 255.0)
+    w = torch.full((5, 64), -128.0)
+    raw = torch.ops.onednn.qlinear_pointwise(
+        x.to(torch.uint8), 1.0, 0, torch.ops.onednn.qlinear_prepack(w.to(torch.int8), None),
+        torch.ones(5), torch.zeros(5, dtype=torch.long), None, 1.0, 0, torch.float32, "none", [],
+        "")
+    print("raw", float(raw[0, 0]), "exact", -255 * 128 * 64)
+    assert float(raw[0, 0]) != -255 * 128 * 64, "oneDNN was not capped below VNNI"
+    assert torch.equal(int8.linear(x, 1.0, 0, int8.pack_linear_weight(w), torch.ones(5), None),
+                       torch.full((3, 5), -255.0 * 128 * 64))
+    g = torch.Generator().manual_seed(7)
+    for trial in range(30):
+        n, c, o = (int(v) for v in torch.randint(1, 40, (3,), generator=g))
+        groups = [1, 2][trial % 2]
+        c, o = c * groups, o * groups
+        k, pad = [1, 3][trial % 3 == 0], trial % 2
+        lo, hi = [(0, 256), (-128, 128), (0, 128), (-64, 64)][trial % 4]
+        xc = torch.randint(lo, hi, (n % 4 + 1, c, 7, 6), generator=g).float()
+        xc.view(-1)[::3] = hi - 1  # the largest code often: long runs of saturating pairs
+        for wlo, whi in ((-128, 128), (-64, 64), (-128, -127)):
+            w = torch.randint(wlo, whi, (o, c // groups, k, k), generator=g).float()
+            want = F.conv2d(xc.double(), w.double(), padding=pad, groups=groups)
+            got = int8.conv2d(xc, 1.0, -lo, int8.pack_conv_weight(w, (1, 1), (pad, pad), (1, 1),
+                              groups), torch.ones(o), None, (1, 1), (pad, pad), (1, 1), groups)
+            assert torch.equal(got.double(), want), (trial, wlo, whi, (got.double() - want).abs().max())
+            x2 = xc[:, :, 0, :]  # (N, C, 6): 6 rows of C features each
+            w2 = torch.randint(wlo, whi, (o, c), generator=g).float()
+            got = int8.linear(x2.transpose(1, 2), 1.0, -lo, int8.pack_linear_weight(w2),
+                              torch.ones(o), None)
+            assert torch.equal(got.double(), x2.transpose(1, 2).double() @ w2.double().T), trial
+    print("OK")
+""")
+
+
+def test_exact_without_vnni_in_a_subprocess():
+    # ONEDNN_MAX_CPU_ISA=AVX2 gives, on any x86 CPU, the kernels of an AVX2-only one (oneDNN reads
+    # it when it first generates code, hence a fresh process)
+    if "avx2" not in _proc_cpuinfo_flags():
+        pytest.skip("the CPU lacks AVX2 (no /proc/cpuinfo, or not x86)")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _WITHOUT_VNNI], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.endswith("OK\n"), r.stdout + r.stderr

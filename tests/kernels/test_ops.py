@@ -371,3 +371,24 @@ def test_channels_last_float_sign_packing_on_every_path():
         for isa in K.available_isas():
             with K.use_isa(isa):
                 assert torch.equal(K.pack_activations(xl, None, groups).data, want), (isa, c)
+
+
+@needs_ext
+def test_packed_sign_output_of_groups_with_odd_channel_counts_on_every_path():
+    # out_channels / groups = 17: a group's channels start off the 8-channel byte grid (17, 34,
+    # 51), so a panel's 8 sign bits can straddle two 64-bit words (channels 59..66 of group 3).
+    gen = torch.Generator().manual_seed(19)
+    for groups, og in [(4, 17), (3, 23), (5, 13)]:
+        x = torch.randint(0, 2, (2, 8 * groups, 5, 4), generator=gen).float() * 2 - 1
+        w = torch.randint(0, 2, (og * groups, 8, 3, 3), generator=gen).float() * 2 - 1
+        sums = R.binary_conv2d_ref(x, w, padding=1, groups=groups).float()
+        bias = torch.randint(-3, 4, (og * groups,), generator=gen).float()
+        want = R.pack_activations_ref(torch.where(sums + bias.view(1, -1, 1, 1) < 0, -1.0, 1.0),
+                                      None)
+        px, pw = K.pack_activations(x, None, groups), K.pack_weights(w, None, groups)
+        for isa in K.available_isas():
+            with K.use_isa(isa):
+                got = torch.ops.hwq.conv2d_packed(
+                    px.data, pw.data, 8 * groups, og * groups, [3, 3], 1, 1, True, [1, 1], [1, 1],
+                    [1, 1], groups, torch.ones(og * groups), bias, 2)
+                assert torch.equal(got, want), (isa, groups, og)
