@@ -20,7 +20,7 @@ from ..train.recipe import scheme_settings
 from ..train.run import _KeepDeterminism, build_model, seed_everything
 from .common import apply, to_plan
 from .energy import energy_search
-from .layerwise import layerwise
+from .layerwise import check_search_numbers, layerwise
 
 CALIB_SAMPLES = 256  # training images for the activation ranges, in one batch
 
@@ -39,7 +39,10 @@ def trained(recipe: dict, out: str, scheme: str):
         raise ValueError(f"{path!r} does not exist: train the scheme first "
                          f"(hwq train ... --out {out} --schemes {scheme})")
     model = build_model(recipe, scheme, data)
-    model.load_state_dict(checkpoint.load(path)["model"])
+    state = checkpoint.load(path)
+    if "model" not in state:
+        raise ValueError(f"checkpoint {path!r} has no 'model' entry: not written by hwq train")
+    checkpoint.load_model_state(model, state["model"], path)
     model.eval()
     n = min(CALIB_SAMPLES, len(data.train))
     calib = [torch.stack([data.train[i][0] for i in range(n)])]
@@ -69,6 +72,7 @@ def finetuner(recipe: dict, scheme: str, data, epochs: int) -> Callable[[nn.Modu
 
 def run_layerwise(recipe: dict, out: str, scheme: str, tolerance: float, start: int,
                   min_bits: int, log: Callable[[str], None] = print):
+    check_search_numbers(tolerance=tolerance)  # before minutes of loading, not after
     model, evaluate, calib, _ = trained(recipe, out, scheme)
     res = layerwise(model, evaluate, calib, tolerance=tolerance, start=start, min_bits=min_bits)
     folder = os.path.join(out, "search")
@@ -86,6 +90,7 @@ def run_layerwise(recipe: dict, out: str, scheme: str, tolerance: float, start: 
 def run_energy(recipe: dict, out: str, scheme: str, arch: str, target: float | None,
                tolerance: float, uniform_bits: list[int], finetune_epochs: int,
                plot: str | None, arch_config=None, log: Callable[[str], None] = print):
+    check_search_numbers(target=target, tolerance=tolerance, finetune=finetune_epochs)
     model, evaluate, calib, data = trained(recipe, out, scheme)
     res = energy_search(model, evaluate, calib, arch=arch, target=target, tolerance=tolerance,
                         uniform_bits=uniform_bits,
@@ -165,7 +170,13 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     names = list(res.bits)
     plans = [("allocated", res.bits)] + [(c, uniform_bits(p, names, res.pinned))
                                           for c, p in pairs]
-    tune = finetuner(recipe, tune_as, data, finetune_epochs)
+    tune_data = data
+    d = recipe["data"]
+    if finetune_epochs > 0 and d["augment"]:  # fine-tune on what training saw: augmented images
+        tune_data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"],
+                                      d["crop_padding"], d["flip"], d["cache_dir"], None,
+                                      d["subset"])
+    tune = finetuner(recipe, tune_as, tune_data, finetune_epochs)
     rows = []
     for label, bits_ in plans:
         q = apply(model, bits_, calib, weights, acts)
