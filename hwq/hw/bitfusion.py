@@ -56,7 +56,7 @@ class BitFusionConfig(ArchConfig):
     freq_hz: float = 500e6
     """500 MHz (Sharma et al. 2018, 45 nm)."""
     bandwidth_bits_per_cycle: int = 192
-    """DRAM interface width, bits per cycle (bf_e_conf.ini ``if_width``; the paper also runs 4096)."""
+    """DRAM interface width, bits per cycle (bf_e_conf.ini ``if_width``; also published: 4096)."""
     wbuf_bytes: int = 65536
     """Weight buffer (bf_e_conf.ini ``Wgt_SRAM``); half holds a tile (double buffering)."""
     ibuf_bytes: int = 32768
@@ -164,8 +164,8 @@ def reads_network_input(profile: Profile) -> list[bool]:
 
 
 def network_cost(profile: Profile, cfg: BitFusionConfig) -> list[Cost]:
-    return [layer_cost(l, cfg, first) for l, first in zip(profile.layers,
-                                                         reads_network_input(profile))]
+    flags = reads_network_input(profile)
+    return [layer_cost(l, cfg, first) for l, first in zip(profile.layers, flags)]
 
 
 def cost(layer: LayerProfile, cfg: BitFusionConfig) -> Cost:

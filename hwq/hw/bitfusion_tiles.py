@@ -16,7 +16,8 @@ A tiling whose tile exceeds half a buffer (double buffering) is not considered. 
 loops from the innermost out, a buffer keeps its data across the loops its tile does not depend on
 until the data no longer fits in half the buffer; from there every loop multiplies its DRAM
 traffic. Cycles:
-    compute = tiles * B_t ceil(oc/M) O_t (K_h K_w ceil(ic / lanes)   or, im2col,  ceil(K_h K_w ic / lanes))
+    compute = tiles * b ceil(oc/M) o_h o_w K_h K_w ceil(ic / lanes)
+              (im2col: tiles * b o_h o_w ceil(oc/M) ceil(K_h K_w ic / lanes))
     memory  = ceil(DRAM bits outside the first fill and last drain / bandwidth)
     latency = ceil(first fill / bandwidth) + ceil(last drain / bandwidth)
     cycles  = compute + max(0, memory - compute) + latency
@@ -150,8 +151,8 @@ def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: i
     best = np.minimum(np.minimum(is_e, os_e), ws_e)
     macs_t = (kk * ic * oh * ow * b).astype(float)
     outs_t = (oc * oh * ow * b).astype(float)
-    inner_a = np.where(is_e == best, macs_t * a_bits, np.where(os_e == best, outs_t * kk * ic * a_bits,
-                                                                kk * ic * oc * ws_loop * a_bits))
+    inner_a = np.where(is_e == best, macs_t * a_bits, np.where(
+        os_e == best, outs_t * kk * ic * a_bits, kk * ic * oc * ws_loop * a_bits))
     inner_o = np.where(is_e == best, macs_t * oc * OUT_BITS, np.where(
         os_e == best, outs_t * OUT_BITS, kk * ic * oc * ws_loop * OUT_BITS))
     inner_w = np.where(is_e == best, macs_t * oc * w_bits, np.where(

@@ -47,6 +47,12 @@ def single_window(layer: LayerProfile) -> bool:
     return layer.kind == "fc" and layer.windows == 1
 
 
+def reduction(layer: LayerProfile) -> int:
+    """Products summed into one output: C/g * R * S (the accumulator's reach)."""
+    kh, kw = layer.kernel
+    return layer.channels_per_group * kh * kw
+
+
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b) for positive ints."""
     return -(-a // b)
@@ -68,10 +74,13 @@ def dadn_steps(layer: LayerProfile, lanes: int, filters: int) -> int:
 
 
 def memory(layer: LayerProfile, cfg: ArchConfig, w_reuse: float, a_reuse: float,
-           cost: Cost) -> Cost:
-    """Fill ``cost``'s on-chip / off-chip energy and bits (module docstring). Returns ``cost``."""
+           cost: Cost, store_bits: int | None = None) -> Cost:
+    """Fill ``cost``'s on-chip / off-chip energy and bits (module docstring). Returns ``cost``.
+    ``store_bits``: the width a design stores both operands at (ENVISION's subword mode)."""
     w_store = layer.w_bits if cfg.proteus else cfg.storage_bits
     a_store = layer.a_bits if cfg.proteus else cfg.storage_bits
+    if store_bits is not None:
+        w_store = a_store = store_bits
     word = cfg.storage_bits
     w_bits_total = packed_bits(layer.weights, w_store, word)
     in_bits = packed_bits(layer.inputs, a_store, word)

@@ -12,7 +12,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .config import ArchConfig
-from .cost import Cost, dadn_steps, memory, passes, wide_note
+from .cost import Cost, dadn_steps, memory, passes, reduction, wide_note
 
 
 DADN_MM2 = 67.73
@@ -59,7 +59,8 @@ def parallel_cost(layer: LayerProfile, cfg: DaDianNaoConfig, design: str) -> Cos
     filters = cfg.filters * cfg.tiles
     cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * p
     cost = Cost(cycles=cycles, peak_macs_per_cycle=filters * cfg.lanes / p,
-                compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.width, cfg.width),
+                compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.width, cfg.width,
+                                                              reduction(layer)),
                 notes=wide_note(layer, cfg.width, design))
     return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, filters), cost=cost)
 

@@ -11,7 +11,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .config import ArchConfig
-from .cost import Cost, dadn_steps, memory, passes, wide_note
+from .cost import Cost, dadn_steps, memory, passes, reduction, wide_note
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,6 @@ def cost(layer: LayerProfile, cfg: DianNaoConfig) -> Cost:
     p = passes(layer.w_bits, cfg.width) * passes(layer.a_bits, cfg.width)
     cycles = dadn_steps(layer, cfg.tn, cfg.tn) * layer.windows * p
     c = Cost(cycles=cycles, peak_macs_per_cycle=cfg.tn * cfg.tn / p,
-             compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.width, cfg.width),
+             compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.width, cfg.width, reduction(layer)),
              notes=wide_note(layer, cfg.width, "DianNao"))
     return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, cfg.tn), cost=c)

@@ -116,10 +116,9 @@ def cost(layer: LayerProfile, cfg: FinnConfig) -> Cost:
     pe, simd = fold_of(layer, cfg)
     bp = layer.w_bits * layer.a_bits
     cycles = fold(layer, pe, simd) * layer.windows
-    mw = matrix(layer)[1]
-    acc = layer.w_bits + layer.a_bits + math.ceil(math.log2(max(mw, 2)))
     c = Cost(cycles=cycles, peak_macs_per_cycle=layer.groups * pe * simd,
-             compute_pj=layer.macs * cfg.energy.mac_pj(layer.w_bits, layer.a_bits, acc_bits=acc),
+             compute_pj=layer.macs * cfg.energy.mac_pj(layer.w_bits, layer.a_bits,
+                                                       matrix(layer)[1]),
              notes=[] if bp == 1 else [f"w_bits={layer.w_bits}, a_bits={layer.a_bits}: multi-bit "
                                        "lanes (finn-hlslib), same cycles per fold"])
     return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, pe), cost=c)

@@ -20,7 +20,7 @@ import dataclasses
 import math
 
 from ..profile import LayerProfile
-from .cost import Cost, cdiv, dadn_steps, dynamic, memory, single_window
+from .cost import Cost, cdiv, dadn_steps, dynamic, memory, reduction, single_window
 from .stripes import StripesConfig
 
 
@@ -66,6 +66,7 @@ def cost(layer: LayerProfile, cfg: LoomConfig) -> Cost:
         scale = p_w / 16
         cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * scale
     c = Cost(cycles=cycles, peak_macs_per_cycle=peak16 / scale,
-             compute_pj=layer.macs * cfg.energy.mac_pj(p_w, serial_a), notes=notes)
+             compute_pj=layer.macs * cfg.energy.mac_pj(p_w, serial_a, reduction(layer)),
+             notes=notes)
     return memory(layer, cfg, w_reuse=min(layer.windows, cfg.columns),
                   a_reuse=min(layer.filters_per_group, filters), cost=c)

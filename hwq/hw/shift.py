@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..profile import LayerProfile
-from .cost import Cost, dadn_steps, memory, passes, wide_note
+from .cost import Cost, dadn_steps, memory, passes, reduction, wide_note
+from .energy import accumulator_bits
 from .dadiannao import DaDianNaoConfig, dadn_area
 
 POW2_KINDS = ("pow2", "binary", "ternary")
@@ -20,8 +21,9 @@ POW2_KINDS = ("pow2", "binary", "ternary")
 
 @dataclasses.dataclass(frozen=True)
 class ShiftConfig(DaDianNaoConfig):
-    acc_bits: int = 32
-    """Accumulator width (assumed)."""
+    acc_bits: int = 0
+    """Accumulator width in bits; 0 (default): sized from the operands, a_bits + 2^(w_bits-1)
+    shift positions + ceil(log2(reduction))."""
 
     def area_mm2(self, profile=None) -> float:
         """DaDianNao's area with each 16 x 16 multiplier replaced by a barrel shifter of about a
@@ -37,7 +39,9 @@ def cost(layer: LayerProfile, cfg: ShiftConfig) -> Cost:
     p = passes(layer.a_bits, cfg.width)
     filters = cfg.filters * cfg.tiles
     cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * p
-    e = cfg.energy.add_pj(min(layer.a_bits, cfg.width)) + cfg.energy.add_pj(cfg.acc_bits)
+    a = min(layer.a_bits, cfg.width)
+    acc = cfg.acc_bits or accumulator_bits(a, 2 ** (min(layer.w_bits, 6) - 1), reduction(layer))
+    e = cfg.energy.add_pj(a) + cfg.energy.add_pj(acc)
     c = Cost(cycles=cycles, peak_macs_per_cycle=filters * cfg.lanes / p,
              compute_pj=layer.macs * p * e, notes=notes)
     return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, filters), cost=c)

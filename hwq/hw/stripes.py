@@ -16,7 +16,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .config import ArchConfig
-from .cost import Cost, cdiv, dadn_steps, memory, passes, single_window
+from .cost import Cost, cdiv, dadn_steps, memory, passes, reduction, single_window
 from .dadiannao import dadn_area, parallel_cost
 
 AREA_OVER_DADN = 1.32
@@ -66,7 +66,8 @@ def serial_conv(layer: LayerProfile, cfg: StripesConfig, step_cycles: float, ser
     units = filters * cfg.lanes * cfg.columns
     cost = Cost(cycles=steps * step_cycles * wp,
                 peak_macs_per_cycle=units / (step_cycles * wp),
-                compute_pj=layer.macs * wp * cfg.energy.mac_pj(cfg.width, serial_bits),
+                compute_pj=layer.macs * wp * cfg.energy.mac_pj(cfg.width, serial_bits,
+                                                               reduction(layer)),
                 notes=list(notes))
     return memory(layer, cfg, w_reuse=min(layer.windows, cfg.columns),
                   a_reuse=min(layer.filters_per_group, filters), cost=cost)

@@ -16,7 +16,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .config import ArchConfig
-from .cost import Cost, cdiv, memory, passes, wide_note
+from .cost import Cost, cdiv, memory, passes, reduction, wide_note
 
 DATAFLOWS = ("ws", "os", "is")
 
@@ -64,7 +64,7 @@ def cost(layer: LayerProfile, cfg: SystolicConfig) -> Cost:
     p = passes(layer.w_bits, cfg.bits) * passes(layer.a_bits, cfg.bits)
     cycles = layer.groups * gemm_cycles(m, n, k, cfg.rows, cfg.cols, cfg.dataflow) * p
     c = Cost(cycles=cycles, peak_macs_per_cycle=cfg.rows * cfg.cols / p,
-             compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.bits, cfg.bits),
+             compute_pj=layer.macs * p * cfg.energy.mac_pj(cfg.bits, cfg.bits, reduction(layer)),
              notes=wide_note(layer, cfg.bits, "the systolic array"))
     # reuse of a fetched value inside the array, by dataflow (first order)
     w_reuse, a_reuse = {"ws": (m, min(n, cfg.cols)), "os": (min(m, cfg.rows), min(n, cfg.cols)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..profile import LayerProfile
-from .cost import Cost, dadn_steps, memory, single_window
+from .cost import Cost, dadn_steps, memory, reduction, single_window
 from .stripes import StripesConfig, serial_conv
 
 
@@ -27,5 +27,6 @@ def cost(layer: LayerProfile, cfg: TartanConfig) -> Cost:
     base = dadn_steps(layer, cfg.lanes, filters) * layer.windows
     scale = layer.w_bits / 16
     c = Cost(cycles=base * scale, peak_macs_per_cycle=filters * cfg.lanes / scale,
-             compute_pj=layer.macs * cfg.energy.mac_pj(layer.w_bits, cfg.width), notes=[])
+             compute_pj=layer.macs * cfg.energy.mac_pj(layer.w_bits, cfg.width, reduction(layer)),
+             notes=[])
     return memory(layer, cfg, w_reuse=1, a_reuse=min(layer.filters_per_group, filters), cost=c)

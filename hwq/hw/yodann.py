@@ -16,7 +16,7 @@ import dataclasses
 
 from ..profile import LayerProfile
 from .config import ArchConfig
-from .cost import Cost, cdiv, memory
+from .cost import Cost, cdiv, memory, reduction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,8 @@ def cost(layer: LayerProfile, cfg: YodaNNConfig) -> Cost:
               * slots * wp * ap)
     peak = cfg.sop_units * cfg.kernel * cfg.kernel / (wp * ap)
     c = Cost(cycles=cycles, peak_macs_per_cycle=peak,
-             compute_pj=layer.macs * wp * ap * cfg.energy.mac_pj(1, cfg.a_width), notes=notes)
+             compute_pj=layer.macs * wp * ap * cfg.energy.mac_pj(1, cfg.a_width, reduction(layer)),
+             notes=notes)
     # weights stay in the chip's latch memory for the whole layer; an input feeds 32 filters
     return memory(layer, cfg, w_reuse=layer.windows,
                   a_reuse=min(layer.filters_per_group, cfg.sop_units), cost=c)

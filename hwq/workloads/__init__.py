@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..profile import Profile
-from . import alexnet, bitfusion_bench, finn_bench, googlenet, mobilenet_v2, nin, resnet, vgg19, vgg_cnn
+from . import (alexnet, bitfusion_bench, finn_bench, googlenet, mobilenet_v2, nin, resnet, vgg19,
+               vgg_cnn)
 
 BUILDERS: dict[str, Callable[[], Profile]] = {
     "alexnet": alexnet.build,
