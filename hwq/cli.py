@@ -153,6 +153,58 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Test accuracy of a zoo entry, a zoo entry file or a ``hwq train`` checkpoint."""
+    import json
+
+    import torch
+
+    import hwq
+
+    from hwq import zoo
+    from hwq.train import checkpoint, data as data_mod, engine
+    from hwq.train.run import build_model
+    target = args.target
+    if target in zoo.names() or (target.endswith(".pt") and os.path.isfile(target)
+                                 and _is_zoo_file(target)):
+        meta = zoo.info(target)
+        r = zoo.evaluate(target, args.data_dir, deploy=args.deploy, batch_size=args.batch_size)
+        recorded = f"; recorded {meta['test_acc']:.2f}%" if "test_acc" in meta else ""
+    else:
+        if not os.path.isfile(target):
+            raise ValueError(f"{target!r} is neither a zoo entry ({zoo.names()}) nor a file")
+        run_dir = os.path.dirname(os.path.dirname(os.path.abspath(target)))
+        scheme = os.path.basename(os.path.dirname(os.path.abspath(target)))
+        recipe_path = os.path.join(run_dir, "recipe.json")
+        if not os.path.isfile(recipe_path):
+            raise ValueError(f"checkpoint {target!r}: {recipe_path!r} does not exist: expected "
+                             "OUT/<scheme>/last.pt of a hwq train run (or a zoo entry)")
+        with open(recipe_path, encoding="utf-8") as f:
+            recipe = json.load(f)
+        d = recipe["data"]
+        data = data_mod.datasets(d["name"], args.data_dir or d["dir"], cache_dir=d["cache_dir"],
+                                 subset=d["subset"])
+        model = build_model(recipe, scheme, data)
+        model.load_state_dict(checkpoint.load(target)["model"])
+        model.eval()
+        if args.deploy:
+            model = hwq.deploy(model)
+        r = engine.evaluate(model, data.test, args.batch_size, torch.device("cpu"))
+        recorded = ""
+    kind = "deployed" if args.deploy else "QAT"
+    print(f"{target} ({kind}): test accuracy {r['acc']:.2f}% (loss {r['loss']:.4f}){recorded}")
+    return 0
+
+
+def _is_zoo_file(path: str) -> bool:
+    from hwq import zoo
+    try:
+        zoo.read(path)
+    except ValueError:
+        return False
+    return True
+
+
 def _bits_list(text: str) -> list[int]:
     try:
         return [int(b) for b in text.split(",") if b.strip()]
@@ -265,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue from the checkpoints in --out")
     t.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="re-measure the test accuracy of a zoo entry or a hwq "
+                                     "train checkpoint")
+    ev.add_argument("target", help="zoo name (e.g. cifar10/resnet20-w4a4), zoo entry file, or "
+                                   "OUT/<scheme>/last.pt of a hwq train run")
+    ev.add_argument("--data-dir", required=True, help="the data set's folder (image folder with "
+                    "train/ and test/, or torchvision's files)")
+    ev.add_argument("--batch-size", type=int, default=500, help="test batch size (default 500)")
+    ev.add_argument("--deploy", action="store_true", help="evaluate hwq.deploy(model): the "
+                    "packed kernels instead of the QAT model")
+    ev.set_defaults(func=cmd_eval)
 
     se = sub.add_parser("search", help="per-layer precision search (layerwise) or accuracy-"
                                        "energy Pareto front (energy) on a trained scheme")

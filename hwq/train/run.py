@@ -59,6 +59,33 @@ class _KeepDeterminism:
         torch.set_num_threads(threads)
 
 
+def provenance() -> dict[str, str]:
+    """Where a result comes from: the CPU (model name and cores, from /proc/cpuinfo where there
+    is one), torch's version and thread count, and the git commit of hwq's source tree ("+dirty"
+    when it has uncommitted changes; "unknown" outside a git checkout)."""
+    import platform
+    import subprocess
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        commit = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") \
+            if head.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+            "torch": torch.__version__, "commit": commit}
+
+
 def is_float(scheme: dict) -> bool:
     return (scheme["weights"] == "float" and scheme["acts"] == "float" and not scheme["layers"]
             and scheme["plan"] is None)
@@ -171,6 +198,7 @@ def _run(recipe, out, schemes, resume, log):
     if rank == 0:
         atomic_write_text(os.path.join(out, "recipe.json"), json.dumps(recipe, indent=1) + "\n")
     results: dict[str, dict[str, Any]] = {}
+    origin = provenance()  # the code and machine as the run starts
     for name in names:
         s = recipe["schemes"][name]
         st = scheme_settings(recipe, name)
@@ -196,7 +224,8 @@ def _run(recipe, out, schemes, resume, log):
         model.cpu().eval()
         r = {"test_acc": last["test_acc"], "test_loss": last["test_loss"],
              "train_acc": last["train_acc"], "epochs": last["epoch"],
-             "w_bits": _bits(model, "w_bits"), "a_bits": _bits(model, "a_bits")}
+             "w_bits": _bits(model, "w_bits"), "a_bits": _bits(model, "a_bits"),
+             "train_s": round(sum(h.get("train_s", 0.0) for h in history), 1), **origin}
         if rank == 0:
             prof = make_profile(model, batches=_stats_batches(data.test, rep["stats_batches"],
                                                               d["test_batch_size"]), name=name)
