@@ -22,6 +22,9 @@ activation; ``epochs``, ``optim`` and ``schedule`` override the top-level ones f
 ``clip_weights = c`` clips the latent float weights of binary-weight layers to [-c, c] after each
 step (BNN practice, Courbariaux et al. 2016).
 
+``extends = "base.toml"`` at the top takes every table of another recipe (relative to this file's
+folder) and lays this file's keys on top, table by table.
+
 Every key is checked: an unknown one is refused with the list of valid ones. Overrides from the
 command line (``--set optim.lr=0.01``) are applied before the check; their values are read as
 TOML values (0.01, true, [16, 32]) and, when that fails, as plain strings (lsq:4).
@@ -209,6 +212,7 @@ def load(path: str | os.PathLike, overrides: list = ()) -> dict:
         recipe = read_toml(path, "recipe")
     except FileNotFoundError:
         raise ValueError(f"recipe {path!r} does not exist") from None
+    recipe = _extended(recipe, path, ())
     for item in overrides:
         apply_override(recipe, item)
     try:
@@ -220,6 +224,37 @@ def load(path: str | os.PathLike, overrides: list = ()) -> dict:
         if scheme["plan"] is not None and not os.path.isabs(scheme["plan"]):
             scheme["plan"] = os.path.join(folder, scheme["plan"])
     return out
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` laid on top, table by table (a key of ``over`` wins)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def _extended(recipe: dict, path: str, chain: tuple[str, ...]) -> dict:
+    """Resolve ``extends = "other.toml"`` (a path relative to this recipe's folder): the other
+    recipe's tables with this one's keys laid on top, so that a recipe can change a schedule
+    without repeating every scheme. Chains are followed; a cycle is refused."""
+    base = recipe.pop("extends", None)
+    if base is None:
+        return recipe
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"recipe {path!r}: extends = {base!r} is not accepted: expected the file "
+                         "name of another recipe, relative to this one's folder")
+    here = os.path.abspath(path)
+    base_path = os.path.join(os.path.dirname(here), base)
+    if os.path.abspath(base_path) in chain + (here,):
+        raise ValueError(f"recipe {path!r}: extends = {base!r} makes a cycle "
+                         f"({' -> '.join(chain + (here, os.path.abspath(base_path)))})")
+    try:
+        parent = read_toml(base_path, "recipe")
+    except FileNotFoundError:
+        raise ValueError(f"recipe {path!r}: extends = {base!r}, but {base_path!r} does not "
+                         "exist") from None
+    return _merged(_extended(parent, base_path, chain + (here,)), recipe)
 
 
 def scheme_settings(recipe: dict, name: str) -> dict:

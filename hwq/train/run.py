@@ -133,7 +133,15 @@ def _bits(model: nn.Module, attr: str) -> str:
     vals = [str(getattr(m, attr)) if isinstance(m, QuantLayer) else "f"
             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     vals = ["f" if v == "32" else v for v in vals]
-    return vals[0] if len(set(vals)) == 1 else "/".join(vals)
+    if len(set(vals)) == 1:
+        return vals[0]
+    runs: list[list] = []  # layers in order; three or more alike in a row read "4x18"
+    for v in vals:
+        if runs and runs[-1][0] == v:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, 1])
+    return "/".join(f"{v}x{n}" if n >= 3 else "/".join([v] * n) for v, n in runs)
 
 
 def _stats_batches(dataset, n_batches: int, batch_size: int) -> Iterable[torch.Tensor]:
