@@ -205,6 +205,25 @@ def _is_zoo_file(path: str) -> bool:
     return True
 
 
+def cmd_export(args) -> int:
+    """A trained model (run folder, checkpoint or zoo name) -> a QONNX or ONNX QDQ file."""
+    from hwq.export import export, source
+    src = source.resolve(args.source, scheme=args.scheme, model_name=args.model,
+                         weights=_spec(args.weights) if args.weights else None,
+                         acts=_spec(args.acts) if args.acts else None, plan=args.plan,
+                         num_classes=args.num_classes, input_size=args.input_size,
+                         batch=args.batch)
+    try:
+        report = export(src.model, src.example_input, args.output, args.format,
+                        int4=not args.no_int4, verify=not args.no_verify,
+                        dynamic_batch=args.dynamic_batch)
+    except ImportError as e:  # the export extra is not installed: one line, no traceback
+        raise ValueError(str(e)) from None
+    print(src.description)
+    print(report.table())
+    return 0
+
+
 def _bits_list(text: str) -> list[int]:
     try:
         return [int(b) for b in text.split(",") if b.strip()]
@@ -370,6 +389,35 @@ def build_parser() -> argparse.ArgumentParser:
                     "(bits set per layer) and fine-tuning optimizer/schedule are used (default: "
                     "fixed:b and the --scheme's)")
     se.set_defaults(func=cmd_search)
+
+    ex = sub.add_parser("export", help="write a trained model as QONNX (FINN, qonnx) or ONNX QDQ "
+                                       "(onnxruntime); see docs/export.md")
+    ex.add_argument("source", help="a hwq train run folder, a checkpoint file (with --model ...), "
+                                   "or a zoo name")
+    ex.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    ex.add_argument("--format", choices=("qonnx", "qdq"), default="qonnx")
+    ex.add_argument("--scheme", default=None, help="run folder: the scheme to export (needed when "
+                                                   "several were trained)")
+    ex.add_argument("--model", default=None, help="checkpoint: model name (hwq.models: digits_cnn, "
+                                                  "lenet5, resnet20, cnv, resnet18, mobilenet_v2)")
+    ex.add_argument("--weights", default=None, help="checkpoint: weight quantizer spec used in "
+                                                    "training (default none = float)")
+    ex.add_argument("--acts", default=None, help="checkpoint: activation quantizer spec used in "
+                                                 "training (default none = float)")
+    ex.add_argument("--plan", default=None, help="checkpoint: per-layer plan JSON used in training")
+    ex.add_argument("--num-classes", type=int, default=10, help="checkpoint: classes (default 10)")
+    ex.add_argument("--input-size", type=_input_size, default=None,
+                    help="input shape with batch, e.g. 1,3,32,32 (checkpoint: required; run "
+                         "folder: replaces the test images by noise of this shape)")
+    ex.add_argument("--batch", type=int, default=1, help="run folder: test images in the example "
+                                                         "input (default 1; the QONNX file keeps "
+                                                         "this batch size)")
+    ex.add_argument("--no-int4", action="store_true", help="qdq: 4-bit codes as int8/uint8 with a "
+                                                           "Clip instead of int4/uint4")
+    ex.add_argument("--dynamic-batch", action="store_true", help="qdq: symbolic batch dimension")
+    ex.add_argument("--no-verify", action="store_true", help="do not run the file with "
+                                                             "onnxruntime / qonnx before writing it")
+    ex.set_defaults(func=cmd_export)
     return p
 
 
