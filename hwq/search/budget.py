@@ -34,11 +34,13 @@ itself is the search function.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
+import sys
 import time
 from typing import Any, Iterable, Sequence
 
@@ -266,8 +268,9 @@ def allocate(omega: dict[str, dict[Pair, float]], costs: dict[str, dict[Pair, di
                     a_ub[i, j] = v / limits[m] if limits[m] > 0 else v
             cons.append(LinearConstraint(a_ub.tocsr(), -math.inf,
                                          [rhs[m] if limits[m] > 0 else 0.0 for m in metrics]))
-        res = milp(c, constraints=cons, integrality=[1] * len(var), bounds=Bounds(0, 1),
-                   options={"mip_rel_gap": 0.0, "time_limit": time_limit})
+        with _quiet_stdout():
+            res = milp(c, constraints=cons, integrality=[1] * len(var), bounds=Bounds(0, 1),
+                       options={"mip_rel_gap": 0.0, "time_limit": time_limit})
         if res.status == 2:
             raise ValueError(f"budgets {_limits_text(limits)} are infeasible together: each alone "
                              "can be met, but no plan meets all of them")
@@ -288,6 +291,29 @@ def allocate(omega: dict[str, dict[Pair, float]], costs: dict[str, dict[Pair, di
             rhs[m] -= 2 * excess + 1e-12
     raise ValueError(f"the allocation solver could not meet budgets {_limits_text(limits)} "
                      "within its tolerances")
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence file descriptor 1 while HiGHS runs: some HiGHS builds shipped with scipy print a
+    debugging line ("HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();")
+    from C++ even with disp=False."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real descriptor (a notebook): leave it
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 def _fmt(metric: str, value: float) -> str:
