@@ -215,3 +215,30 @@ def test_torchvision_mnist_files(tmp_path):
     assert d.train.crop_padding == 2 and not d.train.flip and not d.test.augments
     with pytest.raises(ValueError, match="was not found under data.dir"):
         data_mod.datasets("cifar10", str(tmp_path))
+
+
+def test_torchvision_cifar10_files(tmp_path, monkeypatch):
+    """torchvision's CIFAR-10 python batches (pickled dicts of 3072-byte rows, Krizhevsky 2009);
+    torchvision checks their MD5 sums, which made-up files cannot pass, so that check is skipped."""
+    import pickle
+    import torchvision.datasets.cifar as tv_cifar
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    rows = {}
+    for n in names:
+        x = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, 4).tolist()
+        rows[n] = (x, y)
+        with open(folder / n, "wb") as f:
+            pickle.dump({"data": x, "labels": y}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    d = data_mod.datasets("cifar10", str(tmp_path), augment=True)
+    assert d.input_shape == (3, 32, 32) and len(d.train) == 20 and len(d.test) == 4
+    # row layout: 1024 red, then 1024 green, then 1024 blue values, each 32 rows of 32
+    assert np.array_equal(d.train.images[0].numpy(), rows["data_batch_1"][0][0].reshape(3, 32, 32))
+    assert d.test.labels.tolist() == rows["test_batch"][1] and d.train.classes[3] == "c3"
+    assert d.train.crop_padding == 4 and d.train.flip
