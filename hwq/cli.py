@@ -3,6 +3,8 @@ in ``build_parser``; add new subcommands the same way."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 
@@ -90,6 +92,9 @@ def cmd_profile(args) -> int:
     from hwq._io import atomic_write_text
     if (args.workload is None) == (args.checkpoint is None):
         raise ValueError("give one of --workload NAME or --checkpoint PATH (with --model)")
+    if args.batches < 0:
+        raise ValueError(f"--batches {args.batches} is not accepted: expected a number of "
+                         "batches >= 0")
     if args.workload is not None:
         profile = hwq.workloads.build(args.workload, w_bits=args.w_bits, a_bits=args.a_bits)
     else:
@@ -102,13 +107,13 @@ def cmd_profile(args) -> int:
             "googlenet", "inception_v3") else {}
         model = torchvision.models.get_model(args.model, weights=None, **kwargs)
         hwq.quantize(model, weights=_spec(args.weights), acts=_spec(args.acts), plan=args.plan)
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict):
-            for key in ("model", "state_dict"):
-                if isinstance(state.get(key), dict):
-                    state = state[key]
-                    break
-        model.load_state_dict(state)
+        from hwq.train import checkpoint
+        state = checkpoint.load(args.checkpoint)
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+        checkpoint.load_model_state(model, state, args.checkpoint)
         g = torch.Generator().manual_seed(0)
         example = torch.randn(args.input_size, generator=g)
         batches = [torch.randn(args.input_size, generator=g) for _ in range(args.batches)]
@@ -142,14 +147,44 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 
 
+class _SecondInterruptExits:
+    """Within: the first Ctrl-C raises KeyboardInterrupt as usual (the clean-up runs: logs are
+    closed, finished checkpoints stay); a second one, during that clean-up, ends the process at
+    once with exit status 130, whatever the clean-up is waiting for."""
+
+    def __enter__(self):
+        self.count, self.old = 0, None
+        try:
+            self.old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def _handler(self, signum, frame):
+        self.count += 1
+        if self.count > 1:
+            os.write(2, b"\nhwq: interrupted twice: exiting now\n")
+            os._exit(130)
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
 def cmd_train(args) -> int:
     from hwq.train import distributed, run
     recipe = _recipe(args)
     out = args.out or f"runs/{recipe['name']}"
-    try:
-        run(recipe, out, schemes=_names(args.schemes), resume=args.resume)
-    finally:
-        distributed.teardown()  # torchrun: leave the process group cleanly
+    with _SecondInterruptExits():
+        try:
+            run(recipe, out, schemes=_names(args.schemes), resume=args.resume)
+        except KeyboardInterrupt:
+            print(f"\nhwq train: interrupted; the checkpoints of finished epochs are in {out}: "
+                  "continue with --resume (a second Ctrl-C exits at once)", file=sys.stderr)
+            return 130
+        finally:
+            distributed.teardown()  # torchrun: leave the process group cleanly
     return 0
 
 
@@ -241,6 +276,11 @@ def _candidate_bits(text: str) -> list[int]:
 
 
 def cmd_search(args) -> int:
+    with _SecondInterruptExits():
+        return _search(args)
+
+
+def _search(args) -> int:
     from hwq.search import runner
     recipe = _recipe(args)
     out = args.out or f"runs/{recipe['name']}"
@@ -428,6 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # bad specs, plans, shapes: one clear line, no traceback
         print(f"hwq {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a missing, unreadable or unwritable path: name it, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"hwq {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nhwq {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

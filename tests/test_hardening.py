@@ -191,3 +191,24 @@ def test_plan_written_with_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "p.json").st_mode) == 0o644
     assert json.loads((tmp_path / "p.json").read_text())["version"] == 1
+
+
+# -- packaging: the shipped recipes are package data ---------------------------------------------
+def test_shipped_recipes_are_package_data_of_a_built_package(tmp_path):
+    """setuptools' build_py (what a wheel holds, without the C++ build) copies the recipes into
+    hwq/recipes; hwq imported from there finds and loads them, relative plan paths included."""
+    build = tmp_path / "build"
+    p = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "-d", str(build)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (build / "hwq" / "recipes" / "digits.toml").is_file()
+    assert not (build / "hwq" / "recipes").is_symlink()
+    code = ("import hwq, os; from hwq.train import recipe\n"
+            "r = recipe.load(recipe.find('digits'))\n"
+            "print(hwq.__file__); print(r['schemes']['mixed']['plan'])")
+    env = dict(os.environ, PYTHONPATH=str(build))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    module, plan = out.stdout.split()
+    assert module.startswith(str(build)) and plan.startswith(str(build)) and os.path.isfile(plan)

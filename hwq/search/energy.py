@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from .. import hw
-from .._io import atomic_write_text
+from .._io import atomic_write, atomic_write_text
 from ..profile import profile as make_profile
 from .common import Bits, Evaluate, apply, check_bits, layer_names, to_plan
-from .layerwise import layerwise
+from .layerwise import check_search_numbers, layerwise
 
 
 @dataclasses.dataclass
@@ -112,10 +112,10 @@ class EnergySearchResult:
         ax.set_ylabel("accuracy (%)")
         ax.legend()
         fig.tight_layout()
-        tmp = os.fspath(path) + ".tmp.png"
-        fig.savefig(tmp, dpi=120)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:  # atomic, with the umask's mode, errors naming the user's path
+            atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"), mode="wb")
+        finally:
+            plt.close(fig)
 
 
 def energy_search(model: nn.Module, evaluate: Evaluate, calib: list[torch.Tensor],
@@ -130,6 +130,10 @@ def energy_search(model: nn.Module, evaluate: Evaluate, calib: list[torch.Tensor
     finetune: optional callable that trains a quantized copy in place before it is evaluated."""
     if arch not in hw.ARCHS:
         raise ValueError(f"arch={arch!r} is not accepted: expected one of {list(hw.ARCHS)}")
+    check_search_numbers(target=target, tolerance=tolerance)
+    if isinstance(max_layerwise, bool) or not isinstance(max_layerwise, int) or max_layerwise < 0:
+        raise ValueError(f"max_layerwise={max_layerwise!r} is not accepted: expected an integer "
+                         ">= 0")
     uniform_bits = sorted(set(uniform_bits))
     for b in uniform_bits:
         check_bits("uniform_bits", b)

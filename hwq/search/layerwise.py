@@ -14,7 +14,8 @@ activations only, with weights at 16 bits; ``kinds`` chooses.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+import math
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -48,6 +49,26 @@ class LayerwiseResult:
         return "\n".join(rows)
 
 
+def check_search_numbers(**values: Any) -> None:
+    """target (accuracy in %, or None) in [0, 100]; tolerance (points) finite and >= 0;
+    finetune (epochs) an integer >= 0. NaN passes comparisons silently, so it is named here."""
+    for name, v in values.items():
+        if name == "target" and v is None:
+            continue
+        if name == "finetune":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"finetune={v!r} is not accepted: expected a number of epochs, "
+                                 "an integer >= 0")
+            continue
+        lo, hi = (0.0, 100.0) if name == "target" else (0.0, math.inf)
+        ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+              and lo <= v <= hi)
+        if not ok:
+            what = "an accuracy in % from 0 to 100" if name == "target" else \
+                "a finite number of accuracy points >= 0"
+            raise ValueError(f"{name}={v!r} is not accepted: expected {what}")
+
+
 def layerwise(model: nn.Module, evaluate: Evaluate, calib: list[torch.Tensor],
               tolerance: float = 1.0, start: int = 16, min_bits: int = 2,
               kinds: Iterable[str] = ("acts", "weights")) -> LayerwiseResult:
@@ -63,8 +84,7 @@ def layerwise(model: nn.Module, evaluate: Evaluate, calib: list[torch.Tensor],
     check_bits("min_bits", min_bits)
     if min_bits > start:
         raise ValueError(f"min_bits={min_bits} is not accepted: expected at most start={start}")
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance={tolerance!r} is not accepted: expected points >= 0")
+    check_search_numbers(tolerance=tolerance)
     kinds = tuple(kinds)
     if not kinds or any(k not in ("acts", "weights") for k in kinds):
         raise ValueError(f"kinds={kinds!r} is not accepted: expected 'acts' and/or 'weights'")

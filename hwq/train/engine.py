@@ -13,13 +13,19 @@ without a step, on every process: this initialises the quantizers' data-dependen
 activation ranges, activation signedness) identically everywhere.
 
 After every epoch a checkpoint (model, optimizer, scheduler, epochs done, random states, metrics) is
-written atomically; ``resume=True`` loads it and continues where it stopped.
+written atomically; ``resume=True`` loads it and continues where it stopped. A loss that becomes NaN
+or Inf stops training at once with ``TrainingDiverged`` ("loss became nan at epoch E step S"): the
+checkpoint keeps the last finished epoch. With ``progress`` a tqdm bar runs when stderr is a
+terminal; otherwise (log files, CI) one line per epoch is printed instead.
 """
 from __future__ import annotations
 
 import math
 import os
+import sys
+import threading
 import time
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -33,6 +39,11 @@ from .images import ImageTensors
 
 FORMAT = "hwq.checkpoint"
 VERSION = 1
+CLOSE_TIMEOUT_S = 10.0  # the most Logger.close waits for TensorBoard's writer thread
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or Inf; the checkpoint holds the last finished epoch."""
 
 
 def _with_defaults(section: str, cfg: dict) -> dict:
@@ -176,9 +187,55 @@ class Logger:
                     self.writer.add_scalar(f"bits/{name}/weights", m.w_bits, step)
                     self.writer.add_scalar(f"bits/{name}/acts", m.a_bits, step)
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Flush and close the writer, waiting at most ``timeout`` seconds. A Ctrl-C that lands
+        inside TensorBoard's queue can leave its lock held, and its close then waits forever for
+        its writer thread; closing in a daemon thread bounds that wait (the last events may then
+        be lost, with a warning) and lets the process end."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        closer = threading.Thread(target=writer.close, name="hwq-tensorboard-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():
+            warnings.warn(f"the TensorBoard writer of {writer.log_dir!r} did not close within "
+                          f"{timeout:g} s (interrupted while writing?): its last events may be "
+                          "lost", RuntimeWarning, stacklevel=2)
+
+
+def _check_training_state(state: dict, path: str, epochs: int) -> tuple[int, list]:
+    """(epochs done, metrics) of a training checkpoint, checked before anything is loaded."""
+    if state.get("format") != FORMAT or state.get("version") != VERSION:
+        raise ValueError(f"checkpoint {path!r} is not a {FORMAT} version {VERSION} file "
+                         f"(format {state.get('format')!r}, version {state.get('version')!r})")
+    missing = [k for k in ("epoch", "model", "optimizer", "scheduler", "rng", "metrics")
+               if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path!r} lacks {missing}: not a complete training checkpoint")
+    done, metrics = state["epoch"], state["metrics"]
+    if type(done) is not int or done < 1:
+        raise ValueError(f"checkpoint {path!r}: epoch = {done!r} is not accepted: expected the "
+                         "number of finished epochs, an integer >= 1")
+    if not isinstance(metrics, list) or len(metrics) != done:
+        n = len(metrics) if isinstance(metrics, list) else repr(metrics)
+        raise ValueError(f"checkpoint {path!r}: {n} metrics entries for epoch = {done}: expected "
+                         "one per finished epoch")
+    if done > epochs:
+        raise ValueError(f"checkpoint {path!r} has {done} finished epochs, more than epochs = "
+                         f"{epochs}: resume with epochs >= {done}, or start afresh without resume")
+    return done, list(metrics)
+
+
+def _diverged(loss_value: float, world: int, device: torch.device) -> bool:
+    """Whether the loss of this step is NaN or Inf on any process (all stop together: one
+    process leaving alone would leave the others waiting in the gradient all-reduce)."""
+    bad = not math.isfinite(loss_value)
+    if world > 1:
+        flag = torch.tensor([float(bad)], dtype=torch.float64, device=device)
+        distributed.all_reduce_sum(flag)
+        bad = bool(flag.item() > 0)
+    return bad
 
 
 def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
@@ -219,14 +276,16 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     start, history = 0, []
     if resume and os.path.exists(checkpoint_path):
         state = checkpoint.load(checkpoint_path)
-        if state.get("format") != FORMAT or state.get("version") != VERSION:
-            raise ValueError(f"checkpoint {checkpoint_path!r} is not a {FORMAT} version "
-                             f"{VERSION} file")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        start, history = int(state["epoch"]), list(state["metrics"])
+        start, history = _check_training_state(state, checkpoint_path, epochs)
+        checkpoint.load_model_state(model, state["model"], checkpoint_path)
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            checkpoint.set_rng_state(state["rng"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise ValueError(f"checkpoint {checkpoint_path!r}: its optimizer, scheduler or random "
+                             f"state does not fit this run ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
     else:
         first = epoch_batches(len(train_set), batch_size, seed, 0)[0]
         x0 = torch.stack([train_set[i][0] for i in first]).to(device)
@@ -244,6 +303,9 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     logger = Logger(log_dir, purge_step=start * steps_per_epoch if start else None)
     if start == 0:
         logger.model(model, 0)
+    # A bar redraws itself with carriage returns: in a log file or CI that is one line per
+    # update, so without a terminal one line per epoch is printed instead.
+    bar_on = progress and rank == 0 and sys.stderr.isatty()
     try:
         from tqdm import tqdm
         for epoch in range(start, epochs):
@@ -253,11 +315,20 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
             aug = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 64 + rank)
             timed = _Timed(_batches(train_set, batches, device, workers, aug))
             bar = tqdm(timed, total=len(batches), desc=f"{desc} epoch {epoch + 1}/{epochs}",
-                       leave=False, disable=not progress or rank != 0, dynamic_ncols=True)
+                       leave=False, disable=not bar_on, dynamic_ncols=True)
             sums = torch.zeros(3, dtype=torch.float64, device=device)
             for i, (x, y) in enumerate(bar):
                 out = net(x)
                 loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+                loss_value = loss.item()
+                if _diverged(loss_value, world, device):
+                    kept = (f"; {checkpoint_path!r} keeps epoch {epoch}, the last finished one"
+                            if checkpoint_path is not None and epoch > 0 else "")
+                    raise TrainingDiverged(
+                        f"{desc + ': ' if desc else ''}loss became "
+                        f"{'NaN' if math.isnan(loss_value) else loss_value} at epoch {epoch + 1} "
+                        f"step {i + 1}: training stopped{kept}. Try a lower optim.lr (now "
+                        f"{base_lr:g}) or a warmup")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -269,9 +340,9 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
                 sums[1] += (out.detach().argmax(1) == y).sum().double()
                 sums[2] += len(y)
                 step = epoch * steps_per_epoch + i
-                logger.scalar("train/loss", loss.item(), step)
+                logger.scalar("train/loss", loss_value, step)
                 logger.scalar("train/lr", lr, step)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss_value:.3f}")
             distributed.all_reduce_sum(sums)
             test = evaluate(model, test_set, test_batch_size, device, workers)
             metrics = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0].item() / sums[2].item(),
@@ -290,6 +361,11 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
                     "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(),
                     "metrics": history})
             distributed.barrier()
+            if progress and rank == 0 and not bar_on:
+                print(f"{desc + ' ' if desc else ''}epoch {epoch + 1}/{epochs}: train loss "
+                      f"{metrics['train_loss']:.4f}, train acc {metrics['train_acc']:.2f}%, test "
+                      f"acc {metrics['test_acc']:.2f}% ({metrics['train_s']:.0f} s)",
+                      file=sys.stderr, flush=True)
             if on_epoch is not None:
                 on_epoch(metrics)
     finally:

@@ -32,6 +32,7 @@ TOML values (0.01, true, [16, 32]) and, when that fails, as plain strings (lsq:4
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import math
 import os
 from typing import Any
@@ -267,13 +268,18 @@ def scheme_settings(recipe: dict, name: str) -> dict:
             "act": s["act"] or recipe["model"]["act"]}
 
 
-RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "recipes")
+def _shipped_dir() -> str:
+    """The folder of the shipped recipes: package data of hwq (``hwq/recipes``, a link to the
+    repository's recipes/ folder in a source tree, real files in an installed wheel)."""
+    return os.fspath(importlib.resources.files("hwq").joinpath("recipes"))
+
+
+RECIPES_DIR = _shipped_dir()
 
 
 def find(text: str) -> str:
     """The path of a recipe: ``text`` itself when it is a file, else the shipped recipe of that
-    name (recipes/<text>.toml in the source tree, e.g. "digits")."""
+    name (hwq's package data, recipes/<text>.toml in the source tree, e.g. "digits")."""
     if os.path.isfile(text):
         return text
     shipped = os.path.join(RECIPES_DIR, f"{text}.toml")

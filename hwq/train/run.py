@@ -7,8 +7,11 @@ batches) and its accelerator report (``<scheme>.report.txt`` / ``.json``, hwq.ma
 
 Layout of ``out``::
 
-    <out>/recipe.json            the recipe as run (defaults and overrides applied)
-    <out>/results.json           per scheme: accuracy, bits, MACs, cycles, energy
+    <out>/recipe.json            the recipe as run (defaults and overrides applied); schemes of
+                                 earlier runs into the same folder are kept in its schemes table
+    <out>/results.json           per scheme: accuracy, bits, MACs, cycles, energy; written after
+                                 each scheme, merged with the schemes of earlier runs
+    <out>/<scheme>/recipe.json   the recipe the scheme was last trained with
     <out>/<scheme>/last.pt       checkpoint after the last finished epoch
     <out>/<scheme>/tb/           TensorBoard logs
     <out>/<scheme>/<scheme>.profile.json, .report.txt, .report.json
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from .. import hw, models
-from .._io import atomic_write_text
+from .._io import atomic_write_text, read_json
 from ..convert import quantize
 from ..nn import QuantLayer
 from ..profile import profile as make_profile
@@ -119,7 +122,9 @@ def _init_weights(recipe: dict, name: str, model: nn.Module, out: str,
                          f"{path!r} does not exist: train {init!r} first (include it in --schemes)")
     state = checkpoint.load(path)
     source = build_model(recipe, init, data)
-    source.load_state_dict(state["model"])
+    if "model" not in state:
+        raise ValueError(f"checkpoint {path!r} has no 'model' entry: not written by hwq train")
+    checkpoint.load_model_state(source, state["model"], path)
     float_params = {k: v for k, v in source.state_dict().items()
                     if "weight_quant." not in k and "act_quant." not in k}
     missing, unexpected = model.load_state_dict(float_params, strict=False)
@@ -150,6 +155,21 @@ def _stats_batches(dataset, n_batches: int, batch_size: int) -> Iterable[torch.T
         if i >= n_batches:
             break
         yield x
+
+
+def _previous(path: str) -> dict[str, Any]:
+    """The JSON object an earlier run wrote at ``path`` ({} when there is none), to merge with."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        data = read_json(path, "file")
+    except ValueError as e:
+        raise ValueError(f"{e}: an earlier run's file cannot be merged with this run's; move it "
+                         "away or choose another --out") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path!r} is not a JSON object: an earlier run's file cannot be merged "
+                         "with this run's; move it away or choose another --out")
+    return data
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -203,8 +223,13 @@ def _run(recipe, out, schemes, resume, log):
         except ValueError as e:
             raise ValueError(f"scheme {name!r}: {e}") from None
     os.makedirs(out, exist_ok=True)
+    # A later run with other --schemes into the same folder adds to what is there: finished
+    # results and scheme definitions of earlier runs are kept, per scheme.
+    all_results = _previous(os.path.join(out, "results.json"))
+    old_recipe = _previous(os.path.join(out, "recipe.json"))
     if rank == 0:
-        atomic_write_text(os.path.join(out, "recipe.json"), json.dumps(recipe, indent=1) + "\n")
+        merged = {**recipe, "schemes": {**(old_recipe.get("schemes") or {}), **recipe["schemes"]}}
+        atomic_write_text(os.path.join(out, "recipe.json"), json.dumps(merged, indent=1) + "\n")
     results: dict[str, dict[str, Any]] = {}
     origin = provenance()  # the code and machine as the run starts
     for name in names:
@@ -214,6 +239,10 @@ def _run(recipe, out, schemes, resume, log):
         model = build_model(recipe, name, data)
         folder = os.path.join(out, name)
         ckpt = os.path.join(folder, "last.pt")
+        if rank == 0:
+            os.makedirs(folder, exist_ok=True)
+            atomic_write_text(os.path.join(folder, "recipe.json"),
+                              json.dumps(recipe, indent=1) + "\n")
         if s["init"] is not None and not (resume and os.path.exists(ckpt)):
             _init_weights(recipe, name, model, out, data)
         history = engine.fit(
@@ -249,8 +278,11 @@ def _run(recipe, out, schemes, resume, log):
                 + report.table())
         model.to(device)
         results[name] = r
+        all_results[name] = r
+        if rank == 0:  # after each scheme: an interrupted run keeps the schemes it finished
+            atomic_write_text(os.path.join(out, "results.json"),
+                              json.dumps(all_results, indent=1) + "\n")
     if rank == 0:
-        atomic_write_text(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
         log(f"\n{recipe['name']}: test accuracy and {rep['arch']} vs {rep['baseline']} "
-            f"(profiles and reports in {out}/<scheme>/)\n" + table(results))
+            f"(profiles and reports in {out}/<scheme>/)\n" + table(all_results))
     return results
