@@ -24,7 +24,7 @@ def test_map_workload_formats(tmp_path, capsys):
 
 
 def test_map_errors_are_one_line(capsys):
-    assert main(["map", "alexnet", "--arch", "eyeriss"]) == 2
+    assert main(["map", "alexnet", "--arch", "tpu_v9"]) == 2
     assert "accepted: dadiannao" in capsys.readouterr().err
     assert main(["map", "no_such_file.json"]) == 2
     assert "neither a profile JSON file nor a workload" in capsys.readouterr().err

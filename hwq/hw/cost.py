@@ -8,7 +8,8 @@ Memory model (first order, the same for every design; assumed):
   = MACs * (w_store / w_reuse + a_store / a_reuse) + outputs * a_store (written once);
 * off-chip (with ``offchip``): the layer's weights and input are read and its output written once,
   at the stored width (the output at this layer's activation precision, standing in for the
-  consumer's);
+  consumer's); a design that runs a batch of B images reads the weights once per batch (1/B per
+  image);
 * footprint: the layer's weights and input at the stored width (what must be held on chip).
 Energies: on-chip bits * SRAM pJ/bit, off-chip bits * DRAM pJ/bit (hwq.hw.energy).
 """
@@ -88,7 +89,9 @@ def memory(layer: LayerProfile, cfg: ArchConfig, w_reuse: float, a_reuse: float,
     onchip = layer.macs * (w_store / max(w_reuse, 1) + a_store / max(a_reuse, 1)) + out_bits
     cost.onchip_pj = onchip * cfg.energy.sram_pj_per_bit
     cost.footprint_bits = w_bits_total + in_bits
-    cost.offchip_bits = (w_bits_total + in_bits + out_bits) if cfg.offchip else 0
+    # a design that runs a batch fetches the weights once for all of its images
+    w_fetch = cdiv(w_bits_total, cfg.batch_size)
+    cost.offchip_bits = (w_fetch + in_bits + out_bits) if cfg.offchip else 0
     cost.offchip_pj = cost.offchip_bits * cfg.energy.dram_pj_per_bit
     return cost
 

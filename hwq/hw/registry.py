@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from . import (bitfusion, dadiannao, diannao, dstripes, envision, finn, loom, pragmatic, proteus,
-               shift, stripes, systolic, tartan, yodann)
+from . import (bitfusion, dadiannao, diannao, dstripes, envision, eyeriss, finn, loom, pragmatic,
+               proteus, shift, stripes, systolic, tartan, yodann)
 from .config import ArchConfig
 
 
@@ -47,6 +47,7 @@ ARCHS: dict[str, Arch] = {
     "yodann": Arch(yodann.YodaNNConfig, yodann.cost),
     "finn": Arch(finn.FinnConfig, finn.cost, network=finn.network_cost),
     "shift": Arch(shift.ShiftConfig, shift.cost),
+    "eyeriss": Arch(eyeriss.EyerissConfig, eyeriss.cost),
     "bitfusion": Arch(bitfusion.BitFusionConfig, bitfusion.cost, network=bitfusion.network_cost),
     "systolic_ws": Arch(systolic.SystolicConfig, systolic.cost, {"dataflow": "ws"}),
     "systolic_os": Arch(systolic.SystolicConfig, systolic.cost, {"dataflow": "os"}),

@@ -35,6 +35,9 @@ BUILDERS: dict[str, Callable[[], Profile]] = {
     "bf_resnet18": bitfusion_bench.resnet18,
     "bf_rnn": bitfusion_bench.rnn,
     "bf_lstm": bitfusion_bench.lstm,
+    # the 1x-wide AlexNet and ResNet-18 that the BitFusion authors' Eyeriss results ran
+    "bf_alexnet_1x": lambda: bitfusion_bench.alexnet(wide=1),
+    "bf_resnet18_1x": lambda: bitfusion_bench.resnet18(wide=1),
     # FINN's BNN-PYNQ networks, binary, with the padded sizes the overlays synthesise
     "finn_cnv": finn_bench.cnv,
     "finn_lfc": finn_bench.lfc,

@@ -14,7 +14,7 @@ from ..profile import Profile
 from .builder import Net
 
 NAMES = ("bf_alexnet", "bf_svhn", "bf_cifar10", "bf_lenet5", "bf_vgg7", "bf_resnet18", "bf_rnn",
-         "bf_lstm")
+         "bf_lstm", "bf_alexnet_1x", "bf_resnet18_1x")
 
 
 def _conv(net: Net, name: str, out: int, k: int, w_bits: int, a_bits: int, stride: int = 1,
@@ -39,29 +39,33 @@ def _finish(net: Net, name: str, shape: tuple[int, ...], source: str) -> Profile
     return net.profile(name, shape, f"BitFusion benchmark {source} (hsharma35/bitfusion)")
 
 
-def alexnet() -> Profile:
-    """AlexNet, WRPN 2x wide, two towers (conv1_a / conv1_b ...) as in the simulator."""
+def alexnet(wide: int = 2) -> Profile:
+    """AlexNet, two towers (conv1_a / conv1_b ...) as in the simulator: WRPN 2x wide (what the
+    published BitFusion sweep ran) or ``wide=1`` (what the published Eyeriss results ran; its
+    first layer has 4-bit weights)."""
     net = Net((3, 227, 227))
     towers = []
     for t in ("a", "b"):   # both towers read the input first (and run as im2col)
         x = net.fork()
-        _conv(x, f"conv1_{t}", 96, 11, 8, 8, stride=4, same=False).pool(2, 2)
+        _conv(x, f"conv1_{t}", 48 * wide, 11, 8 if wide == 2 else 4, 8, stride=4,
+              same=False).pool(2, 2)
         towers.append(x)
     for t, x in zip(("a", "b"), towers):
-        _conv(x, f"conv2_{t}", 256, 5, 4, 4).pool(2, 2)
+        _conv(x, f"conv2_{t}", 128 * wide, 5, 4, 4).pool(2, 2)
     cat = net.fork().concat(*towers)
     outs = []
     for t in ("a", "b"):
         x = cat.fork()
-        _conv(x, f"conv3_{t}", 384, 3, 4, 4)
-        _conv(x, f"conv4_{t}", 384, 3, 4, 4)
-        _conv(x, f"conv5_{t}", 256, 3, 4, 4).pool(2, 2)
+        _conv(x, f"conv3_{t}", 192 * wide, 3, 4, 4)
+        _conv(x, f"conv4_{t}", 192 * wide, 3, 4, 4)
+        _conv(x, f"conv5_{t}", 128 * wide, 3, 4, 4).pool(2, 2)
         outs.append(x)
     top = cat.fork().concat(*outs)
-    _fc(top, "fc1", 8192, 4, 4)
-    _fc(top, "fc2", 8192, 4, 4)
+    _fc(top, "fc1", 4096 * wide, 4, 4)
+    _fc(top, "fc2", 4096 * wide, 4, 4)
     _fc(top, "fc3", 1000, 8, 8)
-    return _finish(net, "bf_alexnet", (3, 227, 227), "AlexNet (WRPN 2x)")
+    name = "bf_alexnet" if wide == 2 else "bf_alexnet_1x"
+    return _finish(net, name, (3, 227, 227), f"AlexNet ({'WRPN 2x' if wide == 2 else '1x'})")
 
 
 def svhn() -> Profile:
@@ -119,16 +123,18 @@ def vgg7() -> Profile:
     return _finish(net, "bf_vgg7", (3, 32, 32), "VGG-7 (TWN)")
 
 
-def resnet18() -> Profile:
-    """ResNet-18 as the simulator's WRPN variant: a 1x1 then a 3x3 conv per unit, 2x wide."""
+def resnet18(wide: int = 2) -> Profile:
+    """ResNet-18 as the simulator defines it: a 1x1 then a 3x3 conv per unit; WRPN 2x wide (the
+    BitFusion sweep) or ``wide=1`` (TWN; the published Eyeriss results)."""
     net = Net((3, 224, 224))
-    _conv(net, "conv1_a", 128, 7, 8, 8, stride=2).pool(2, 2)
-    for mod, width in zip(range(2, 6), (128, 256, 512, 1024)):
+    _conv(net, "conv1_a", 64 * wide, 7, 8, 8, stride=2).pool(2, 2)
+    for mod, width in zip(range(2, 6), (64 * wide, 128 * wide, 256 * wide, 512 * wide)):
         for i in (1, 2):
             stride = 2 if (i == 1 and mod > 2) else 1
             _conv(net, f"module{mod}/conv{mod}_{i}_a", width, 1, 4, 4, stride=stride)
             _conv(net, f"module{mod}/conv{mod}_{i}_b", width, 3, 4, 4)
-    return _finish(net, "bf_resnet18", (3, 224, 224), "ResNet-18 (WRPN 2x)")
+    name = "bf_resnet18" if wide == 2 else "bf_resnet18_1x"
+    return _finish(net, name, (3, 224, 224), f"ResNet-18 ({'WRPN 2x' if wide == 2 else 'TWN 1x'})")
 
 
 def _matmul(name: str, size: int) -> Profile:

@@ -18,7 +18,7 @@ def test_registry_and_unknown_names():
                  "systolic_ws", "systolic_os", "systolic_is"):
         assert name in ARCHS
     with pytest.raises(ValueError, match="accepted: dadiannao, diannao, stripes"):
-        map(one_layer(), "eyeriss")
+        map(one_layer(), "tpu_v9")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['tile'\]; accepted: .*'tiles'"):
         map(one_layer(), "stripes", tile=8)
     with pytest.raises(ValueError, match="dataflow='xs'"):
