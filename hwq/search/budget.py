@@ -153,14 +153,14 @@ def parse_budgets(budgets: str | Budget | Sequence[str | Budget] | dict[str, Any
     return out
 
 
-# -- cost table -------------------------------------------------------------------------------------
+# -- cost table ----------------------------------------------------------------------------------
 
 def layer_costs(profile: Profile, arch: str | None, arch_config: Any = None,
                 baseline: str = "dadiannao") -> dict[str, dict[str, float]]:
-    """{layer: {metric: cost}} of ``profile`` at its own bits: size and BOPs from shapes, energy (pJ)
-    and latency (s) per image from hwq.map on ``arch`` (omitted when arch is None)."""
-    out = {l.name: {"size": float(l.weights * l.w_bits), "bops": float(l.macs * l.w_bits * l.a_bits)}
-           for l in profile.layers}
+    """{layer: {metric: cost}} of ``profile`` at its own bits: size and BOPs from shapes, energy
+    (pJ) and latency (s) per image from hwq.map on ``arch`` (omitted when arch is None)."""
+    out = {l.name: {"size": float(l.weights * l.w_bits),
+                    "bops": float(l.macs * l.w_bits * l.a_bits)} for l in profile.layers}
     if arch is not None:
         rep = hw.map(profile, arch, baseline=baseline, config=arch_config)
         for l in rep.layers:
@@ -209,7 +209,7 @@ def cost_table(model: nn.Module, calib: list[torch.Tensor], pairs: Iterable[Pair
     return names, table, not dynamic
 
 
-# -- the exact allocation ---------------------------------------------------------------------------
+# -- the exact allocation ------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class Allocation:
@@ -332,7 +332,8 @@ class BudgetResult:
 
     bits: {layer: (w_bits, a_bits)}; pinned: the pinned layers; budgets: the budgets as written and
     ``limits`` their absolute values (pJ, s, bits, BOPs); totals: the plan's costs from the cost
-    table, every metric known (energy and latency need an arch); uniform8: the uniform 8-bit plan's; mapped: the plan's own energy / latency from hwq.map
+    table, every metric known (energy and latency need an arch); uniform8: the uniform 8-bit
+    plan's; mapped: the plan's own energy / latency from hwq.map
     of its profile (equal to totals on static designs); objective: summed sensitivity.
     """
 

@@ -6,10 +6,11 @@ For layer l and bit width b (HAWQ-V2, Dong et al., NeurIPS 2020; HAWQ-V3, Yao et
     Omega_a(l, b) = (Tr(H_a) / n_a) * E_x ||Q_b(a) - a||^2    input activations (HAWQ-V2, sec. 3.3)
 
 With the loss near a minimum, the second-order term of its Taylor expansion makes
-Omega ~ 2 x (the rise of the mean loss) when only that tensor is quantized; the sum over layers is the
-objective the allocation (hwq.search.budget) minimises. ``Q_b`` is the quantizer the plan will be
-applied with (hwq.search.apply), fresh and calibrated on the tensor itself: by default ``fixed:b``
-(weights: range max|W|; activations: the batch max|x|); with ``lsq`` its initial step.
+Omega ~ 2 x (the rise of the mean loss) when only that tensor is quantized; the sum over layers is
+the objective the allocation (hwq.search.budget) minimises. ``Q_b`` is the quantizer the plan will
+be applied with (hwq.search.apply), fresh and calibrated on the tensor itself: by default
+``fixed:b`` (weights: range max|W|; activations: the batch max|x|); with ``lsq`` its initial
+step.
 
 Curvature, two methods:
 
@@ -23,12 +24,13 @@ Curvature, two methods:
   Goodfellow 2015 and Opacus), per-sample activation gradients directly, the model being in eval
   mode (no sample sees another).
 
-Normalisation: H is the Hessian of the batch-mean loss. For weights n_W is the number of weights. For
-activations H is block diagonal over samples; ``a_trace`` is the mean over samples of
+Normalisation: H is the Hessian of the batch-mean loss. For weights n_W is the number of weights.
+For activations H is block diagonal over samples; ``a_trace`` is the mean over samples of
 Tr(H_i) / n_a with n_a the elements of one sample's input and H_i the Hessian of that sample's loss,
 and ``a_perturb`` the mean over samples of ||Q_b(a_i) - a_i||^2, so that Omega_a has the scale of
 Omega_w. A negative trace estimate (non-convex point, or noise) is kept in ``w_trace`` / ``a_trace``
-and counted as 0 in Omega (a perturbation cannot be assumed to lower the loss); ``table()`` marks it.
+and counted as 0 in Omega (a perturbation cannot be assumed to lower the loss); ``table()`` marks
+it.
 
 The model is evaluated in eval mode on a float view: a QAT model's quantizers are replaced by the
 float passthrough on a copy, so the curvature is that of its latent float weights, the W of
@@ -57,8 +59,8 @@ METHODS = ("hutchinson", "fisher")
 class LayerSensitivity:
     """One conv / FC layer. ``weights``: number of weights; ``act_size``: input elements per sample.
     ``w_trace`` / ``a_trace``: curvature per element as in the module docstring (loss units per
-    value^2), with standard errors. ``w_perturb[b]`` = ||Q_b(W) - W||^2; ``a_perturb[b]`` = mean over
-    samples of ||Q_b(a) - a||^2."""
+    value^2), with standard errors. ``w_perturb[b]`` = ||Q_b(W) - W||^2; ``a_perturb[b]`` = mean
+    over samples of ||Q_b(a) - a||^2."""
 
     name: str
     weights: int
