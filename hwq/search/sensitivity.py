@@ -140,6 +140,22 @@ class Sensitivity:
         rows.append(self.cost())
         return "\n".join(rows)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Sensitivity":
+        """The inverse of to_dict (e.g. the "sensitivity" entry of a budget result JSON), to
+        allocate again under other budgets without measuring again."""
+        try:
+            layers = [LayerSensitivity(
+                **{**l, "w_perturb": {int(b): float(v) for b, v in l["w_perturb"].items()},
+                   "a_perturb": {int(b): float(v) for b, v in l["a_perturb"].items()}})
+                for l in d["layers"]]
+            return cls(d["method"], tuple(d["bits"]), layers, d["samples"], d["batches"],
+                       d["iters"], d["forward"], d["backward"], d["hvp"], d["seconds"],
+                       d.get("quantizers", {"weights": "fixed", "acts": "fixed"}))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"a sensitivity record is not accepted: {type(e).__name__}: {e}; "
+                             "expected what Sensitivity.to_dict writes") from None
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "bits": list(self.bits), "samples": self.samples,
                 "batches": self.batches, "iters": self.iters, "forward": self.forward,

@@ -172,6 +172,18 @@ def test_perturbation_follows_the_quantizer_template():
         sensitivity(m, [(x, y)], bits=(12,), weights="pow2")  # pow2 takes at most 8 bits
 
 
+def test_sensitivity_round_trips_through_json():
+    import json
+
+    from hwq.search.sensitivity import Sensitivity
+    m, x, y = tiny_case()
+    s = sensitivity(m, [(x, y)], bits=(2, 4), method="fisher", acts="lsq")
+    back = Sensitivity.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert back == s and back["fc2"].omega(2, 4) == s["fc2"].omega(2, 4)
+    with pytest.raises(ValueError, match="sensitivity record is not accepted"):
+        Sensitivity.from_dict({"method": "fisher"})
+
+
 def test_qat_model_uses_latent_float_weights():
     m, x, y = tiny_case()
     q = hwq.quantize(Tiny().double(), weights="fixed:2", acts="fixed:2")
