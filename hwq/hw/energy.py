@@ -1,7 +1,8 @@
 """Energy per operation and per memory access: a replaceable table, 45 nm by default.
 
 Default figures: Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014,
-45 nm, 0.9 V (the table reproduced in ../shared/reference/accelerators.md).
+45 nm, 0.9 V: 8-bit add 0.03 pJ, 32-bit add 0.1 pJ, 8-bit multiply 0.2 pJ, 32-bit multiply 3.1 pJ,
+64-bit read of an 8 KB SRAM 10 pJ, 64-bit DRAM access 1300-2600 pJ.
 
 Width scaling (as Accelergy's tables do): an adder's energy is linear in its width, a multiplier's
 is quadratic (for an n x m multiplier: proportional to the n*m bit-products), both anchored at the

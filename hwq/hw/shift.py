@@ -1,5 +1,6 @@
-"""A multiplier-free, shift-based design for power-of-two weights (after Brown et al., DAC 2017:
-power-of-two weights turn multiplications into shifts).
+"""A multiplier-free, shift-based design for power-of-two weights (after Tann, Hashemi, Bahar and
+Reda, "Hardware-Software Codesign of Accurate, Multiplier-free Deep Neural Networks", DAC 2017,
+Brown University: power-of-two weights turn multiplications into shifts).
 
 Assumed organisation: DaDianNao's array (16 tiles x 16 filters x 16 lanes, one window at a time)
 with a barrel shifter in place of each multiplier, so cycles are DaDianNao's; the energy of a shift
