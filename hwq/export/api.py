@@ -94,6 +94,9 @@ def _check_args(model, example_input, path, format, int4, verify, dynamic_batch)
     for pname, v in (("int4", int4), ("verify", verify), ("dynamic_batch", dynamic_batch)):
         if not isinstance(v, bool):
             raise ValueError(f"{pname}={v!r} is not accepted: expected True or False")
+    if dynamic_batch and format == "qonnx":
+        raise ValueError("dynamic_batch=True is not accepted for format='qonnx': FINN and qonnx's "
+                         "executor need a fixed input shape (export with the batch size you run)")
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise ValueError(f"path={path!r} is not accepted: expected a file path such as "
                          "'model.onnx'")
@@ -172,11 +175,44 @@ def _torch_onnx(model: nn.Module, x: torch.Tensor, dynamic_batch: bool):
             program = torch.onnx.export(
                 model, (x,), dynamo=True, opset_version=ops.OPSET, verbose=False,
                 custom_translation_table=ops.TRANSLATIONS, input_names=["input"],
-                output_names=["output"], optimize=True, **kwargs)
+                output_names=["output"], optimize=False, **kwargs)
     except Exception as e:  # the exporter's errors are long; keep the cause and say who failed
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"torch.onnx could not export the model: {first}") from e
-    return program.model_proto
+    proto = program.model_proto
+    _tidy(proto)
+    return proto
+
+
+def _tidy(proto) -> None:
+    """In place: each int8 weight-code initializer cast to int4/uint4 becomes an int4/uint4
+    initializer of the same name (torch has no 4-bit type to hold it), so DequantizeLinear reads
+    it directly; then constant folding and dead-node removal (onnxscript's public passes). Not the
+    exporter's default optimizer: its rewrite rules fuse a BatchNormalization into a convolution
+    whose weight is an initializer, which would turn exact quantized weights into other numbers."""
+    import onnx
+    import onnxscript.optimizer as opt
+    from onnx import numpy_helper
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    four = (onnx.TensorProto.INT4, onnx.TensorProto.UINT4)
+    for node in list(graph.node):
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to in four and node.input[0] in inits:
+            codes = numpy_helper.to_array(inits[node.input[0]])
+            name = node.input[0]  # the codes buffer's name (conv1.weight_quant.codes)
+            graph.node.remove(node)
+            graph.initializer.remove(inits.pop(name))
+            graph.initializer.append(onnx.helper.make_tensor(name, to, codes.shape,
+                                                             codes.flatten().tolist()))
+            for other in graph.node:
+                for i, inp in enumerate(other.input):
+                    if inp == node.output[0]:
+                        other.input[i] = name
+            for vi in [v for v in graph.value_info if v.name in (name, node.output[0])]:
+                graph.value_info.remove(vi)  # int8 / int4 types recorded for the old names
+    opt.fold_constants(proto)
+    opt.remove_unused_nodes(proto)
 
 
 def _check_graph(proto, records, fmt: str) -> None:
@@ -222,7 +258,8 @@ def export(model: nn.Module, example_input: torch.Tensor, path: str | os.PathLik
         keeps them int8/uint8 with a Clip (for runtimes without 4-bit types).
     verify: run the file with onnxruntime (QDQ) or qonnx's executor (QONNX) on example_input and
         refuse to write it when its output differs from the model's (see VERIFY_TOLERANCE).
-    dynamic_batch: make the batch dimension symbolic (onnxruntime); FINN wants a fixed shape.
+    dynamic_batch: QDQ only: make the batch dimension symbolic (any batch size in onnxruntime);
+        QONNX files keep example_input's shape, as FINN and qonnx's executor need.
 
     Returns an ExportReport (what each quantizer became). Raises ValueError (ExportError for a
     layer or quantizer the format cannot hold, naming it) and writes nothing on any failure.
