@@ -155,6 +155,8 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _profile_bits(model: nn.Module, x: torch.Tensor) -> list[dict[str, Any]]:
     from ..profile import profile
+    if not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()):
+        return []  # nothing hwq.profile describes (a model of QuantAct and pooling, say)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # compute layers it skips are not this function's news
         prof = profile(model, x)
