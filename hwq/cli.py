@@ -400,10 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="accuracy loss accepted, in points (default 1.0)")
     se.add_argument("--start", type=int, default=16, help="layerwise: starting bits (default 16)")
     se.add_argument("--min-bits", type=int, default=2, help="layerwise: lowest bits (default 2)")
-    se.add_argument("--arch", default=None, help="energy: accelerator model (default: the "
-                                                 "recipe's report.arch)")
-    se.add_argument("--config", default=None, help="energy: TOML file of the arch's options "
-                                                   "(default: the recipe's report.config)")
+    se.add_argument("--arch", default=None, help="energy, budget: accelerator model (default: "
+                                                 "the recipe's report.arch)")
+    se.add_argument("--config", default=None, help="energy, budget: TOML file of the arch's "
+                                                   "options (default: the recipe's report.config)")
     se.add_argument("--target", type=float, default=None, help="energy: accuracy target in %% "
                     "(default: the trained model's accuracy minus --tolerance)")
     se.add_argument("--uniform-bits", type=_bits_list, default=[2, 3, 4, 6, 8, 16],
