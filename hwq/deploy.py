@@ -61,8 +61,10 @@ def default_max_plane_products() -> int:
     0 where the int8 path exists and the CPU is not a VPOPCNTDQ one without AMX: on both CPUs
     measured (docs/kernels.md: an AVX-512BW + VNNI Xeon, a VPOPCNTDQ + AMX Xeon) int8 beat every
     bit-serial product, W1A2 included. 4 (W2A2, W1A4, W4A1) on VPOPCNTDQ CPUs without AMX, such as
-    Zen 4, where binary runs about 5.4x the VNNI int8 rate (../reference figures, not measured
-    here), and wherever there is no int8 path.
+    Zen 4, where binary runs about 5.4x the VNNI int8 rate (an estimate from instruction
+    throughputs, uops.info / Agner Fog's tables: about 350 binary MACs per cycle from 512-bit XOR +
+    VPOPCNTQ + add, against 64 int8 MACs per cycle from VPDPBUSD; not measured here), and wherever
+    there is no int8 path.
     """
     if not int8.HAVE_ONEDNN_INT8:
         return 4

@@ -212,3 +212,42 @@ def test_shipped_recipes_are_package_data_of_a_built_package(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     module, plan = out.stdout.split()
     assert module.startswith(str(build)) and plan.startswith(str(build)) and os.path.isfile(plan)
+
+
+# -- dtypes and devices a quantizer cannot serve --------------------------------------------------
+@pytest.mark.parametrize("spec,dtype,ok", [
+    ("fixed:16", torch.float16, False), ("pact:16", torch.float16, False),  # pact:16 gave NaN
+    ("lsq:12", torch.float16, False), ("fixed:11", torch.float16, True),
+    ("fixed:9", torch.bfloat16, False), ("pact:8", torch.bfloat16, True),
+    ("fixed:16", torch.float32, True)])
+def test_codes_wider_than_the_dtype_holds_are_refused(spec, dtype, ok):
+    m = hwq.quantize(nn.Sequential(nn.Conv2d(3, 4, 3)), weights="fixed:8", acts=spec).to(dtype)
+    x = (torch.randn(2, 3, 8, 8) * 100).to(dtype)
+    if not ok:
+        with pytest.raises(ValueError, match=rf"'{spec}' on torch\.{str(dtype)[6:]} tensors"):
+            m(x)
+        return
+    m.train()
+    with torch.no_grad():
+        m(x)
+        m.eval()
+        y = m[0].act_quant(x)
+    codes, step = m[0].act_quant.quantize_int(x)
+    bits = int(spec.split(":")[1])
+    assert torch.isfinite(y).all() and torch.equal(codes, codes.round())
+    assert float(codes.abs().max()) <= 2 ** bits - 1  # signed or unsigned b-bit codes
+    if spec.startswith("fixed"):  # power-of-two step, exact in any dtype: the float32 codes
+        ref, _ = m[0].act_quant.float().quantize_int(x.float())
+        assert torch.equal(codes.float(), ref)
+
+
+def test_meta_device_model_gets_a_named_error():
+    with torch.device("meta"):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 2))
+    hwq.quantize(net, weights="lsq:4", acts="fixed:4")  # swapping itself works on meta
+    with pytest.raises(ValueError, match=r"meta device.*to_empty"):
+        hwq.profile(net, torch.randn(1, 3, 8, 8, device="meta"))
+    binary = hwq.quantize(nn.Sequential(nn.Conv2d(3, 4, 3, device="meta")), weights="binary",
+                          acts="binary")
+    with pytest.raises(ValueError, match=r"meta device"):
+        binary(torch.randn(1, 3, 8, 8, device="meta"))

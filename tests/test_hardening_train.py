@@ -272,3 +272,13 @@ def test_search_numbers_refused_before_any_work(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):  # no trained model in tmp_path: checked first
         runner.run_energy(recipe, str(tmp_path), "float", "loom", args["target"],
                           args["tolerance"], [2, 4], args["finetune_epochs"], None)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--start", "99"], "start=99"), (["--min-bits", "0"], "min_bits=0"),
+    (["--start", "4", "--min-bits", "8"], "min_bits=8"),
+    (["--mode", "energy", "--uniform-bits", "0,4"], "uniform_bits=0"),
+    (["--mode", "energy", "--target", "nan"], "target=nan")])
+def test_cli_search_options_checked_before_loading(tmp_path, capsys, argv, match):
+    rc, err = _cli(capsys, "search", "--out", str(tmp_path), *argv)  # nothing trained there
+    assert rc == 2 and match in err and "does not exist" not in err

@@ -136,6 +136,28 @@ def check_finite(value: torch.Tensor, what: str, kind: str) -> None:
             "the input contains NaN or Inf; finite inputs are required to set the quantization range")
 
 
+# Significand bits (with the implicit one) of each float dtype: it holds every integer up to
+# 2^bits exactly, beyond that only even ones (float16: 2048, 2050, ...).
+SIGNIFICAND_BITS = {torch.float16: 11, torch.bfloat16: 8, torch.float32: 24, torch.float64: 53}
+
+
+def check_input(config: QuantConfig, x: torch.Tensor) -> None:
+    """Refuse inputs a quantizer cannot give its grid for, by name instead of a foreign error:
+    tensors on the meta device (ranges and steps are data-dependent), and integer codes wider than
+    the dtype holds exactly (a 16-bit grid in float16 rounds its codes to even numbers, or
+    overflows to Inf and NaN: pact:16). Costs a few attribute reads per call."""
+    if x.device.type == "meta":
+        raise ValueError(f"quantizer '{config}' got a tensor on the meta device: its ranges and "
+                         "steps are computed from data; materialise the model first "
+                         "(model.to_empty(device='cpu'), then load its weights)")
+    limit = SIGNIFICAND_BITS.get(x.dtype)
+    if limit is not None and config.kind != "float" and config.n_bits > limit:
+        raise ValueError(f"quantizer '{config}' on {x.dtype} tensors is not accepted: "
+                         f"{str(x.dtype).replace('torch.', '')} holds integers exactly only up to "
+                         f"2^{limit}, so {config.n_bits}-bit codes would be rounded or overflow; "
+                         f"expected at most {limit} bits in that dtype, or float32 tensors")
+
+
 def channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     """Reshape a per-output-channel vector (C,) to broadcast over a weight of ``ndim`` dims (dim 0)."""
     return t.reshape((-1,) + (1,) * (ndim - 1))

@@ -19,7 +19,7 @@ import warnings
 import torch
 
 from . import fused
-from .base import QuantConfig, Quantizer, abs_mean, check_choice, check_finite
+from .base import QuantConfig, Quantizer, abs_mean, check_choice, check_finite, check_input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,7 @@ class BinaryQuantizer(Quantizer):
         return alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self.config, x)
         if not self._checked_input:
             self._check_first_input(x)
         approx = self.config.grad == "approx"

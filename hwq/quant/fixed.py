@@ -19,7 +19,7 @@ import torch
 
 from . import fused
 from .base import (QuantConfig, Quantizer, SignedMixin, abs_max, check_bits, check_bool,
-                   check_finite, pow2_scale_for, signed_range)
+                   check_finite, check_input, pow2_scale_for, signed_range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,7 @@ class FixedQuantizer(SignedMixin, Quantizer):
         return self.running_max
 
     def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        check_input(self.config, x)
         signed = self._resolve_signed(x)
         lo, hi = signed_range(self.config.bits, signed)
         step = pow2_scale_for(self._range(x), self.config.bits - int(signed))

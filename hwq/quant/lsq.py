@@ -19,7 +19,7 @@ from torch import nn
 
 from . import fused
 from .base import (QuantConfig, Quantizer, SignedMixin, abs_mean, channel_view, check_bits,
-                   check_bool, check_finite, reduce_dims, signed_range)
+                   check_bool, check_finite, check_input, reduce_dims, signed_range)
 
 MIN_STEP = 1e-8  # keeps the learned step positive when an optimizer pushes it through zero
 
@@ -78,6 +78,7 @@ class LSQQuantizer(SignedMixin, Quantizer):
         self.register_buffer("initialized", torch.tensor(False))
 
     def _codes_range(self, x):
+        check_input(self.config, x)
         return signed_range(self.config.bits, self._resolve_signed(x))
 
     def _step(self, x: torch.Tensor, hi: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .base import QuantConfig, Quantizer, check_bits
+from .base import QuantConfig, Quantizer, check_bits, check_input
 
 MIN_ALPHA = 1e-6
 MAX_ALPHA = 32768.0  # 2^15, half of torch.finfo(torch.float16).max (see PACTConfig)
@@ -62,22 +62,23 @@ class PACTQuantizer(Quantizer):
         super().__init__(config, role)
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha_init)))
 
-    def _alpha(self, dtype):
-        return self.alpha.clamp(min=MIN_ALPHA).to(dtype)
+    def _alpha(self, x: torch.Tensor):
+        check_input(self.config, x)
+        return self.alpha.clamp(min=MIN_ALPHA).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _PACT.apply(x, self._alpha(x.dtype), float(2 ** self.config.bits - 1))
+        return _PACT.apply(x, self._alpha(x), float(2 ** self.config.bits - 1))
 
     def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(step, lo, hi) with step = alpha / (2^b - 1): quantize_int(x) codes equal
         clamp(round(x / step), lo, hi). quantize_int clamps x to [0, alpha] before dividing, which
         gives the same codes: alpha / step rounds to 2^b - 1 (tested)."""
-        alpha = self._alpha(x.dtype)
+        alpha = self._alpha(x)
         n = 2 ** self.config.bits - 1
         return alpha / n, 0, n
 
     @torch.no_grad()
     def quantize_int(self, x):
-        alpha = self._alpha(x.dtype)
+        alpha = self._alpha(x)
         step = alpha / (2 ** self.config.bits - 1)
         return torch.minimum(x.clamp(min=0), alpha).div_(step).round_(), step

@@ -18,7 +18,7 @@ from ..profile import profile as make_profile
 from ..train import checkpoint, data as data_mod, engine
 from ..train.recipe import scheme_settings
 from ..train.run import _KeepDeterminism, build_model, seed_everything
-from .common import apply, to_plan
+from .common import apply, check_bits, to_plan
 from .energy import energy_search
 from .layerwise import check_search_numbers, layerwise
 
@@ -73,6 +73,10 @@ def finetuner(recipe: dict, scheme: str, data, epochs: int) -> Callable[[nn.Modu
 def run_layerwise(recipe: dict, out: str, scheme: str, tolerance: float, start: int,
                   min_bits: int, log: Callable[[str], None] = print):
     check_search_numbers(tolerance=tolerance)  # before minutes of loading, not after
+    check_bits("start", start)
+    check_bits("min_bits", min_bits)
+    if min_bits > start:
+        raise ValueError(f"min_bits={min_bits} is not accepted: expected at most start={start}")
     model, evaluate, calib, _ = trained(recipe, out, scheme)
     res = layerwise(model, evaluate, calib, tolerance=tolerance, start=start, min_bits=min_bits)
     folder = os.path.join(out, "search")
@@ -91,6 +95,8 @@ def run_energy(recipe: dict, out: str, scheme: str, arch: str, target: float | N
                tolerance: float, uniform_bits: list[int], finetune_epochs: int,
                plot: str | None, arch_config=None, log: Callable[[str], None] = print):
     check_search_numbers(target=target, tolerance=tolerance, finetune=finetune_epochs)
+    for b in uniform_bits:
+        check_bits("uniform_bits", b)
     model, evaluate, calib, data = trained(recipe, out, scheme)
     res = energy_search(model, evaluate, calib, arch=arch, target=target, tolerance=tolerance,
                         uniform_bits=uniform_bits,

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 import hwq
@@ -22,22 +23,35 @@ def untimed(metrics: list[dict]) -> list[dict]:
     return [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics]
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    full, killed = str(tmp_path / "full"), str(tmp_path / "killed")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    full = str(tmp_path_factory.mktemp("full"))
     run(hwq_cmd(*ARGS, "--out", full))
+    return full
 
+
+# SIGINT is Ctrl-C: hwq train closes its logs (TensorBoard's writer at most 10 s) and exits 130.
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupt_then_resume_equals_uninterrupted(tmp_path, uninterrupted, sig):
+    full, killed = uninterrupted, str(tmp_path / "killed")
     ckpt = os.path.join(killed, "w1a1", "last.pt")
     p = subprocess.Popen(hwq_cmd(*ARGS, "--out", killed), cwd=ROOT, env=env(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not os.path.exists(ckpt) and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.3)  # into the second epoch's batches
-        p.send_signal(signal.SIGKILL)
+        p.send_signal(sig)
+        err = p.communicate(timeout=60)[1]
     finally:
-        p.wait()
-    assert p.returncode == -signal.SIGKILL
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if sig == signal.SIGKILL:
+        assert p.returncode == -signal.SIGKILL
+    else:
+        assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
     assert load(ckpt)["epoch"] < 3  # it was really interrupted
 
     run(hwq_cmd(*ARGS, "--out", killed, "--resume"))
