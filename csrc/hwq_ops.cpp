@@ -143,6 +143,37 @@ void set_isa(std::string name) {
 
 std::string get_isa() { return current_table()->name; }
 
+// [binary MACs executed, checksum] of the current path's register-resident peak loop (isa.h),
+// run for `iters` iterations on each of torch's threads at once (the cores the kernels use).
+std::vector<int64_t> popcount_peak(int64_t iters) {
+  TORCH_CHECK(iters >= 1, "iters=", iters, " is not accepted: expected >= 1");
+  const KernelTable* t = current_table();
+  const int64_t threads = at::get_num_threads();
+  std::vector<int64_t> sums(threads, 0);
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) sums[i] = t->peak(iters);
+  });
+  int64_t checksum = 0;
+  for (int64_t v : sums) checksum += v;
+  return {threads * iters * t->peak_macs, checksum};
+}
+
+// Core clock cycles, counted: 8 dependent one-cycle integer adds per iteration (the loop's own
+// counter and branch run beside them), so the time of cycle_probe(n) is 8 * n cycles.
+int64_t cycle_probe(int64_t iters) {
+  int64_t x = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  for (int64_t i = 0; i < iters; ++i)
+    __asm__ volatile(
+        "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+        "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+        : "+r"(x));
+#else
+  TORCH_CHECK(false, "cycle_probe needs an x86-64 GCC/Clang build");
+#endif
+  return x;
+}
+
 // ---- argument checks -----------------------------------------------------------------------
 
 void check_cpu(const at::Tensor& t, const char* param) {
@@ -156,6 +187,45 @@ void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
               ": packed bits are expected as torch.int64 (from hwq pack ops)");
   TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(),
               "): packed ", param, " has ", dim, " dims");
+}
+
+// Bits the packed layout keeps zero, checked against what the call claims: the channels past
+// in_channels / groups in the last word of each group (x and w), and the weight lanes past
+// out_channels / groups in the last panel. Set bits there mean the tensors were packed for more
+// channels than in_channels / out_channels say, which would add those channels to the sums.
+// Only words with such a tail are read (none when the channel counts are multiples of 64 and 8),
+// so the check costs one pass over a fraction of x and w. A claim of more channels than were
+// packed cannot be seen in the bits (the missing channels read as zero bits) and stays the
+// caller's contract.
+void check_padding_bits(const at::Tensor& x, const at::Tensor& w, const ConvShape& s,
+                        int64_t in_channels, int64_t out_channels) {
+  const uint64_t* xp = reinterpret_cast<const uint64_t*>(x.const_data_ptr<int64_t>());
+  const uint64_t* wp = reinterpret_cast<const uint64_t*>(w.const_data_ptr<int64_t>());
+  if (s.cg % kWord != 0 && s.cwg > 0) {
+    const uint64_t tail = ~((uint64_t{1} << (s.cg % kWord)) - 1);
+    uint64_t seen = 0;
+    const int64_t rows = s.n * s.h * s.w * s.groups * s.pa;
+    for (int64_t r = 0; r < rows; ++r) seen |= xp[r * s.cwg + s.cwg - 1];
+    TORCH_CHECK((seen & tail) == 0, "x holds bits past in_channels=", in_channels, " (", s.cg,
+                " per group): it was packed for more input channels than in_channels says");
+    seen = 0;
+    const int64_t panels = s.groups * s.pw * s.np;
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t t = 0; t < s.taps; ++t)
+        for (int64_t l = 0; l < kPanel; ++l) seen |= wp[(p * s.k + t * s.cwg + s.cwg - 1) * kPanel + l];
+    TORCH_CHECK((seen & tail) == 0, "w holds bits past in_channels=", in_channels, " (", s.cg,
+                " per group): it was packed for more input channels than in_channels says");
+  }
+  if (s.og < s.np * kPanel) {  // weight lanes (output channels) past og, per group and plane
+    uint64_t seen = 0;
+    for (int64_t gp = 0; gp < s.groups * s.pw; ++gp)
+      for (int64_t oo = s.og; oo < s.np * kPanel; ++oo) {
+        const uint64_t* col = wp + (gp * s.np + oo / kPanel) * s.k * kPanel + oo % kPanel;
+        for (int64_t j = 0; j < s.k; ++j) seen |= col[j * kPanel];
+      }
+    TORCH_CHECK(seen == 0, "w holds weights past out_channels=", out_channels, " (", s.og,
+                " per group): it was packed for more output channels than out_channels says");
+  }
 }
 
 // ---- packing -------------------------------------------------------------------------------
@@ -320,6 +390,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   }
 
   const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
+  check_padding_bits(x, wt, cs, in_channels, out_channels);
   const auto opts = x.options();
   const int64_t m_total = n * oh * ow, cwo = words(out_channels);
   at::Tensor out;
@@ -536,6 +607,8 @@ TORCH_LIBRARY(hwq, m) {
   m.def("set_isa(str name) -> ()", &hwq::set_isa);
   m.def("get_isa() -> str", &hwq::get_isa);
   m.def("available_isas() -> str[]", &hwq::available_isas);
+  m.def("popcount_peak(int iters) -> int[]", &hwq::popcount_peak);
+  m.def("cycle_probe(int iters) -> int", &hwq::cycle_probe);
 }
 
 TORCH_LIBRARY_IMPL(hwq, CPU, m) {

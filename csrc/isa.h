@@ -42,6 +42,12 @@ struct KernelTable {
   EpiFloatFn epilogue_float;
   EpiSignFn epilogue_sign;
   PackSignFn pack_sign_f32;
+  // Register-resident ceiling of this path's popcount arithmetic (scripts/bench_kernels.py):
+  // runs `iters` iterations of the path's own XOR + popcount + accumulate sequence on operands
+  // held in registers (no loads or stores in the loop) and returns a checksum; each iteration is
+  // peak_macs binary MACs (bits).
+  int64_t (*peak)(int64_t iters);
+  int64_t peak_macs;
 };
 
 // Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.

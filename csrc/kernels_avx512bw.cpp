@@ -190,6 +190,45 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
     harley_seal<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, shift, negative);
 }
 
+// The Harley-Seal block of harley_seal() on register operands: 2 independent states (ones,
+// twos, fours, byte counts), each counting 8 vectors per iteration (xor, 7 carry-save adders, the
+// table popcount of the eights), byte counts folded into 64-bit lanes every 31 iterations. The
+// empty asm keeps the compiler from hoisting the xors of the unchanged b0, b1.
+static int64_t peak(int64_t iters) {
+  const __m512i lut = _mm512_load_si512((const void*)kNibblePopcount);
+  const __m512i low4 = _mm512_set1_epi8(0x0f), zero = _mm512_setzero_si512();
+  __m512i k[8];
+  for (int i = 0; i < 8; ++i) k[i] = _mm512_set1_epi64((long long)(0x9E3779B97F4A7C15ull * (i + 1)));
+  __m512i b[2] = {_mm512_set1_epi64(0x0123456789abcdefll), _mm512_set1_epi64(0x7edcba9876543210ll)};
+  __m512i ones[2], twos[2], fours[2], e8[2], total = zero;
+  for (int s = 0; s < 2; ++s) ones[s] = twos[s] = fours[s] = e8[s] = zero;
+  for (int64_t it = 0; it < iters;) {
+    const int64_t end = iters - it > 31 ? it + 31 : iters;
+    for (; it < end; ++it) {
+      __asm__ volatile("" : "+v"(b[0]), "+v"(b[1]));
+      for (int s = 0; s < 2; ++s) {
+        __m512i twos_a, twos_b, fours_a, fours_b, eights;
+        csa(twos_a, ones[s], ones[s], _mm512_xor_si512(b[s], k[0]), _mm512_xor_si512(b[s], k[1]));
+        csa(twos_b, ones[s], ones[s], _mm512_xor_si512(b[s], k[2]), _mm512_xor_si512(b[s], k[3]));
+        csa(fours_a, twos[s], twos[s], twos_a, twos_b);
+        csa(twos_a, ones[s], ones[s], _mm512_xor_si512(b[s], k[4]), _mm512_xor_si512(b[s], k[5]));
+        csa(twos_b, ones[s], ones[s], _mm512_xor_si512(b[s], k[6]), _mm512_xor_si512(b[s], k[7]));
+        csa(fours_b, twos[s], twos[s], twos_a, twos_b);
+        csa(eights, fours[s], fours[s], fours_a, fours_b);
+        e8[s] = _mm512_add_epi8(e8[s], popcount_bytes(eights, lut, low4));
+      }
+    }
+    for (int s = 0; s < 2; ++s) {
+      total = _mm512_add_epi64(total, _mm512_sad_epu8(e8[s], zero));
+      e8[s] = zero;
+    }
+  }
+  for (int s = 0; s < 2; ++s)
+    total = _mm512_add_epi64(total, _mm512_add_epi64(_mm512_sad_epu8(ones[s], zero),
+                                                     _mm512_sad_epu8(twos[s], zero)));
+  return _mm512_reduce_add_epi64(total);
+}
+
 }  // namespace avx512bw_impl
 
 
@@ -215,7 +254,7 @@ const KernelTable* table_avx512bw() {
   static const KernelTable t = {"avx512bw", 16, 1, avx512bw_impl::micro<true, 16, 1>,
                                 avx512bw_impl::micro<false, 16, 1>, avx512bw_impl::epilogue_int,
                                 avx512bw_impl::epilogue_float, avx512bw_impl::epilogue_sign,
-                                avx512bw_impl::pack_sign_f32};
+                                avx512bw_impl::pack_sign_f32, avx512bw_impl::peak, 2 * 8 * 512};
   return &t;
 #else
   return nullptr;

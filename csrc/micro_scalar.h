@@ -24,4 +24,19 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
     for (int l = 0; l < 8; ++l) C[r * ldc + l] += coef * acc[r][l];
 }
 
+// 8 independent (xor, popcount, add) chains per iteration on register operands.
+static int64_t peak(int64_t iters) {
+  uint64_t b = 0x0123456789abcdefull;
+  int64_t acc[8] = {};
+  for (int64_t it = 0; it < iters; ++it) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __asm__ volatile("" : "+r"(b));
+#endif
+    for (int i = 0; i < 8; ++i) acc[i] += __builtin_popcountll(b ^ (0x9E3779B97F4A7C15ull * (i + 1)));
+  }
+  int64_t s = 0;
+  for (int i = 0; i < 8; ++i) s += acc[i];
+  return s;
+}
+
 }  // namespace HWQ_SCALAR_NS

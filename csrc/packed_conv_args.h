@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace hwq_packed {
 
@@ -58,6 +59,10 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
                                  int64_t out_mode) {
   check_bits(a_bits, binary, "a_bits");
   check_bits(w_bits, binary, "w_bits");
+  TORCH_CHECK(in_channels >= 0, "in_channels=", in_channels,
+              " is not accepted: expected the input channel count (>= 0)");
+  TORCH_CHECK(out_channels >= 0, "out_channels=", out_channels,
+              " is not accepted: expected the output channel count (>= 0)");
   check_groups(in_channels, groups, "in_channels");
   check_groups(out_channels, groups, "out_channels");
   TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
@@ -88,8 +93,8 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
   s.w = x.size(2);
   TORCH_CHECK(x.size(3) == groups && x.size(4) == s.pa && x.size(5) == s.cwg, "x has shape ",
               x.sizes(), ": expected (N, H, W, ", groups, ", ", s.pa, ", ", s.cwg,
-              ") for in_channels=", in_channels, ", groups=", groups, ", ",
-              binary ? "binary" : "a_bits=", binary ? 0 : a_bits,
+              ") for in_channels=", in_channels, ", groups=", groups,
+              binary ? std::string(", binary") : ", a_bits=" + std::to_string(a_bits),
               " (channel count mismatch between input and weight?)");
   s.taps = s.kh * s.kw;
   s.k = s.taps * s.cwg;

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 
 import torch
@@ -154,8 +155,16 @@ def _prepack(w8: torch.Tensor, conv: tuple | None) -> torch.Tensor:
 def _as_u8(x: torch.Tensor, x_zp: int) -> torch.Tensor:
     """x as u8 = code + x_zp: a uint8 x is taken as that already (quantize_u8's output); other
     dtypes hold the integer codes themselves, checked (integers, inside [0, 255] after + x_zp)."""
+    if isinstance(x_zp, bool) or not isinstance(x_zp, int) or not 0 <= x_zp <= 255:
+        raise ValueError(f"x_zp={x_zp!r} is not accepted: expected an integer in [0, 255]")
     if x.dtype == torch.uint8:
         return x
+    if not (x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise TypeError(f"x has dtype {x.dtype}: expected uint8 (code + x_zp) or a real dtype "
+                        "holding the integer codes")
+    if x.is_floating_point() and not bool(x.isfinite().all()):
+        raise ValueError("activation codes must be integer-valued (quantize_int's codes): x has "
+                         "non-finite values")
     if x.is_floating_point() and not torch.equal(x, x.round()):
         raise ValueError("activation codes must be integer-valued (quantize_int's codes)")
     if x.numel():
@@ -199,9 +208,20 @@ def _check_weight(w_packed, conv: bool) -> Int8Weight:
     return w_packed
 
 
+def _check_scale(x_scale) -> None:
+    try:
+        ok = math.isfinite(float(x_scale))
+    except (TypeError, ValueError, RuntimeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"x_scale={x_scale!r} is not accepted: expected a finite number")
+
+
 def _check_shapes(x: torch.Tensor, conv: bool, channels: int, out: int, w_scale: torch.Tensor,
                   bias: torch.Tensor | None) -> None:
     """oneDNN reports mismatches as 'could not create a primitive descriptor': say which."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x is a {type(x).__name__}: expected a torch.Tensor of activation codes")
     if (x.dim() != 4) if conv else (x.dim() < 1):
         raise ValueError(f"x has shape {tuple(x.shape)}: expected "
                          + ("(N, C, H, W)" if conv else "(..., C)"))
@@ -215,7 +235,40 @@ def _check_shapes(x: torch.Tensor, conv: bool, channels: int, out: int, w_scale:
         raise ValueError(f"bias has {bias.numel()} values: expected {out}")
 
 
+def _pair(v, param: str, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints >= minimum, as a tuple (what oneDNN is given: a stride of 0 kills
+    the process with SIGFPE inside it, so nothing reaches oneDNN unchecked)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = (v, v)
+    if isinstance(v, torch.Size):
+        v = tuple(v)
+    ok = (isinstance(v, (tuple, list)) and len(v) == 2
+          and all(isinstance(i, int) and not isinstance(i, bool) and i >= minimum for i in v))
+    if not ok:
+        raise ValueError(f"{param}={v!r} is not accepted: expected an integer >= {minimum} or a "
+                         "pair of them")
+    return (int(v[0]), int(v[1]))
+
+
+def _geometry(stride, padding, dilation, groups) -> tuple:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups={groups!r} is not accepted: expected an integer >= 1")
+    return (_pair(stride, "stride", 1), _pair(padding, "padding", 0),
+            _pair(dilation, "dilation", 1), groups)
+
+
 def _check_w(w: torch.Tensor) -> torch.Tensor:
+    if not isinstance(w, torch.Tensor) or not (w.is_floating_point() or w.dtype in (
+            torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)):
+        raise TypeError(f"w is a {type(w).__name__}"
+                        + (f" of dtype {w.dtype}" if isinstance(w, torch.Tensor) else "")
+                        + ": expected a real tensor of integer weight codes")
+    if 0 in w.shape:
+        raise ValueError(f"w has shape {tuple(w.shape)}: expected at least one output and one "
+                         "input channel (and a kernel of size >= 1)")
+    if w.is_floating_point() and not bool(w.isfinite().all()):
+        raise ValueError("weight codes must be integers in [-128, 127] (signed 8-bit): w has "
+                         "non-finite values")
     if not torch.equal(w, w.round()) or w.numel() and (w.min() < -128 or w.max() > 127):
         raise ValueError("weight codes must be integers in [-128, 127] (signed 8-bit)")
     return w.to(torch.int8)
@@ -228,8 +281,15 @@ def _weight(w: torch.Tensor, conv: tuple | None) -> Int8Weight:
 
 
 def pack_conv_weight(w: torch.Tensor, stride, padding, dilation, groups: int) -> Int8Weight:
-    """oneDNN's packed form of integer weight codes ``w`` (O, C/groups, KH, KW)."""
-    return _weight(w, (tuple(stride), tuple(padding), tuple(dilation), groups))
+    """oneDNN's packed form of integer weight codes ``w`` (O, C/groups, KH, KW), for the conv
+    geometry given (stride and dilation >= 1, padding >= 0, groups >= 1 dividing O)."""
+    geom = _geometry(stride, padding, dilation, groups)
+    if not isinstance(w, torch.Tensor) or w.dim() != 4:
+        raise ValueError(f"w has shape {tuple(getattr(w, 'shape', ()))}: expected "
+                         "(O, C/groups, KH, KW)")
+    if w.shape[0] % groups:
+        raise ValueError(f"w has {w.shape[0]} output channels, not divisible by groups={groups}")
+    return _weight(w, geom)
 
 
 def _split_epilogue(s: torch.Tensor, x_scale: float, w_scale: torch.Tensor, bias, relu: bool,
@@ -248,7 +308,18 @@ def conv2d(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: Int8Weight,
     if ``relu`` (in oneDNN's epilogue). x: the codes in any real dtype, or uint8 holding
     code + x_zp (quantize_u8's output). Exact sums on every CPU (module docstring)."""
     wp = _check_weight(w_packed, True)
+    geom = _geometry(stride, padding, dilation, groups)
+    if geom != wp.conv:
+        raise ValueError(f"(stride, padding, dilation, groups)={geom} differ from {wp.conv}, "
+                         "the geometry w_packed was packed for: pack it with the conv's own")
     _check_shapes(x, True, wp.in_channels, wp.out_channels, w_scale, bias)
+    _check_scale(x_scale)
+    (ph, pw), (dh, dw) = geom[1:3]
+    for size, pad, dil, k, name in ((x.shape[2], ph, dh, wp.codes.shape[2], "height"),
+                                    (x.shape[3], pw, dw, wp.codes.shape[3], "width")):
+        if size + 2 * pad < dil * (k - 1) + 1:
+            raise ValueError(f"x has {name} {size}, which with padding={pad} is smaller than the "
+                             f"dilated kernel ({dil * (k - 1) + 1})")
     xu = _as_u8(x, x_zp).contiguous(memory_format=torch.channels_last)
     o = wp.out_channels
     zeros = torch.zeros(o, dtype=torch.long)
@@ -279,6 +350,7 @@ def linear(x: torch.Tensor, x_scale: float, x_zp: int, w_packed: Int8Weight,
     ``relu``; x as in conv2d. Exact sums on every CPU (module docstring)."""
     wp = _check_weight(w_packed, False)
     _check_shapes(x, False, wp.in_channels, wp.out_channels, w_scale, bias)
+    _check_scale(x_scale)
     lead = x.shape[:-1]
     xu = _as_u8(x.reshape(-1, x.shape[-1]), x_zp).contiguous()
     o = wp.out_channels

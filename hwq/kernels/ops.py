@@ -85,6 +85,9 @@ def _check_values(t: torch.Tensor, param: str, lo: int, hi: int, what: str) -> N
     """Refuse values the kernels would silently misread (a packed code keeps only the low bits)."""
     if t.numel() == 0:
         return
+    if t.is_floating_point() and not bool(t.isfinite().all()):
+        bad = t[~t.isfinite()].flatten()[:4].tolist()
+        raise ValueError(f"{param} has non-finite values (e.g. {bad}): expected {what}")
     if t.is_floating_point() and not bool((t == t.round()).all()):
         raise ValueError(f"{param} has non-integer values: expected {what}")
     tmin, tmax = int(t.min()), int(t.max())
@@ -268,7 +271,7 @@ def _linear(x, w, a_bits, w_bits, bias, binary):
                         "from pack_weights(w[:, :, None, None])")
     _check_tensor(x, "x", tuple(range(1, 9)), "(..., C)")
     lead = x.shape[:-1]
-    x4 = x.reshape(-1, x.shape[-1], 1, 1)
+    x4 = x.reshape(lead.numel(), x.shape[-1], 1, 1)  # explicit rows: C may be 0
     y = _conv(x4, w4, a_bits, w_bits, None, 1, 0, 1, 1, binary)
     y = y.reshape(*lead, y.shape[1])
     if bias is not None:

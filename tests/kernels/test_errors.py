@@ -1,4 +1,10 @@
 """Bad inputs: each error names the parameter, the value received and what is accepted."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -130,3 +136,81 @@ def test_int32_overflow_is_refused_not_wrapped():
         torch.ops.hwq.conv2d_packed(*args, 0)
     with pytest.raises(RuntimeError, match=r"can overflow"):
         torch.ops.hwq.conv2d_packed(*args, 1)  # the epilogues work in int32 too
+
+
+def test_non_finite_codes_are_refused():
+    for v in (float("inf"), float("-inf"), float("nan")):
+        x = torch.full((1, 8, 3, 3), v)
+        with pytest.raises(ValueError, match=r"x has non-finite values \(e\.g\. \[.*\]\): expected "
+                                             r"unsigned 2-bit codes"):
+            K.bitserial_conv2d(x, W, 2, 2)
+        with pytest.raises(ValueError, match=r"x has non-finite values"):
+            K.pack_activations(x, 3)
+        with pytest.raises(ValueError, match=r"w has non-finite values"):
+            K.bitserial_linear(torch.ones(2, 8), torch.full((3, 8), v), 2, 2)
+
+
+def test_zero_input_channels_give_the_empty_sum():
+    # as torch.nn.functional.linear / conv2d: a sum over no channels is 0
+    for op, args in ((K.binary_linear, ()), (K.bitserial_linear, (2, 2))):
+        y = op(torch.ones(3, 4, 0), torch.ones(5, 0), *args)
+        assert torch.equal(y, torch.zeros(3, 4, 5, dtype=torch.int32))
+    y = K.binary_conv2d(torch.ones(2, 0, 4, 4), torch.ones(3, 0, 3, 3), padding=1)
+    assert torch.equal(y, torch.zeros(2, 3, 4, 4, dtype=torch.int32))
+
+
+_RAW_OP = textwrap.dedent("""
+    import torch
+    import hwq.kernels as K
+    g = torch.Generator().manual_seed(0)
+    pm = lambda *s: torch.randint(0, 2, s, generator=g).float() * 2 - 1
+    x8, x4, w8 = K.pack_activations(pm(2, 8, 5, 5)), K.pack_activations(pm(2, 4, 5, 5)), \\
+        K.pack_weights(pm(4, 8, 3, 3))
+    w4 = K.pack_weights(pm(4, 4, 3, 3))
+    rest = [[3, 3], 1, 1, True, [1, 1], [1, 1], [1, 1], 1, None, None, 0]
+    op = torch.ops.hwq.conv2d_packed
+    cases = {
+        "in_channels -8": lambda: op(x8.data, w8.data, -8, 4, *rest),
+        "out_channels -4": lambda: op(x8.data, w8.data, 8, -4, *rest),
+        "x packed for more channels": lambda: op(x8.data, w4.data, 4, 4, *rest),
+        "w packed for more channels": lambda: op(x4.data, w8.data, 4, 4, *rest),
+        "w packed for more outputs": lambda: op(x8.data, w8.data, 8, 2, *rest),
+        "kernel_size not the weight's": lambda: op(x8.data, w8.data, 8, 4, [1, 1], *rest[1:]),
+        "words not the weight's": lambda: op(x8.data, w8.data, 200, 4, *rest),
+        "ok": lambda: op(x8.data, w8.data, 8, 4, *rest),
+    }
+    for name, fn in cases.items():
+        try:
+            fn()
+            print(name, "|| accepted", flush=True)
+        except Exception as e:
+            print(name, "||", type(e).__name__, str(e).splitlines()[0], flush=True)
+""")
+
+
+@needs_ext
+def test_raw_op_checks_the_claimed_sizes_against_the_packed_tensors():
+    # in a subprocess: a check that failed to catch one of these would read out of bounds
+    r = subprocess.run([sys.executable, "-c", _RAW_OP], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    got = dict(line.split(" || ", 1) for line in r.stdout.splitlines())
+    want = {
+        "in_channels -8": r"RuntimeError in_channels=-8 is not accepted: expected the input "
+                          r"channel count \(>= 0\)",
+        "out_channels -4": r"RuntimeError out_channels=-4 is not accepted",
+        "x packed for more channels": r"RuntimeError x holds bits past in_channels=4 \(4 per "
+                                      r"group\): it was packed for more input channels",
+        "w packed for more channels": r"RuntimeError w holds bits past in_channels=4",
+        "w packed for more outputs": r"RuntimeError w holds weights past out_channels=2 \(2 per "
+                                     r"group\)",
+        "kernel_size not the weight's": r"RuntimeError w has shape \[1, 1, 4, 9, 8\]: expected "
+                                        r"\(1, 1, 4, 1, 8\)",
+        "words not the weight's": r"RuntimeError x has shape \[2, 5, 5, 1, 1, 1\]: expected "
+                                  r"\(N, H, W, 1, 1, 4\) for in_channels=200, groups=1, binary "
+                                  r"\(channel count",
+        "ok": "accepted",
+    }
+    assert set(got) == set(want)
+    for name, pattern in want.items():
+        assert re.match(pattern, got[name]), (name, got[name])

@@ -6,6 +6,7 @@ split that CPUs without VNNI take, and in a subprocess where oneDNN is capped at
 saturating vpmaddubsw path, as on AVX2-only CPUs)."""
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -295,3 +296,74 @@ def test_exact_without_vnni_in_a_subprocess():
     r = subprocess.run([sys.executable, "-c", _WITHOUT_VNNI], env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.endswith("OK\n"), r.stdout + r.stderr
+
+
+_BAD_GEOMETRY = textwrap.dedent("""
+    import torch
+    from hwq.kernels import int8
+    w = torch.ones(4, 3, 3, 3)
+    ok = ((1, 1), (0, 0), (1, 1), 1)
+    packed = int8.pack_conv_weight(w, *ok)
+    x = torch.zeros(1, 3, 5, 5)
+    cases = {
+        "stride 0": lambda: int8.pack_conv_weight(w, (0, 0), (0, 0), (1, 1), 1),
+        "stride 0 at the call": lambda: int8.conv2d(x, 1.0, 0, packed, torch.ones(4), None,
+                                                    (0, 0), (0, 0), (1, 1), 1),
+        "padding -1": lambda: int8.pack_conv_weight(w, (1, 1), (-1, 0), (1, 1), 1),
+        "dilation 0": lambda: int8.pack_conv_weight(w, (1, 1), (0, 0), (1, 0), 1),
+        "groups 0": lambda: int8.pack_conv_weight(w, (1, 1), (0, 0), (1, 1), 0),
+        "groups 3": lambda: int8.pack_conv_weight(w, (1, 1), (0, 0), (1, 1), 3),
+        "C 0": lambda: int8.pack_conv_weight(torch.ones(4, 0, 3, 3), *ok),
+        "linear C 0": lambda: int8.pack_linear_weight(torch.ones(4, 0)),
+        "x smaller than the kernel": lambda: int8.conv2d(torch.zeros(1, 3, 2, 6), 1.0, 0, packed,
+                                                         torch.ones(4), None, *ok),
+        "geometry not the packed one": lambda: int8.conv2d(x, 1.0, 0, packed, torch.ones(4), None,
+                                                           (2, 2), (0, 0), (1, 1), 1),
+        "x_zp 300": lambda: int8.conv2d(x, 1.0, 300, packed, torch.ones(4), None, *ok),
+        "x_scale nan": lambda: int8.conv2d(x, float("nan"), 0, packed, torch.ones(4), None, *ok),
+        "inf codes": lambda: int8.conv2d(x + float("inf"), 1.0, 0, packed, torch.ones(4), None, *ok),
+        "linear weight for conv": lambda: int8.conv2d(x, 1.0, 0, int8.pack_linear_weight(
+            torch.ones(4, 3)), torch.ones(4), None, *ok),
+    }
+    for name, fn in cases.items():
+        try:
+            fn()
+            print(name, "|| accepted", flush=True)
+        except Exception as e:
+            print(name, "||", type(e).__name__, str(e).splitlines()[0], flush=True)
+""")
+
+
+def _errors_in_a_subprocess(script: str) -> dict[str, str]:
+    """{case: "ErrorType message"} from a script run in a fresh process (a crash, such as oneDNN's
+    SIGFPE on a stride of 0, fails the test that called this instead of the whole run)."""
+    r = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return dict(line.split(" || ", 1) for line in r.stdout.splitlines())
+
+
+def test_bad_geometry_is_refused_before_onednn():
+    got = _errors_in_a_subprocess(_BAD_GEOMETRY)
+    want = {
+        "stride 0": r"ValueError stride=\(0, 0\) is not accepted: expected an integer >= 1",
+        "stride 0 at the call": r"ValueError stride=\(0, 0\) is not accepted",
+        "padding -1": r"ValueError padding=\(-1, 0\) is not accepted: expected an integer >= 0",
+        "dilation 0": r"ValueError dilation=\(1, 0\) is not accepted",
+        "groups 0": r"ValueError groups=0 is not accepted: expected an integer >= 1",
+        "groups 3": r"ValueError w has 4 output channels, not divisible by groups=3",
+        "C 0": r"ValueError w has shape \(4, 0, 3, 3\): expected at least one output and one input",
+        "linear C 0": r"ValueError w has shape \(4, 0\)",
+        "x smaller than the kernel": r"ValueError x has height 2, which with padding=0 is smaller "
+                                     r"than the dilated kernel \(3\)",
+        "geometry not the packed one": r"ValueError \(stride, padding, dilation, groups\)="
+                                       r"\(\(2, 2\), .* differ from \(\(1, 1\)",
+        "x_zp 300": r"ValueError x_zp=300 is not accepted: expected an integer in \[0, 255\]",
+        "x_scale nan": r"ValueError x_scale=nan is not accepted: expected a finite number",
+        "inf codes": r"ValueError .*non-finite",
+        "linear weight for conv": r"TypeError w_packed is a Int8Weight for a linear layer: "
+                                  r"expected the Int8Weight that pack_conv_weight returns",
+    }
+    assert set(got) == set(want)
+    for name, pattern in want.items():
+        assert re.match(pattern, got[name]), (name, got[name])
