@@ -220,7 +220,7 @@ def cmd_eval(args) -> int:
         data = data_mod.datasets(d["name"], args.data_dir or d["dir"], cache_dir=d["cache_dir"],
                                  subset=d["subset"])
         model = build_model(recipe, scheme, data)
-        model.load_state_dict(checkpoint.load(target)["model"])
+        checkpoint.load_model_state(model, checkpoint.load(target).get("model"), target)
         model.eval()
         if args.deploy:
             model = hwq.deploy(model)
@@ -305,6 +305,8 @@ def _search(args) -> int:
                           finetune_epochs=args.finetune, compare=_names(args.compare),
                           arch_config=config, like=args.like)
     else:
+        if os.path.isfile(os.path.join(run_dir, scheme, "recipe.json")):  # exact for the scheme
+            recipe_path = os.path.join(run_dir, scheme, "recipe.json")
         rep = recipe["report"]  # the recipe's accelerator unless the command names one
         arch = args.arch or rep["arch"]
         config = args.config or (rep["config"] if arch == rep["arch"] else None)

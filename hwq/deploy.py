@@ -481,6 +481,10 @@ def _layer_inputs(model: nn.Module, names: list[str], example_input) -> dict[str
     try:
         with torch.no_grad():
             model(example_input)
+    except (RuntimeError, IndexError) as e:  # a batch of the wrong shape: name it
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"example_input of shape {tuple(example_input.shape)} does not run "
+                         f"through the model: {type(e).__name__}: {first}") from e
     finally:
         for h in handles:
             h.remove()
@@ -606,6 +610,8 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
         raise ValueError(f"max_plane_products={max_plane_products!r} is not accepted: expected an "
                          "integer >= 0 (0 = no bit-serial layers, 1 = W1A1 only, 64 = up to W8A8) "
                          "or None (this CPU's default)")
+    if not isinstance(fold_bn, bool):
+        raise TypeError(f"fold_bn={fold_bn!r} is not accepted: expected True or False")
     if example_input is not None and not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input is a {type(example_input).__name__}: expected a "
                         "torch.Tensor batch the model accepts, or None")

@@ -251,3 +251,39 @@ def test_meta_device_model_gets_a_named_error():
                           acts="binary")
     with pytest.raises(ValueError, match=r"meta device"):
         binary(torch.randn(1, 3, 8, 8, device="meta"))
+
+
+# -- hwq.profile and hwq.deploy inputs ------------------------------------------------------------
+def _qnet():
+    return hwq.quantize(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 2)),
+                        weights="fixed:4", acts="fixed:4")
+
+
+def test_profile_batches_must_be_an_iterable_of_batches():
+    net, x = _qnet(), torch.randn(2, 3, 8, 8)
+    for bad in (5, torch.randn(4, 3, 8, 8)):  # a tensor would be profiled sample by sample
+        with pytest.raises(ValueError, match=r"batches is a (int|Tensor)"):
+            hwq.profile(net, x, batches=bad)
+    with pytest.raises(ValueError, match=r"name=5"):
+        hwq.profile(net, x, name=5)
+
+
+def test_profile_input_of_the_wrong_shape_or_nan():
+    net = _qnet()
+    with pytest.raises(ValueError, match=r"cannot run an input of shape\(s\) \[\(1, 5, 8, 8\)\]"):
+        hwq.profile(net, torch.randn(1, 5, 8, 8))
+    with pytest.raises(ValueError, match=r"layer '0' input: the codes hold NaN"):
+        hwq.profile(net, torch.randn(1, 3, 8, 8),  # before: "cannot convert float NaN to integer"
+                    batches=[torch.full((1, 3, 8, 8), float("nan"))])
+
+
+def test_deploy_arguments():
+    net = _qnet()
+    net.train()
+    net(torch.randn(2, 3, 8, 8))
+    net.eval()
+    with pytest.raises(TypeError, match=r"fold_bn='yes'"):
+        hwq.deploy(net, fold_bn="yes")
+    if hwq.kernels.HAVE_EXTENSION:
+        with pytest.raises(ValueError, match=r"example_input of shape \(1, 5, 8, 8\)"):
+            hwq.deploy(net, example_input=torch.randn(1, 5, 8, 8))

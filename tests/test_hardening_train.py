@@ -282,3 +282,23 @@ def test_search_numbers_refused_before_any_work(tmp_path, kw, match):
 def test_cli_search_options_checked_before_loading(tmp_path, capsys, argv, match):
     rc, err = _cli(capsys, "search", "--out", str(tmp_path), *argv)  # nothing trained there
     assert rc == 2 and match in err and "does not exist" not in err
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(epochs=0), "epochs=0"), (dict(epochs=-1), "epochs=-1"), (dict(epochs=1.5), "epochs=1.5"),
+    (dict(batch_size=0), "batch_size=0"), (dict(batch_size=True), "batch_size=True"),
+    (dict(test_batch_size=0), "test_batch_size=0"), (dict(seed=1.5), "seed=1.5"),
+    (dict(workers=-1), "workers=-1"), (dict(clip_weights=-1), "clip_weights=-1"),
+    (dict(clip_weights=float("nan")), "clip_weights=nan"),
+    (dict(label_smoothing=2.0), "label_smoothing=2.0"), (dict(device="bogus"), "device='bogus'")])
+def test_fit_arguments_named(tmp_path, kw, match):
+    args = dict(epochs=1, batch_size=16)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):  # before: [] for epochs <= 0, or a foreign error
+        engine.fit(_model(), _data(), _data(32, 1), optim=OPTIM, schedule=SCHEDULE, **args)
+
+
+def test_fit_with_an_empty_test_set():
+    with pytest.raises(ValueError, match="test_set is empty"):  # before: ZeroDivisionError
+        engine.fit(_model(), _data(), TensorDataset(torch.zeros(0, 6), torch.zeros(0).long()),
+                   epochs=1, batch_size=16, optim=OPTIM, schedule=SCHEDULE)

@@ -112,9 +112,23 @@ def profile(model: nn.Module, example_input: Any = None, batches: Iterable[Any] 
     if example_input is None and batches is None:
         raise ValueError("give example_input (shapes only), batches (shapes and run-time "
                          "statistics), or both")
+    if batches is not None and (isinstance(batches, torch.Tensor)
+                                or not isinstance(batches, Iterable)):
+        # a tensor iterates over its samples: each would be profiled as an unbatched input
+        raise ValueError(f"batches is a {type(batches).__name__}: expected an iterable of input "
+                         "batches, e.g. [x1, x2] or a generator of tensors")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"name={name!r} is not accepted: expected a string or None")
 
     def call(inp):
-        return model(*inp) if isinstance(inp, tuple) else model(inp)
+        try:
+            return model(*inp) if isinstance(inp, tuple) else model(inp)
+        except (RuntimeError, IndexError) as e:  # shape mismatches: say which input it was
+            shapes = [tuple(t.shape) for t in (inp if isinstance(inp, tuple) else (inp,))
+                      if isinstance(t, torch.Tensor)]
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ValueError(f"the model cannot run an input of shape(s) {shapes}: "
+                             f"{type(e).__name__}: {first}") from e
 
     named = [(n, m) for n, m in model.named_modules() if _is_profiled(m)]
     skipped = [n for n, m in model.named_modules()

@@ -28,6 +28,7 @@ Histograms are lists of counts indexed by bits (index 0: an all-zero group).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -62,7 +63,10 @@ def _magnitudes(codes: torch.Tensor, what: str) -> tuple[torch.Tensor, bool]:
     """(|codes| as int32, whether any code is negative); refuses codes beyond 16 bits."""
     if codes.numel() == 0:
         return codes.to(torch.int32), False
-    lo, hi = torch.aminmax(codes.detach())
+    lo, hi = (float(v) for v in torch.aminmax(codes.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # int(nan) would say nothing useful
+        raise ValueError(f"{what}: the codes hold {'NaN' if lo != lo or hi != hi else 'Inf'} "
+                         "(the input does): run-time statistics need finite inputs")
     lo, hi = int(lo), int(hi)
     top = max(-lo, hi)
     if top > MAX_CODE:

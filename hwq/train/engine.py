@@ -227,6 +227,26 @@ def _check_training_state(state: dict, path: str, epochs: int) -> tuple[int, lis
     return done, list(metrics)
 
 
+def _check_fit_args(**args) -> None:
+    """The plain arguments of fit: integers where counts are meant, finite numbers in range."""
+    for name in ("epochs", "batch_size", "test_batch_size"):
+        v = args[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r} is not accepted: expected an integer >= 1")
+    for name in ("seed", "workers"):
+        v = args[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name}={v!r} is not accepted: expected an integer >= 0")
+    c = args["clip_weights"]
+    if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float))
+                          or not 0 < c < math.inf):
+        raise ValueError(f"clip_weights={c!r} is not accepted: expected a finite number > 0, or "
+                         "None")
+    s = args["label_smoothing"]
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s < 1:
+        raise ValueError(f"label_smoothing={s!r} is not accepted: expected a number in [0, 1)")
+
+
 def _diverged(loss_value: float, world: int, device: torch.device) -> bool:
     """Whether the loss of this step is NaN or Inf on any process (all stop together: one
     process leaving alone would leave the others waiting in the gradient all-reduce)."""
@@ -255,9 +275,18 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     every epoch; with resume=True it is read first (when it exists) and training continues after
     its last finished epoch. Raises ValueError on bad arguments.
     """
+    _check_fit_args(epochs=epochs, batch_size=batch_size, test_batch_size=test_batch_size,
+                    seed=seed, workers=workers, clip_weights=clip_weights,
+                    label_smoothing=label_smoothing)
     optim, schedule = _with_defaults("optim", optim), _with_defaults("schedule", schedule)
     rank, world = distributed.rank_world()
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not accepted: expected a torch device such as "
+                         "'cpu', 'cuda' or 'cuda:1'") from None
+    if len(test_set) == 0:
+        raise ValueError("test_set is empty: expected at least one sample to evaluate on")
     if batch_size % world:
         raise ValueError(f"data.batch_size = {batch_size} is not accepted with {world} processes: "
                          "expected a multiple of the number of processes (it is the global batch)")
