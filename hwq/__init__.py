@@ -12,12 +12,12 @@ from .summary import Summary, summary  # noqa: E402
 from . import workloads  # noqa: E402
 from .profile import Profile, profile  # noqa: E402
 from . import hw  # noqa: E402
-from .hw import Report, map  # noqa: E402
+from .hw import Report, generate, map, sweep  # noqa: E402
 from .deploy import deploy  # noqa: E402
 from .export import export  # noqa: E402  (onnx is imported only when a file is written)
 from . import models, search, train  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
            "__version__", "profile", "Profile", "workloads",
-           "hw", "map", "Report", "deploy", "models", "train", "search",
+           "hw", "map", "Report", "sweep", "generate", "deploy", "models", "train", "search",
            "export"]

@@ -85,6 +85,100 @@ def cmd_map(args) -> int:
     return 0
 
 
+def _grid(args) -> dict:
+    """--grid NAME=V1,V2,... (repeatable) and --grid-file TOML ({name = [values]}), or None."""
+    from hwq.hw.sweep import parse_value
+    grid = {}
+    if args.grid_file:
+        from hwq._io import read_toml
+        data = read_toml(args.grid_file, "--grid-file")
+        data = data.get("grid", data) if isinstance(data.get("grid"), dict) else data
+        for k, v in data.items():
+            grid[k] = v if isinstance(v, list) else [v]
+    for item in args.grid or []:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--grid {item!r} is not accepted: expected NAME=V1,V2,... such as "
+                             "rows=16,32,64")
+        grid[name.strip()] = [parse_value(v) for v in values.split(",")]
+    return grid or None
+
+
+def _targets(items) -> dict:
+    out = {}
+    for t in items or []:
+        name, sep, value = t.partition("=")
+        if not sep:
+            raise ValueError(f"--target {t!r} is not accepted: expected NAME=VALUE with NAME one "
+                             "of fps, latency, energy, area (fps=3000, latency=2ms, energy=150uJ, "
+                             "area=12mm2)")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def cmd_sweep(args) -> int:
+    import hwq
+    profiles = [_load_profile(p) for p in args.profile]
+    grid = _grid(args)
+    if grid is None:
+        grid = dict(hwq.hw.get(args.arch).config.search_space)
+        if not grid:
+            raise ValueError(f"--arch {args.arch!r} has no default search space: give --grid or "
+                             "--grid-file")
+    objectives = [o for o in args.objectives.split(",") if o]
+    r = hwq.sweep(profiles, args.arch, grid, sample=args.sample, n=args.n, seed=args.seed,
+                  objectives=objectives, config=args.config)
+    print(r.table())
+    chosen = None
+    try:
+        chosen = r.pick(args.minimize, **_targets(args.target))
+        print(f"chosen: point {chosen['point']} ("
+              + ", ".join(f"{k}={chosen[k]}" for k in r.params) + ")")
+    except ValueError as e:
+        if args.target:
+            raise
+        print(f"no point chosen: {e}")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        written = [os.path.join(args.out, f) for f in ("sweep.csv", "sweep.json")]
+        r.to_csv(written[0])
+        r.to_json(written[1])
+        if not args.no_plots:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                print("plots skipped: matplotlib is not installed (pip install matplotlib)",
+                      file=sys.stderr)
+            else:
+                written.append(os.path.join(args.out, "pareto.png"))
+                r.plot_pareto(written[-1], chosen=chosen)
+                if chosen is not None:
+                    written.append(os.path.join(args.out, "layers.png"))
+                    profile = profiles[0] if len(profiles) == 1 else None
+                    for p in ([profile] if profile is not None else profiles[:1]):
+                        report = hwq.map(p, args.arch, config=r.config(chosen))
+                        hwq.hw.plot([report], written[-1])
+        print("wrote " + ", ".join(written))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import hwq
+    profile = _load_profile(args.profile)
+    targets = _targets(args.target)
+    if not targets:
+        raise ValueError("--target is required: fps=..., latency=..., energy=... or area=...")
+    g = hwq.generate(profile, args.arch, targets, grid=_grid(args), minimize=args.minimize,
+                     sample=args.sample, n=args.n, seed=args.seed, config=args.config)
+    print(g.summary())
+    out = args.out or f"generated_{args.arch}"
+    paths = g.write(out)
+    print("wrote " + ", ".join(paths))
+    print(f"check: hwq map {args.profile} --arch {args.arch} --config "
+          f"{os.path.join(out, 'config.toml')}")
+    return 0
+
+
 def cmd_profile(args) -> int:
     import torch
 
@@ -327,6 +421,18 @@ def _add_recipe_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                   help="values of a config option to try (repeatable; default: the design's "
+                        "search_space)")
+    p.add_argument("--grid-file", default=None, help="TOML file of option = [values]")
+    p.add_argument("--sample", choices=("grid", "random", "lhs"), default=None,
+                   help="all grid points (default), or --n of them at random / Latin hypercube")
+    p.add_argument("--n", type=int, default=None, help="points to sample")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--config", default=None, help="TOML file: options under every point")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwq", description="hardware-aware quantization")
     sub = p.add_subparsers(dest="command", required=True)
@@ -350,6 +456,36 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     m.add_argument("--plot", default=None, help="PNG of per-layer cycles and energy (matplotlib)")
     m.set_defaults(func=cmd_map)
+
+    sw = sub.add_parser("sweep", help="cost a grid of one design's configurations on workloads: "
+                                      "table, Pareto front, plots (docs/mapper.md)")
+    sw.add_argument("profile", nargs="+", help="profile JSON file(s) or workload name(s)")
+    sw.add_argument("--arch", required=True, help="a design from hwq.hw.ARCHS")
+    _add_grid_args(sw)
+    sw.add_argument("--objectives", default="latency_s,energy_pj,area_mm2",
+                    help="Pareto objectives (default latency_s,energy_pj,area_mm2; also fps, "
+                         "utilization, seconds, cycles, edp)")
+    sw.add_argument("--target", action="append", metavar="NAME=VALUE",
+                    help="pick the point meeting it: fps=, latency=, energy=, area= (repeatable)")
+    sw.add_argument("--minimize", default=None, help="objective the chosen point minimizes "
+                                                     "(default area_mm2)")
+    sw.add_argument("-o", "--out", default=None, help="folder for sweep.csv, sweep.json, "
+                                                      "pareto.png, layers.png")
+    sw.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    sw.set_defaults(func=cmd_sweep)
+
+    ge = sub.add_parser("generate", help="the cheapest configuration of a design meeting a "
+                                         "target: config TOML for hwq map --config, report "
+                                         "(FINN: per-layer folding)")
+    ge.add_argument("profile", help="profile JSON file or workload name")
+    ge.add_argument("--arch", required=True, help="a design from hwq.hw.ARCHS")
+    ge.add_argument("--target", action="append", metavar="NAME=VALUE",
+                    help="fps=3000, latency=2ms, energy=150uJ or area=12mm2 (repeatable)")
+    ge.add_argument("--minimize", default=None, help="what cheapest means (default area_mm2; "
+                                                     "latency_s when area is a target)")
+    _add_grid_args(ge)
+    ge.add_argument("-o", "--out", default=None, help="output folder (default generated_ARCH)")
+    ge.set_defaults(func=cmd_generate)
 
     pr = sub.add_parser("profile", help="a precision profile from a workload or a checkpoint")
     pr.add_argument("--workload", default=None, help="shape-only network: alexnet, nin, "

@@ -9,6 +9,9 @@ from .energy import HOROWITZ_45NM, EnergyTable
 from .mapper import map
 from .registry import ARCHS, Arch, get
 from .report import Energy, LayerReport, Report, plot, reports_csv
+from .sweep import SweepResult, sweep  # noqa: E402  (hwq.hw.sweep is then the function)
+from .generate import Generated, generate  # noqa: E402
 
 __all__ = ["map", "ARCHS", "Arch", "get", "ArchConfig", "Cost", "EnergyTable", "HOROWITZ_45NM",
-           "Energy", "LayerReport", "Report", "plot", "reports_csv"]
+           "Energy", "LayerReport", "Report", "plot", "reports_csv", "sweep", "SweepResult",
+           "generate", "Generated"]

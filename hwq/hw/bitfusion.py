@@ -76,6 +76,8 @@ class BitFusionConfig(ArchConfig):
     """Operands are stored at their own bit width (the simulator sizes tiles and traffic by each
     layer's precision)."""
     storage_bits: int = 8
+    search_space = {"rows": (8, 16, 32), "cols": (16, 32, 64),
+                    "bandwidth_bits_per_cycle": (64, 192, 512)}
 
     def check(self):
         for f in ("rows", "cols", "pmax", "pmin", "batch", "bandwidth_bits_per_cycle",

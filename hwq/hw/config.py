@@ -45,6 +45,9 @@ class ArchConfig:
     pipelined: ClassVar[bool] = False
     """True for a dataflow design whose layers run concurrently on separate hardware (FINN): its
     throughput is set by the slowest layer, its latency by the sum. False: one layer at a time."""
+    search_space: ClassVar[dict[str, tuple]] = {}
+    """The default grid of ``hwq generate`` (hwq.hw.generate): option -> values to try. Each design
+    sets its own (assumed: powers of two around the paper's organisation); empty: give a grid."""
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -40,6 +40,7 @@ class DaDianNaoConfig(ArchConfig):
     """Datapath width in bits: 16-bit fixed point (Chen et al. 2014)."""
     freq_hz: float = 606e6
     """606 MHz (Chen et al. 2014, 28 nm; unverified)."""
+    search_space = {"tiles": (4, 8, 16, 32), "filters": (8, 16, 32), "lanes": (8, 16, 32)}
 
     def check(self):
         for f in ("tiles", "filters", "lanes", "width"):

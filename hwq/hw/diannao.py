@@ -22,6 +22,7 @@ class DianNaoConfig(ArchConfig):
     """16-bit fixed point (Chen et al. 2014)."""
     freq_hz: float = 0.98e9
     """0.98 GHz (Chen et al. 2014, 65 nm)."""
+    search_space = {"tn": (4, 8, 16, 32, 64)}
 
     def check(self):
         if self.tn < 1 or self.width < 1:

@@ -45,6 +45,7 @@ class EnvisionConfig(ArchConfig):
     """Supply at 4-bit DVAFS mode: calibrated so that the MAC array's energy per operation falls
     by about the published 0.26 -> 10 TOPS/W span (38x) from 16-bit to 4-bit DVAFS (hwq: 34x on
     AlexNet's conv layers, tests/hw/test_energy.py); not a measured voltage."""
+    search_space = {"rows": (4, 8, 16, 32, 64), "lanes": (4, 8, 16, 32, 64)}
 
     def area_mm2(self, profile=None) -> float:
         """1.87 mm^2 core in 28 nm FDSOI for the 16 x 16 array (Moons et al. 2017; unverified),

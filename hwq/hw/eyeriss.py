@@ -50,6 +50,7 @@ class EyerissConfig(ArchConfig):
     """Images per run (the BitFusion comparison runs batch 16); reports are per image."""
     freq_hz: float = 500e6
     """500 MHz, as in the BitFusion comparison (the 65 nm chip runs at 200 MHz)."""
+    search_space = {"rows": (8, 12, 16, 32), "cols": (8, 14, 16, 32)}
 
     def check(self):
         for f in ("rows", "cols", "width", "batch"):

@@ -19,6 +19,7 @@ CIFAR-10 21,906 images/s at 80.1% (Umuroglu et al. 2017, their maximum foldings)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 from ..profile import LayerProfile
@@ -89,6 +90,7 @@ def matrix(layer: LayerProfile) -> tuple[int, int]:
     return layer.filters_per_group, layer.channels_per_group * kh * kw
 
 
+@functools.lru_cache(maxsize=65536)
 def largest_divisor(n: int, cap: int) -> int:
     return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
 

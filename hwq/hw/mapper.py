@@ -57,6 +57,22 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
+def network_total(profile: Profile, costs: list[Cost], cfg: ArchConfig) -> LayerReport:
+    """``Report.total`` of a network from its layers' costs, without the ratios to a baseline
+    (speedup and energy_efficiency are NaN): hwq.map and hwq.sweep both take it from here."""
+    energy = sum((Energy(c.compute_pj, c.onchip_pj, c.offchip_pj) for c in costs), Energy())
+    seconds, latency = timing(costs, cfg)
+    capacity = sum(c.cycles * c.peak_macs_per_cycle for c in costs)
+    return LayerReport(
+        name="total", kind="", macs=profile.macs, cycles=sum(c.cycles for c in costs),
+        seconds=seconds, energy_pj=energy, utilization=_ratio(profile.macs, capacity),
+        speedup=math.nan, energy_efficiency=math.nan,
+        footprint_bits=max(c.footprint_bits for c in costs),
+        offchip_bits=sum(c.offchip_bits for c in costs),
+        stall_cycles=sum(c.stall_cycles for c in costs), fps=_ratio(1.0, seconds),
+        latency_s=latency, area_mm2=cfg.area_mm2(profile))
+
+
 def map(profile: Profile | str | os.PathLike, arch: str, baseline: str = "dadiannao",
         config: Any = None, baseline_config: Any = None, **overrides: Any) -> Report:
     """Cost every layer of ``profile`` on design ``arch`` and on ``baseline`` (same profile).
@@ -91,19 +107,11 @@ def map(profile: Profile | str | os.PathLike, arch: str, baseline: str = "dadian
             footprint_bits=c.footprint_bits, offchip_bits=c.offchip_bits,
             stall_cycles=c.stall_cycles, notes=list(c.notes)))
 
-    energy = sum((l.energy_pj for l in layers), Energy())
     benergy = sum((Energy(c.compute_pj, c.onchip_pj, c.offchip_pj) for c in bcosts), Energy())
-    seconds, latency = timing(costs, cfg)
     bseconds, _ = timing(bcosts, bcfg)
-    capacity = sum(c.cycles * c.peak_macs_per_cycle for c in costs)
-    total = LayerReport(
-        name="total", kind="", macs=profile.macs, cycles=sum(c.cycles for c in costs),
-        seconds=seconds, energy_pj=energy, utilization=_ratio(profile.macs, capacity),
-        speedup=_ratio(bseconds, seconds), energy_efficiency=_ratio(benergy.total, energy.total),
-        footprint_bits=max(c.footprint_bits for c in costs),
-        offchip_bits=sum(c.offchip_bits for c in costs),
-        stall_cycles=sum(c.stall_cycles for c in costs), fps=_ratio(1.0, seconds),
-        latency_s=latency, area_mm2=cfg.area_mm2(profile))
+    total = network_total(profile, costs, cfg)
+    total.speedup = _ratio(bseconds, total.seconds)
+    total.energy_efficiency = _ratio(benergy.total, total.energy_pj.total)
     notes = []
     for l in layers:
         for n in l.notes:

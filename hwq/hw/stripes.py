@@ -37,6 +37,8 @@ class StripesConfig(ArchConfig):
     """Weight width, bit-parallel (16-bit fixed point)."""
     freq_hz: float = 606e6
     """Same clock as the DaDianNao baseline (the paper compares at equal frequency)."""
+    search_space = {"tiles": (4, 8, 16, 32), "filters": (8, 16, 32), "lanes": (8, 16, 32),
+                    "columns": (8, 16, 32)}
 
     def check(self):
         for f in ("tiles", "filters", "lanes", "columns", "width"):

@@ -34,6 +34,7 @@ class SystolicConfig(ArchConfig):
     freq_hz: float = 700e6
     """700 MHz (TPU v1, Jouppi et al. 2017; assumed for this array)."""
     storage_bits: int = 8
+    search_space = {"rows": (16, 32, 64, 128, 256), "cols": (16, 32, 64, 128, 256)}
 
     def area_mm2(self, profile=None) -> float:
         """TPU v1's 331 mm^2 (28 nm, 256 x 256 8-bit MACs with its 24 MiB buffer; Jouppi et al.

@@ -33,6 +33,7 @@ class YodaNNConfig(ArchConfig):
     """Binary weights are stored as 1 bit, activations at the layer's precision (Andri et al.)."""
     storage_bits: int = 1
     """Packing granularity in bits (1: bit-exact)."""
+    search_space = {"sop_units": (8, 16, 32, 64, 128)}
 
     def area_mm2(self, profile=None) -> float:
         """1.9 mm^2 core in 65 nm UMC (Andri et al.; unverified), half of it (assumed) in the 32
