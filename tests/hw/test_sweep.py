@@ -1,0 +1,224 @@
+"""hwq.sweep against independent references: hwq.map on every point of every design, a brute-force
+Pareto front, a hand-worked systolic grid (SCALE-Sim's formula by hand), Latin-hypercube
+stratification, infeasible points kept with their reason."""
+import csv
+import io
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+import hwq
+from hwq.hw.sweep import METRICS, pareto, parse_target
+from hwq.workloads.builder import Net, single
+
+
+def small_net():
+    """A small network with repeated layers (costed once each by the sweep), a strided conv, a
+    grouped conv and an FC layer."""
+    net = Net((16, 16, 16))
+    net.conv("c1", 32, 3, pad=1).conv("c2", 32, 3, pad=1).conv("c3", 32, 3, pad=1)
+    net.conv("c4", 64, 3, stride=2, pad=1).conv("dw", 64, 3, pad=1, groups=64)
+    net.conv("c5", 64, 3, pad=1).conv("c6", 64, 3, pad=1)
+    net.global_pool().fc("fc", 10)
+    p = net.profile("small", (16, 16, 16), "test")
+    for l in p.layers:
+        l.w_bits, l.a_bits = 4, 8
+    return p
+
+
+def grid_for(arch):
+    """Two values of up to two options of the design's search space (BitFusion: its buffers,
+    one of them too small for any tile)."""
+    if arch == "bitfusion":
+        return {"wbuf_bytes": [64, 65536], "bandwidth_bits_per_cycle": [64, 192]}
+    if arch == "finn":
+        return {"pe": [4, 16], "simd": [8, 32]}
+    space = hwq.hw.get(arch).config.search_space
+    return {k: list(v[:2]) for k, v in list(space.items())[:2]}
+
+
+@pytest.mark.parametrize("arch", list(hwq.hw.ARCHS))
+def test_every_point_equals_hwq_map(arch):
+    p = small_net()
+    r = hwq.sweep(p, arch, grid_for(arch))
+    assert r.points == math.prod(len(v) for v in grid_for(arch).values())
+    feasible = 0
+    for row in r.rows:
+        if not row["feasible"]:
+            assert row["reason"]
+            continue
+        feasible += 1
+        t = hwq.map(p, arch, config=r.config(row)).total
+        want = {"cycles": t.cycles, "seconds": t.seconds, "fps": t.fps, "latency_s": t.latency_s,
+                "energy_pj": t.energy_pj.total, "compute_pj": t.energy_pj.compute,
+                "onchip_pj": t.energy_pj.onchip, "offchip_pj": t.energy_pj.offchip,
+                "area_mm2": t.area_mm2, "utilization": t.utilization,
+                "stall_cycles": t.stall_cycles, "macs": t.macs,
+                "edp": t.energy_pj.total * t.latency_s}
+        for k, v in want.items():
+            assert row[k] == v, (arch, row["point"], k)  # exactly: the same arithmetic
+    assert feasible >= 2
+
+
+def test_bitfusion_buffer_too_small_is_infeasible_not_dropped():
+    r = hwq.sweep(small_net(), "bitfusion", {"wbuf_bytes": [64, 65536]})
+    assert [row["feasible"] for row in r.rows] == [False, True]
+    assert "fits the buffers" in r.rows[0]["reason"] and "wbuf_bytes=64" in r.rows[0]["reason"]
+    assert math.isnan(r.rows[0]["fps"]) and not r.rows[0]["pareto"]
+
+
+def test_refused_option_is_infeasible_with_the_reason():
+    r = hwq.sweep(small_net(), "dadiannao", {"lanes": [0, 16], "tiles": [16]})
+    assert len(r.rows) == 2
+    assert not r.rows[0]["feasible"] and "lanes=0" in r.rows[0]["reason"]
+    assert r.rows[1]["feasible"] and r.rows[1]["pareto"]
+
+
+def brute_front(vals):
+    n = len(vals)
+    out = np.ones(n, dtype=bool)
+    for i in range(n):
+        if np.isnan(vals[i]).any():
+            out[i] = False
+            continue
+        for j in range(n):
+            if j != i and not np.isnan(vals[j]).any() and np.all(vals[j] <= vals[i]) \
+                    and np.any(vals[j] < vals[i]):
+                out[i] = False
+                break
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_pareto_equals_brute_force(m):
+    rng = np.random.default_rng(m)
+    vals = rng.integers(0, 6, size=(250, m)).astype(float)   # many ties and duplicates
+    vals[::37, 0] = np.nan
+    assert (pareto(vals) == brute_front(vals)).all()
+
+
+def test_front_of_a_sweep_is_non_dominated_and_complete():
+    grid = {"rows": [8, 16, 32, 64], "cols": [8, 16, 32, 64], "freq_hz": [3e8, 7e8]}
+    r = hwq.sweep(small_net(), "systolic_os", grid, objectives=("latency_s", "energy_pj",
+                                                                "area_mm2"))
+    vals = np.array([[x["latency_s"], x["energy_pj"], x["area_mm2"]] for x in r.rows])
+    assert [x["pareto"] for x in r.rows] == list(brute_front(vals))
+    # maximised objectives are negated: fps up, area down
+    r2 = hwq.sweep(small_net(), "systolic_os", grid, objectives=("fps", "area_mm2"))
+    vals = np.array([[-x["fps"], x["area_mm2"]] for x in r2.rows])
+    assert [x["pareto"] for x in r2.rows] == list(brute_front(vals))
+
+
+def test_hand_worked_systolic_grid():
+    # a 64 x 64 x 64 GEMM (1x1 conv, 8 x 8 pixels, 64 -> 64 channels) on a weight-stationary array:
+    # (2R + C + M - 2) * ceil(K / R) * ceil(N / C) cycles (SCALE-Sim), area 331 mm^2 * R*C / 256^2
+    p = single(c=64, k=64, hw=8, kernel=1, pad=0, w_bits=8, a_bits=8)
+    r = hwq.sweep(p, "systolic_ws", {"rows": [16, 32], "cols": [16, 32]},
+                  objectives=("latency_s", "area_mm2"))
+    by = {(x["rows"], x["cols"]): x for x in r.rows}
+    hand = {(16, 16): 110 * 4 * 4, (16, 32): 126 * 4 * 2, (32, 16): 142 * 2 * 4,
+            (32, 32): 158 * 2 * 2}
+    for rc, cycles in hand.items():
+        assert by[rc]["cycles"] == cycles
+        assert by[rc]["latency_s"] == pytest.approx(cycles / 700e6, rel=1e-12)
+        assert by[rc]["area_mm2"] == pytest.approx(331 * rc[0] * rc[1] / 65536, rel=1e-12)
+    # (32, 16) has (16, 32)'s area and is slower: the only point off the front
+    assert {rc for rc, x in by.items() if x["pareto"]} == {(16, 16), (16, 32), (32, 32)}
+    # the cheapest at >= 650,000 images/s: (16, 32) runs 700e6 / 1008 = 694,444
+    assert (lambda x: (x["rows"], x["cols"]))(r.pick(fps=650000)) == (16, 32)
+    assert (lambda x: (x["rows"], x["cols"]))(r.pick(area="3mm2")) == (16, 32)
+    with pytest.raises(ValueError, match="best reached: fps 1.1"):
+        r.pick(fps=2e6)
+
+
+def test_samples():
+    grid = {"rows": [8, 16, 32, 64, 128], "cols": [8, 16, 32, 64, 128], "freq_hz": [5e8, 7e8]}
+    p = single(c=16, k=16, hw=8, w_bits=8, a_bits=8)
+    full = hwq.sweep(p, "systolic_ws", grid)
+    assert full.points == 50
+    rnd = hwq.sweep(p, "systolic_ws", grid, sample="random", n=12, seed=3)
+    keys = [(x["rows"], x["cols"], x["freq_hz"]) for x in rnd.rows]
+    assert len(keys) == len(set(keys)) == 12
+    assert keys == [(x["rows"], x["cols"], x["freq_hz"]) for x in
+                    hwq.sweep(p, "systolic_ws", grid, sample="random", n=12, seed=3).rows]
+    # a Latin hypercube of 5 points on 5 values: each value of rows and of cols exactly once
+    lhs = hwq.sweep(p, "systolic_ws", {"rows": grid["rows"], "cols": grid["cols"]},
+                    sample="lhs", n=5, seed=1)
+    assert sorted(x["rows"] for x in lhs.rows) == grid["rows"]
+    assert sorted(x["cols"] for x in lhs.rows) == grid["cols"]
+    # and a sampled point equals the full grid's same point
+    for x in rnd.rows:
+        same = [y for y in full.rows if (y["rows"], y["cols"], y["freq_hz"]) ==
+                (x["rows"], x["cols"], x["freq_hz"])]
+        assert same[0]["energy_pj"] == x["energy_pj"] and same[0]["cycles"] == x["cycles"]
+
+
+def test_several_workloads_add_up():
+    a = single(c=16, k=32, hw=8, w_bits=8, a_bits=8)
+    b = single("fc", k=100, fc_in=512, w_bits=8, a_bits=8)
+    b.name = "fc"
+    r = hwq.sweep([a, b], "eyeriss", {"rows": [8, 16]})
+    assert r.workloads == ["single conv", "fc"]
+    for pt in (0, 1):
+        rows = {x["workload"]: x for x in r.rows if x["point"] == pt}
+        assert set(rows) == {"single conv", "fc", "all"}
+        for k in ("latency_s", "energy_pj", "seconds", "macs"):
+            assert rows["all"][k] == pytest.approx(rows["single conv"][k] + rows["fc"][k])
+        assert rows["all"]["fps"] == pytest.approx(1 / rows["all"]["seconds"])
+    assert r.front() == [x for x in r.rows if x["workload"] == "all" and x["pareto"]]
+
+
+def test_energy_fields_and_files(tmp_path):
+    p = single(c=16, k=16, hw=8, w_bits=8, a_bits=8)
+    r = hwq.sweep(p, "stripes", {"tiles": [4, 16], "energy.dram_pj_per_64b": [1300.0, 2600.0]})
+    by = {(x["tiles"], x["energy.dram_pj_per_64b"]): x for x in r.rows}
+    # twice the DRAM energy doubles the off-chip energy, nothing else
+    assert by[(4, 2600.0)]["offchip_pj"] == pytest.approx(2 * by[(4, 1300.0)]["offchip_pj"])
+    assert by[(4, 2600.0)]["compute_pj"] == by[(4, 1300.0)]["compute_pj"]
+    r.to_csv(tmp_path / "s.csv")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "s.csv").read_text())))
+    assert len(rows) == 4 and float(rows[3]["energy_pj"]) == r.rows[3]["energy_pj"]
+    d = json.loads(r.to_json())
+    assert d["rows"][0]["energy.dram_pj_per_64b"] == 1300.0 and set(METRICS) <= set(d["rows"][0])
+
+
+def test_bad_inputs_are_named():
+    p = single(c=16, k=16, hw=8)
+    with pytest.raises(ValueError, match="grid key 'rowz'.*rows"):
+        hwq.sweep(p, "systolic_ws", {"rowz": [1]})
+    with pytest.raises(ValueError, match="grid\\['rows'\\] is empty"):
+        hwq.sweep(p, "systolic_ws", {"rows": []})
+    with pytest.raises(ValueError, match="objective 'speed'"):
+        hwq.sweep(p, "systolic_ws", {"rows": [8]}, objectives=["speed"])
+    with pytest.raises(ValueError, match="n=None"):
+        hwq.sweep(p, "systolic_ws", {"rows": [8]}, sample="lhs")
+    with pytest.raises(ValueError, match="sample='sobol'"):
+        hwq.sweep(p, "systolic_ws", {"rows": [8]}, sample="sobol", n=3)
+    with pytest.raises(ValueError, match="arch 'tpu'"):
+        hwq.sweep(p, "tpu", {"rows": [8]})
+    with pytest.raises(ValueError, match="grid=\\{\\}"):
+        hwq.sweep(p, "systolic_ws", {})
+    for bad in ("fps=-1", "fps=inf", "latency=3parsecs", "speed=1", "fps"):
+        with pytest.raises(ValueError, match="target"):
+            parse_target(bad)
+    assert parse_target("latency=2ms") == ("latency_s", 2e-3)
+    assert parse_target("energy=150uJ") == ("energy_pj", 150e6)
+    assert parse_target("area=12") == ("area_mm2", 12.0)
+
+
+def test_cli_writes_table_and_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from hwq.cli import main
+    out = tmp_path / "sw"
+    rc = main(["sweep", "resnet18", "--arch", "systolic_ws", "--grid", "rows=32,64",
+               "--grid", "cols=32,64", "--target", "fps=100", "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "chosen: point" in text and "on the front" in text
+    for f in ("sweep.csv", "sweep.json", "pareto.png", "layers.png"):
+        assert (out / f).stat().st_size > 0
+    assert main(["sweep", "resnet18", "--arch", "systolic_ws", "--grid", "rows"]) == 2
+    assert "NAME=V1,V2" in capsys.readouterr().err
