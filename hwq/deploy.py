@@ -136,7 +136,15 @@ def _act_plan(q) -> tuple[str | None, int | None, str]:
 
 
 class _NanChecks(threading.local):
-    on = False  # set by a deployed model for a batch holding NaN or Inf (this thread, this call)
+    """Per thread: one entry per deployed model running now (a deployed model may run inside
+    another), True while its batch holds NaN or Inf."""
+
+    def __init__(self):
+        self.stack: list[bool] = []
+
+    @property
+    def on(self) -> bool:
+        return bool(self.stack) and self.stack[-1]
 
 
 _NAN_CHECKS = _NanChecks()
@@ -165,15 +173,19 @@ def _before_forward(model: nn.Module, args, kwargs) -> None:
     """Forward pre-hook of a deployed model: refuse training mode (it would recalibrate the
     quantizers and batch norms of the layers deploy kept); turn the layers' NaN checks on for a
     batch that holds NaN or Inf."""
+    # pushed first: _after_forward pops it however the call ends (always_call), this hook's
+    # own error included
+    _NAN_CHECKS.stack.append(False)
     if model.training:
         raise ValueError(f"this {type(model).__name__} was made by hwq.deploy and runs in eval "
                          "mode only: call .eval() before running it (train() would recalibrate "
                          "the quantizers and batch norms of the layers it kept)")
-    _NAN_CHECKS.on = any(_nonfinite(t) for t in (*args, *kwargs.values()))
+    _NAN_CHECKS.stack[-1] = any(_nonfinite(t) for t in (*args, *kwargs.values()))
 
 
 def _after_forward(model: nn.Module, args, kwargs, output) -> None:
-    _NAN_CHECKS.on = False
+    if _NAN_CHECKS.stack:
+        _NAN_CHECKS.stack.pop()
 
 
 class _DeployedLayer(nn.Module):

@@ -107,6 +107,15 @@ def test_plan_file_not_utf8_or_nested_too_deeply(tmp_path):
         hwq.Plan.from_json(deep)
 
 
+@pytest.mark.parametrize("version", [True, 1.0])
+def test_profile_version_must_be_the_integer_1(version):
+    net = hwq.quantize(nn.Sequential(nn.Linear(4, 2)), weights="fixed:4")
+    d = hwq.profile(net, torch.randn(1, 4)).to_dict()
+    d["version"] = version
+    with pytest.raises(ValueError, match=r"'version'"):
+        hwq.Profile.from_dict(d)
+
+
 def test_profile_file_not_utf8_nested_or_a_directory(tmp_path):
     bad = tmp_path / "p.json"
     bad.write_bytes(b'{"name": "\xff"}')

@@ -194,3 +194,41 @@ def test_meta_device_model_is_refused_by_name():
         net = nn.Sequential(hwq.nn.QuantConv2d(4, 6, 3, weights="fixed:2", acts="pact:2"))
     with pytest.raises(ValueError, match="meta"):
         hwq.deploy(net)
+
+
+@pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
+def test_nan_checks_of_a_deployed_model_inside_another():
+    """The inner model ends before the outer one: the outer's remaining layers still check."""
+    from hwq.deploy import _NAN_CHECKS
+    torch.manual_seed(8)
+    x = torch.randn(2, 8, 7, 7).relu()
+    inner = nn.Sequential(hwq.nn.QuantConv2d(8, 8, 3, padding=1, weights="fixed:2",
+                                             acts="pact:2"))
+    _calibrate(inner, x)
+    inner_dep = hwq.deploy(inner, max_plane_products=16)
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner_dep
+            self.c = hwq.nn.QuantConv2d(8, 8, 3, padding=1, weights="fixed:2", acts="pact:2")
+
+        def forward(self, x):
+            return self.c(self.inner(x.nan_to_num(0.0)) + x)  # NaN skips the inner model
+
+    outer = Outer()
+    outer.inner = inner  # calibrated with the QAT inner model (a deployed one refuses train())
+    _calibrate(outer, x)
+    outer.inner = inner_dep
+    dep = hwq.deploy(outer, max_plane_products=16)
+    assert isinstance(dep.c, PackedConv2d) and isinstance(dep.inner[0], PackedConv2d)
+    bad = x.clone()
+    bad[0, 0, 3, 3] = float("nan")
+    with torch.no_grad():
+        want, got = outer(bad), dep(bad)
+    assert torch.isnan(want).any()
+    assert torch.equal(torch.isnan(got), torch.isnan(want)) and _NAN_CHECKS.stack == []
+    dep.train()
+    with pytest.raises(ValueError, match="eval"):
+        dep(x)
+    assert _NAN_CHECKS.stack == []

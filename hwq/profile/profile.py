@@ -124,7 +124,7 @@ class Profile:
         if d.get("schema") != SCHEMA:
             raise ProfileError(f"field 'schema' = {d.get('schema')!r} is not accepted: expected "
                                f"{SCHEMA!r} (is this an hwq profile?)")
-        if d.get("version") != SCHEMA_VERSION:
+        if type(d.get("version")) is not int or d["version"] != SCHEMA_VERSION:  # not true, 1.0
             raise ProfileError(f"field 'version' = {d.get('version')!r} is not accepted: this hwq "
                                f"reads profile version {SCHEMA_VERSION}")
         unknown = sorted(set(d) - {"schema", "version", "name", "input_shape", "meta", "layers"})
