@@ -341,7 +341,7 @@ def cmd_export(args) -> int:
                          weights=_spec(args.weights) if args.weights else None,
                          acts=_spec(args.acts) if args.acts else None, plan=args.plan,
                          num_classes=args.num_classes, input_size=args.input_size,
-                         batch=args.batch)
+                         batch=args.batch, act=args.act)
     try:
         report = export(src.model, src.example_input, args.output, args.format,
                         int4=not args.no_int4, verify=not args.no_verify,
@@ -583,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--acts", default=None, help="checkpoint: activation quantizer spec used in "
                                                  "training (default none = float)")
     ex.add_argument("--plan", default=None, help="checkpoint: per-layer plan JSON used in training")
+    ex.add_argument("--act", choices=("relu", "hardtanh"), default="relu",
+                    help="checkpoint: the model's activation function (default relu; BNNs: "
+                         "hardtanh)")
     ex.add_argument("--num-classes", type=int, default=10, help="checkpoint: classes (default 10)")
     ex.add_argument("--input-size", type=_input_size, default=None,
                     help="input shape with batch, e.g. 1,3,32,32 (checkpoint: required; run "

@@ -5,8 +5,9 @@ file or a zoo name.
                   rebuilt from the recipe and its checkpoint loaded; the example input is the first
                   test images of the recipe's data set, or N(0, 1) noise of its input shape when
                   the data set is not on this machine (said so).
-  checkpoint      a state_dict file (or a dict with 'model' or 'state_dict'), with the model and
-                  its quantizers named on the command line (--model, --weights, --acts, --plan).
+  checkpoint      a state_dict file (or a dict with 'model' or 'state_dict'), with the model, its
+                  activation function and its quantizers named on the command line (--model,
+                  --act, --weights, --acts, --plan): a state_dict does not record them.
   zoo name        an entry of hwq.zoo (example input: N(0, 1) noise of its input shape), or what
                   the function given to ``set_zoo_resolver`` returns for the name.
 """
@@ -121,7 +122,7 @@ def from_run(folder: str, scheme: str | None, batch: int,
 
 
 def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: str | None,
-                    num_classes: int, input_size: tuple[int, ...]) -> Source:
+                    num_classes: int, input_size: tuple[int, ...], act: str = "relu") -> Source:
     from .. import models
     from ..convert import quantize
     if model_name is None:
@@ -129,7 +130,7 @@ def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: s
                          "quantizers it was trained with (--weights, --acts, --plan)")
     if input_size is None:
         raise ValueError(f"checkpoint {path!r}: give --input-size, e.g. 1,3,32,32")
-    model = models.build(model_name, num_classes=num_classes, in_channels=input_size[1])
+    model = models.build(model_name, num_classes=num_classes, in_channels=input_size[1], act=act)
     quantize(model, weights=weights, acts=acts, plan=plan)
     _load_into(model, _state_dict(path), path)
     example = torch.randn(input_size, generator=torch.Generator().manual_seed(0))
@@ -165,7 +166,7 @@ def from_zoo(name: str) -> Source:
 def resolve(text: str, *, scheme: str | None = None, model_name: str | None = None,
             weights: Any = None, acts: Any = None, plan: str | None = None,
             num_classes: int = 10, input_size: tuple[int, ...] | None = None,
-            batch: int = 1) -> Source:
+            batch: int = 1, act: str = "relu") -> Source:
     """The model and example input that SOURCE ``text`` names (see the module docstring)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"--batch {batch!r} is not accepted: expected a number of images >= 1")
@@ -175,5 +176,6 @@ def resolve(text: str, *, scheme: str | None = None, model_name: str | None = No
                              "hwq train")
         return from_run(text, scheme, batch, input_size)
     if os.path.isfile(text):
-        return from_checkpoint(text, model_name, weights, acts, plan, num_classes, input_size)
+        return from_checkpoint(text, model_name, weights, acts, plan, num_classes, input_size,
+                               act)
     return from_zoo(text)
