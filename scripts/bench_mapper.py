@@ -8,9 +8,17 @@
    simulator, hwq.hw.bitfusion_tiles) is cached per layer shape and configuration, so a repeated
    map reuses it; its cold time (cache cleared, every layer searched) is printed apart.
 
-    .venv/bin/python scripts/bench_mapper.py [--batch 8] [--threads 1] [--repeat 3] [--map-only]
+3. Sweeping ResNet-50 (hwq.sweep): design points per minute for every design over its default
+   search space times 5 clocks, against calling hwq.map once per point in the same process.
+   Target: at least 10,000 points a minute. BitFusion is timed apart, cold (its tiling search runs
+   for every new array / bandwidth) and warm (points that change only what the search does not
+   see, such as the clock).
 
---map-only skips part 1 and maps the shape-only ResNet-50 workload at 8 bits.
+    .venv/bin/python scripts/bench_mapper.py [--batch 8] [--threads 1] [--repeat 3] [--map-only]
+                                             [--sweep-only]
+
+--map-only skips part 1 and maps the shape-only ResNet-50 workload at 8 bits; --sweep-only runs
+part 3 alone.
 
 Times are the minimum over --repeat runs (after one warm-up). On a shared machine use --threads 1:
 with other processes on the cores, multi-threaded elementwise ops stall on each other and the ratio
@@ -19,6 +27,7 @@ measures the contention, not the code.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -43,6 +52,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--map-only", action="store_true", help="skip the profiling part")
+    ap.add_argument("--sweep-only", action="store_true", help="only part 3 (hwq.sweep)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,6 +62,8 @@ def main() -> None:
           f"best of {args.repeat}")
 
     profile = hwq.workloads.build("resnet50", w_bits=8, a_bits=8)
+    if args.sweep_only:
+        return bench_sweep(profile)
     if not args.map_only:
         print("\n1. profiling ResNet-50 with statistics on one batch vs a plain forward")
         print(f"{'model':<16}{'forward s':>11}{'profile s':>11}{'ratio':>8}")
@@ -91,6 +103,60 @@ def main() -> None:
     layers = len({(l.kernel, l.stride, l.in_shape, l.out_shape, l.groups) for l in profile.layers})
     print(f"{'bitfusion cold':<16}{t * 1e3:>9.1f}   (tiling search of {layers} distinct layers, "
           f"{t / layers * 1e3:.1f} ms each)")
+
+    bench_sweep(profile)
+
+
+CLOCKS = (2e8, 4e8, 6e8, 8e8, 1e9)
+
+
+def bench_sweep(profile) -> None:
+    """Part 3: hwq.sweep on ResNet-50, points per minute, and the same points by hwq.map."""
+    import os
+    from hwq.hw.bitfusion_tiles import search
+    print(f"\n3. sweeping ResNet-50 ({len(profile.layers)} layers): design points per minute "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"{'arch':<16}{'points':>7}{'sweep s':>9}{'points/min':>12}{'hwq.map s':>11}"
+          f"{'ratio':>8}")
+    slowest = math.inf
+    for arch in hwq.hw.ARCHS:
+        if arch in ("bitfusion", "finn"):
+            continue
+        grid = {**hwq.hw.get(arch).config.search_space, "freq_hz": CLOCKS}
+        t = time.perf_counter()
+        r = hwq.sweep(profile, arch, grid)
+        t_sweep = time.perf_counter() - t
+        rows = r.rows[:40]  # hwq.map, the way without hwq.sweep, on the first 40 points
+        t = time.perf_counter()
+        for row in rows:
+            hwq.map(profile, arch, config=r.config(row))
+        t_map = (time.perf_counter() - t) * r.points / len(rows)
+        rate = 60 * r.points / t_sweep
+        slowest = min(slowest, rate)
+        print(f"{arch:<16}{r.points:>7}{t_sweep:>9.2f}{rate:>12,.0f}{t_map:>11.2f}"
+              f"{t_map / t_sweep:>7.1f}x")
+    grid = {"pe": (2, 4, 8, 16, 32, 64), "simd": (2, 4, 8, 16, 32, 64), "freq_hz": CLOCKS}
+    t = time.perf_counter()
+    r = hwq.sweep(profile, "finn", grid)
+    rate = 60 * r.points / (time.perf_counter() - t)
+    slowest = min(slowest, rate)
+    print(f"{'finn':<16}{r.points:>7}{time.perf_counter() - t:>9.2f}{rate:>12,.0f}")
+    print(f"slowest closed-form design: {slowest:,.0f} points/min (target: 10,000)")
+
+    # BitFusion: each new array or bandwidth runs the authors' tiling search on every distinct
+    # layer (about 2,000 tilings x 120 loop orders each), cached per layer and configuration
+    grid = {"rows": (8, 16), "cols": (16, 32), "bandwidth_bits_per_cycle": (128, 192)}
+    search.cache_clear()
+    t = time.perf_counter()
+    r = hwq.sweep(profile, "bitfusion", grid)
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    r2 = hwq.sweep(profile, "bitfusion", {**grid, "freq_hz": CLOCKS})
+    warm = time.perf_counter() - t
+    print(f"{'bitfusion cold':<16}{r.points:>7}{cold:>9.2f}{60 * r.points / cold:>12,.0f}"
+          "   (every point a new tiling search)")
+    print(f"{'bitfusion warm':<16}{r2.points:>7}{warm:>9.2f}{60 * r2.points / warm:>12,.0f}"
+          "   (the same arrays and bandwidths at 5 clocks: searches cached)")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,12 @@ Two ways to fold for a budget of T cycles per layer (the rate freq / T):
   FINN's target is strict (cycles < target).
 * ``balanced``: for each layer, the (PE, SIMD) pair of divisors with the fewest lanes
   (PE x SIMD: hwq's area is proportional to them, and so are FINN's LUTs) among those within T
-  cycles; ties go to the faster, then to the wider SIMD. Every pair is tried, so no layer has more
-  lanes than the rate needs: never more than FINN's heuristic at the same rate (tested on FINN's
-  CNV and LFC), and fewer where SIMD-first overshoots (MW = 27: SIMD 3 -> 9 -> 27).
+  cycles; equal lanes take equal cycles, and among them a weight stream within FINN's 36 bits is
+  preferred, then the wider SIMD. Every pair is tried, so no layer has more lanes than the rate
+  needs: never more than FINN's heuristic at the same rate, and fewer where SIMD-first overshoots
+  (MW = 27: SIMD 3 -> 9 -> 27). At BNN-PYNQ's own rates it needs 2,095 lanes for CNV and 5,888
+  for LFC where the published hand foldings use 2,272 and 6,272 and SetFolding 2,533 and 6,272
+  (tests/hw/test_generate.py).
 
 ``finn_json`` writes a folding in FINN's folding-config shape (``{"Defaults": {}, "<node>":
 {"PE": .., "SIMD": ..}}``, read by FINN's ``ApplyConfig``) with the node names FINN gives the
@@ -50,31 +53,43 @@ def cycles(layer: LayerProfile, pe: int, simd: int) -> int:
     return layer.groups * (mh // pe) * (mw // simd) * layer.windows
 
 
+MVAU_WWIDTH_MAX = 36
+"""FINN's default ``mvau_wwidth_max``: the widest weight stream (w_bits x SIMD) SetFolding grows
+SIMD to before it raises PE (Xilinx/finn, DataflowBuildConfig)."""
+
+
 @functools.lru_cache(maxsize=4096)
-def _staircase(groups: int, mh: int, mw: int, windows: int) -> tuple[Fold, ...]:
-    """The foldings worth having: by increasing lanes, each one faster than all with fewer lanes
-    (ties in lanes: the faster, then the wider SIMD)."""
-    options = sorted(((pe * simd, groups * (mh // pe) * (mw // simd) * windows, -simd, pe)
-                      for pe in divisors(mh) for simd in divisors(mw)))
+def _staircase(groups: int, mh: int, mw: int, windows: int, w_bits: int, simd_max: int
+               ) -> tuple[Fold, ...]:
+    """The foldings worth having: by increasing lanes, each one faster than all with fewer lanes.
+    Equal lanes take equal cycles; among them a weight stream within MVAU_WWIDTH_MAX bits is
+    preferred, then the wider SIMD. SIMD at most ``simd_max``."""
+    options = sorted(((pe * simd, groups * (mh // pe) * (mw // simd) * windows,
+                       w_bits * simd > MVAU_WWIDTH_MAX, -simd, pe)
+                      for pe in divisors(mh) for simd in divisors(mw) if simd <= simd_max))
     out: list[Fold] = []
-    for lanes, cyc, neg_simd, pe in options:
+    for lanes, cyc, _, neg_simd, pe in options:
         if not out or cyc < out[-1].cycles:
             out.append(Fold(pe, -neg_simd, cyc))
     return tuple(out)
 
 
-def options(layer: LayerProfile) -> tuple[Fold, ...]:
-    """The layer's useful foldings, fewest lanes first (each faster than the ones before)."""
+def options(layer: LayerProfile, wwidth_max: int | None = None) -> tuple[Fold, ...]:
+    """The layer's useful foldings, fewest lanes first (each faster than the ones before);
+    ``wwidth_max``: keep the weight stream (w_bits x SIMD) within that many bits, as FINN's
+    SetFolding does (None: any SIMD dividing MW, which FINN's rules allow)."""
     mh, mw = matrix(layer)
-    return _staircase(layer.groups, mh, mw, layer.windows)
+    cap = mw if wwidth_max is None else max(1, wwidth_max // layer.w_bits)
+    return _staircase(layer.groups, mh, mw, layer.windows, layer.w_bits, cap)
 
 
-def balanced(profile: Profile, budget: int) -> dict[str, Fold] | None:
+def balanced(profile: Profile, budget: int, wwidth_max: int | None = None
+             ) -> dict[str, Fold] | None:
     """Per layer, the folding with the fewest lanes within ``budget`` cycles per image; None when
-    some layer cannot reach it even fully unfolded."""
+    some layer cannot reach it even fully unfolded. ``wwidth_max``: as in ``options``."""
     out = {}
     for layer in profile.layers:
-        fit = [f for f in options(layer) if f.cycles <= budget]
+        fit = [f for f in options(layer, wwidth_max) if f.cycles <= budget]
         if not fit:
             return None
         out[layer.name] = fit[0]
@@ -104,7 +119,7 @@ def budgets(profile: Profile, limit: int = 512) -> list[int]:
     return picks
 
 
-def set_folding(profile: Profile, target_cycles: int, mvau_wwidth_max: int = 36,
+def set_folding(profile: Profile, target_cycles: int, mvau_wwidth_max: int = MVAU_WWIDTH_MAX,
                 two_pass_relaxation: bool = True) -> dict[str, Fold]:
     """FINN's SetFolding heuristic on the profile's layers (module docstring): every layer under
     ``target_cycles`` (strictly) where it can be."""

@@ -144,3 +144,27 @@ def test_generate_bad_inputs():
         hwq.generate([small(), small()], "eyeriss", fps=1)
     from hwq.cli import main
     assert main(["generate", "resnet18", "--arch", "eyeriss"]) == 2
+
+
+@pytest.mark.parametrize("workload,published,setfolding,balanced", [
+    ("finn_cnv", 2272, 2533, 2095), ("finn_lfc", 6272, 6272, 5888)])
+def test_fewer_lanes_than_bnn_pynq_at_its_own_rate(workload, published, setfolding, balanced):
+    # BNN-PYNQ's cnvW1A1 / lfcW1A1 foldings (config.h) run at their slowest layer's cycles;
+    # at that budget the balanced folding needs fewer PE x SIMD lanes than the hand folding and
+    # than FINN's SetFolding, with every weight stream within SetFolding's 36 bits
+    from hwq.workloads.finn_bench import EXT_LATENCY, FOLDING
+    p = hwq.workloads.build(workload)
+    budget = max(EXT_LATENCY[workload].values())
+    pub = {k: tuple(v) for k, v in FOLDING[workload].items()}
+    assert finn_folding.lanes(p, pub) == published
+    heur = finn_folding.set_folding(p, budget + 1)
+    assert max(f.cycles for f in heur.values()) == budget
+    assert finn_folding.lanes(p, heur) == setfolding
+    bal = finn_folding.balanced(p, budget)
+    assert max(f.cycles for f in bal.values()) == budget
+    assert finn_folding.lanes(p, bal) == balanced
+    assert all(l.w_bits * bal[l.name].simd <= 36 for l in p.layers)
+    finn_folding.check(p, bal)
+    # and hwq.map on it runs at BNN-PYNQ's rate
+    r = hwq.map(p, "finn", folding={k: [f.pe, f.simd] for k, f in bal.items()})
+    assert r.total.fps == pytest.approx(100e6 / budget)
