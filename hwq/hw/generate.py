@@ -152,6 +152,10 @@ def generate(profile, arch: str, targets: dict[str, Any] | None = None, *,
     a = get(arch)
     base = _config(arch, a, config, {})
     if isinstance(base, FinnConfig):
+        given = [k for k, v in (("grid", grid), ("sample", sample), ("n", n)) if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} given for finn, which is folded per layer and "
+                             "not swept over a grid: set its other options with config=")
         return _generate_finn(prof, arch, base, targets, bounds, minimize)
     grid = dict(a.config.search_space) if grid is None else grid
     if not grid:

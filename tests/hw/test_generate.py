@@ -140,6 +140,8 @@ def test_toml_writer_quotes_keys_and_round_trips():
 def test_generate_bad_inputs():
     with pytest.raises(ValueError, match="target 'speed=3'"):
         hwq.generate(small(), "eyeriss", speed=3)
+    with pytest.raises(ValueError, match="grid given for finn"):
+        hwq.generate(hwq.workloads.build("finn_lfc"), "finn", fps=1000, grid={"pe": [1]})
     with pytest.raises(ValueError, match="one profile"):
         hwq.generate([small(), small()], "eyeriss", fps=1)
     from hwq.cli import main

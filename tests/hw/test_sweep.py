@@ -3,7 +3,6 @@ Pareto front, a hand-worked systolic grid (SCALE-Sim's formula by hand), Latin-h
 stratification, infeasible points kept with their reason."""
 import csv
 import io
-import itertools
 import json
 import math
 
@@ -183,6 +182,19 @@ def test_energy_fields_and_files(tmp_path):
     assert len(rows) == 4 and float(rows[3]["energy_pj"]) == r.rows[3]["energy_pj"]
     d = json.loads(r.to_json())
     assert d["rows"][0]["energy.dram_pj_per_64b"] == 1300.0 and set(METRICS) <= set(d["rows"][0])
+
+
+def test_base_config_under_every_point(tmp_path):
+    p = single(c=16, k=16, hw=8, w_bits=16, a_bits=16)
+    cfg = tmp_path / "hw.toml"
+    cfg.write_text("[systolic_os]\nbits = 16\n[systolic_os.energy]\ndram_pj_per_64b = 2600.0\n")
+    r = hwq.sweep(p, "systolic_os", {"rows": [8, 16]}, config=str(cfg))
+    assert r.base == {"bits": 16, "energy": {**r.base["energy"], "dram_pj_per_64b": 2600.0}}
+    for row in r.rows:
+        t = hwq.map(p, "systolic_os", config=r.config(row)).total
+        assert (t.cycles, t.energy_pj.total) == (row["cycles"], row["energy_pj"])
+        # 16-bit PEs: one pass, where the default 8-bit PEs take 4
+        assert t.cycles == hwq.map(p, "systolic_os", rows=row["rows"], bits=8).total.cycles / 4
 
 
 def test_bad_inputs_are_named():
