@@ -284,8 +284,6 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     """Test accuracy of a zoo entry, a zoo entry file or a ``hwq train`` checkpoint."""
-    import json
-
     import torch
 
     import hwq
@@ -305,11 +303,13 @@ def cmd_eval(args) -> int:
         run_dir = os.path.dirname(os.path.dirname(os.path.abspath(target)))
         scheme = os.path.basename(os.path.dirname(os.path.abspath(target)))
         recipe_path = os.path.join(run_dir, "recipe.json")
+        if os.path.isfile(os.path.join(run_dir, scheme, "recipe.json")):  # exact for the scheme
+            recipe_path = os.path.join(run_dir, scheme, "recipe.json")
         if not os.path.isfile(recipe_path):
             raise ValueError(f"checkpoint {target!r}: {recipe_path!r} does not exist: expected "
                              "OUT/<scheme>/last.pt of a hwq train run (or a zoo entry)")
-        with open(recipe_path, encoding="utf-8") as f:
-            recipe = json.load(f)
+        from hwq._io import read_json
+        recipe = read_json(recipe_path, "recipe")  # not UTF-8 / not JSON: one line naming it
         d = recipe["data"]
         data = data_mod.datasets(d["name"], args.data_dir or d["dir"], cache_dir=d["cache_dir"],
                                  subset=d["subset"])
@@ -399,8 +399,6 @@ def _search(args) -> int:
                           finetune_epochs=args.finetune, compare=_names(args.compare),
                           arch_config=config, like=args.like)
     else:
-        if os.path.isfile(os.path.join(run_dir, scheme, "recipe.json")):  # exact for the scheme
-            recipe_path = os.path.join(run_dir, scheme, "recipe.json")
         rep = recipe["report"]  # the recipe's accelerator unless the command names one
         arch = args.arch or rep["arch"]
         config = args.config or (rep["config"] if arch == rep["arch"] else None)
