@@ -25,8 +25,11 @@ def main() -> int:
     p.add_argument("--note", default=None, help="free text kept in the entry's meta")
     p.add_argument("--commit", default=None, help="the commit that trained it, when the run's "
                    "own record is not right (e.g. code changed during the run)")
+    p.add_argument("--machine", default=None, help="the machine that trained it, when the run "
+                   "did not record it (default: the run's record, else this machine)")
     args = p.parse_args()
-    extra = {k: v for k, v in (("note", args.note), ("commit", args.commit)) if v}
+    extra = {k: v for k, v in (("note", args.note), ("commit", args.commit),
+                               ("machine", args.machine)) if v}
     meta = hwq.zoo.add(args.run_dir, args.scheme, args.name, args.data_dir, **extra)
     shown = {k: v for k, v in meta.items() if k != "recipe"}
     print(json.dumps(shown, indent=1))

@@ -86,7 +86,7 @@ def provenance() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {"machine": f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
-            "torch": torch.__version__, "commit": commit}
+            "torch": str(torch.__version__), "commit": commit}
 
 
 def is_float(scheme: dict) -> bool:

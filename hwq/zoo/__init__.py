@@ -153,11 +153,14 @@ def add(run_dir: str, scheme: str, name: str, data_dir: str, zoo_dir: str = ZOO_
             "classes": data.train.classes, "mean": data.train.mean.tolist(),
             "std": data.train.std.tolist(), "epochs": int(state["epoch"]),
             "train_s": round(sum(h.get("train_s", 0.0) for h in history), 1),
-            "w_bits": results.get("w_bits"), "a_bits": results.get("a_bits"),
             "recorded_test_acc": history[-1]["test_acc"], **extra}
+    from ..train.run import _bits, provenance
+    model = build(meta)
+    meta["w_bits"], meta["a_bits"] = _bits(model, "w_bits"), _bits(model, "a_bits")
+    here = provenance()  # the machine adding the entry: used only where the run recorded none
     for key in ("machine", "commit", "torch"):
-        if key in results and key not in meta:
-            meta[key] = results[key]
+        if key not in meta:
+            meta[key] = results.get(key, here[key])
     entry = {"format": FORMAT, "version": VERSION, "model": state["model"], "meta": meta}
     folder = os.path.join(zoo_dir, name.split("/")[0])
     os.makedirs(folder, exist_ok=True)
