@@ -146,7 +146,7 @@ class SweepResult:
         """The feasible summary row meeting every target (``fps=3000``, ``latency="2ms"``, ...:
         see parse_target) that is lowest in ``minimize`` (default: area_mm2, or latency_s when
         area is a target); ties go to lower energy, then lower latency, then the first point.
-        ValueError naming the closest row when none meets the targets."""
+        ValueError saying what the best points reached when none meets the targets."""
         bounds = dict(parse_target(f"{k}={v}") for k, v in targets.items())
         if minimize is None:
             minimize = "latency_s" if "area_mm2" in bounds else "area_mm2"

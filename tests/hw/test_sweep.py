@@ -225,12 +225,14 @@ def test_cli_writes_table_and_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from hwq.cli import main
     out = tmp_path / "sw"
-    rc = main(["sweep", "resnet18", "--arch", "systolic_ws", "--grid", "rows=32,64",
-               "--grid", "cols=32,64", "--target", "fps=100", "-o", str(out)])
+    prof = tmp_path / "p.json"
+    small_net().to_json(prof)
+    rc = main(["sweep", str(prof), "--arch", "systolic_ws", "--grid", "rows=32,64",
+               "--grid", "cols=32,64", "--target", "fps=1000", "-o", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "chosen: point" in text and "on the front" in text
     for f in ("sweep.csv", "sweep.json", "pareto.png", "layers.png"):
         assert (out / f).stat().st_size > 0
-    assert main(["sweep", "resnet18", "--arch", "systolic_ws", "--grid", "rows"]) == 2
+    assert main(["sweep", str(prof), "--arch", "systolic_ws", "--grid", "rows"]) == 2
     assert "NAME=V1,V2" in capsys.readouterr().err
