@@ -14,7 +14,7 @@ import math
 import os
 from typing import Any, Sequence
 
-from .._io import atomic_write_text
+from .._io import atomic_write, atomic_write_text
 
 
 @dataclasses.dataclass
@@ -205,5 +205,7 @@ def plot(reports: Sequence[Report], path: str | os.PathLike) -> None:
     ax1.legend(fontsize=7)
     ax1.set_title(f"{reports[0].profile}: per-layer cycles and energy")
     fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=120)
-    plt.close(fig)
+    try:  # atomically, like every file hwq writes
+        atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"), mode="wb")
+    finally:
+        plt.close(fig)

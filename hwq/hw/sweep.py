@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._io import atomic_write_text
+from .._io import atomic_write, atomic_write_text
 from ..profile import Profile
 from .config import ArchConfig
 from .mapper import _config, network_total
@@ -241,8 +241,10 @@ class SweepResult:
         ax.set_title(f"{self.arch} on {', '.join(self.workloads)}: {len(rows)} feasible points")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.fspath(path), dpi=120)
-        plt.close(fig)
+        try:
+            atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"), mode="wb")
+        finally:
+            plt.close(fig)
 
 
 def _pyplot():
