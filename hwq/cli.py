@@ -152,12 +152,9 @@ def cmd_sweep(args) -> int:
             else:
                 written.append(os.path.join(args.out, "pareto.png"))
                 r.plot_pareto(written[-1], chosen=chosen)
-                if chosen is not None:
+                if chosen is not None:  # on the first workload
                     written.append(os.path.join(args.out, "layers.png"))
-                    profile = profiles[0] if len(profiles) == 1 else None
-                    for p in ([profile] if profile is not None else profiles[:1]):
-                        report = hwq.map(p, args.arch, config=r.config(chosen))
-                        hwq.hw.plot([report], written[-1])
+                    r.plot_layers(written[-1], chosen)
         print("wrote " + ", ".join(written))
     return 0
 

@@ -192,7 +192,9 @@ def _generate_finn(prof: Profile, arch: str, base: FinnConfig, targets: dict, bo
     for r in rows:
         r.pop("_capacity", None)
     res = SweepResult(arch=arch, params=["budget_cycles"], workloads=[prof.name],
-                      objectives=["seconds", "area_mm2"], rows=rows)
+                      objectives=["seconds", "area_mm2"], rows=rows, profiles=[prof],
+                      options={i: {"folding": {k: [f.pe, f.simd] for k, f in fold.items()}}
+                               for i, fold in enumerate(foldings)})
     for r, on in zip(rows, pareto([[r["seconds"], r["area_mm2"]] for r in rows])):
         r["pareto"] = bool(on)
     row = res.pick(minimize, **targets)

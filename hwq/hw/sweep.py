@@ -115,6 +115,11 @@ class SweepResult:
     rows: list[dict]
     base: dict = dataclasses.field(default_factory=dict)
     """Options applied under every point (the ``config`` argument)."""
+    profiles: list = dataclasses.field(default_factory=list, repr=False)
+    """The profiles swept (for ``report`` and ``plot_layers``)."""
+    options: dict = dataclasses.field(default_factory=dict, repr=False)
+    """Options of a point not given by its parameters, by point (FINN's generator: the folding
+    chosen for each cycle budget)."""
 
     @property
     def points(self) -> int:
@@ -140,6 +145,8 @@ class SweepResult:
         """The options of a point, as ``hwq.map(..., config=...)`` takes them (the base options
         with the point's parameters on top; ``energy.x`` keys gathered into an ``energy`` dict)."""
         row = self.point(index_or_row) if isinstance(index_or_row, int) else index_or_row
+        if row["point"] in self.options:
+            return {**self.base, **self.options[row["point"]]}
         return _options(self.base, {k: row[k] for k in self.params})
 
     def pick(self, minimize: str | None = None, **targets: float | str) -> dict:
@@ -214,6 +221,22 @@ class SweepResult:
 
     def __str__(self) -> str:
         return self.table()
+
+    def report(self, index_or_row: int | dict, workload: str | None = None):
+        """hwq.map of a point on one of the workloads (default the first): per-layer numbers."""
+        row = self.point(index_or_row) if isinstance(index_or_row, int) else index_or_row
+        names = [p.name for p in self.profiles]
+        name = names[0] if workload is None else workload
+        if name not in names:
+            raise ValueError(f"workload {name!r} is not in the sweep; accepted: {names}")
+        from .mapper import map as map_
+        return map_(self.profiles[names.index(name)], self.arch, config=self.config(row))
+
+    def plot_layers(self, path: str | os.PathLike, index_or_row: int | dict,
+                    workload: str | None = None) -> None:
+        """Per-layer cycles and energy of a point on one workload (as ``hwq map --plot``)."""
+        from .report import plot
+        plot([self.report(index_or_row, workload)], path)
 
     def plot_pareto(self, path: str | os.PathLike, x: str | None = None, y: str | None = None,
                     chosen: dict | None = None) -> None:
@@ -521,4 +544,4 @@ def sweep(profiles, arch: str, grid: dict, *, sample: str | None = None, n: int 
             for r, on in zip(sub, pareto(vals)):
                 r["pareto"] = bool(on)
     return SweepResult(arch=arch, params=names, workloads=[p.name for p in profs],
-                       objectives=objectives, rows=rows, base=base)
+                       objectives=objectives, rows=rows, base=base, profiles=profs)

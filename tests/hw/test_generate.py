@@ -101,6 +101,7 @@ def test_finn_folding_obeys_rules_and_reaches_the_rate(tmp_path, workload, fps):
     g.write(tmp_path)
     r = hwq.map(p, "finn", config=str(tmp_path / "config.toml"))
     assert r.total.fps >= fps and r.total.fps == g.row["fps"]
+    assert g.sweep.report(g.row).total.area_mm2 == r.total.area_mm2 == g.row["area_mm2"]
     # the slowest layer sets the rate, and no layer is faster than its fewest lanes allow:
     # one fold fewer lanes (the next cheaper option) would miss the budget
     budget = math.floor(100e6 / fps)

@@ -168,6 +168,12 @@ def test_several_workloads_add_up():
             assert rows["all"][k] == pytest.approx(rows["single conv"][k] + rows["fc"][k])
         assert rows["all"]["fps"] == pytest.approx(1 / rows["all"]["seconds"])
     assert r.front() == [x for x in r.rows if x["workload"] == "all" and x["pareto"]]
+    # per-layer numbers of a point on either workload
+    rep = r.report(1, "fc")
+    assert rep.total.energy_pj.total == [x for x in r.rows if x["point"] == 1
+                                         and x["workload"] == "fc"][0]["energy_pj"]
+    with pytest.raises(ValueError, match="workload 'cnn'"):
+        r.report(0, "cnn")
 
 
 def test_energy_fields_and_files(tmp_path):
