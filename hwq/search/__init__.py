@@ -6,8 +6,9 @@ from .common import apply, layer_names, to_plan
 from .energy import Candidate, EnergySearchResult, energy_search, pareto_front
 from .layerwise import LayerwiseResult, layerwise
 from .sensitivity import LayerSensitivity, Sensitivity, sensitivity
-from .budget import Budget, BudgetResult, allocate, budget
+from .budget import Budget, BudgetResult, UnresolvedSensitivityWarning, allocate, budget
 
 __all__ = ["layerwise", "LayerwiseResult", "energy_search", "EnergySearchResult", "Candidate",
            "pareto_front", "apply", "layer_names", "to_plan", "budget", "BudgetResult", "Budget",
-           "allocate", "sensitivity", "Sensitivity", "LayerSensitivity"]
+           "allocate", "sensitivity", "Sensitivity", "LayerSensitivity",
+           "UnresolvedSensitivityWarning"]

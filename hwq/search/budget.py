@@ -42,6 +42,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -324,6 +325,10 @@ def _limits_text(limits: dict[str, float]) -> str:
     return ", ".join(f"{m} <= {_fmt(m, v)}" for m, v in limits.items())
 
 
+class UnresolvedSensitivityWarning(UserWarning):
+    """Issued by hwq.search.budget when trace estimates of free layers are not resolved from 0."""
+
+
 # -- the whole search ------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -603,6 +608,13 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
             if w not in sens[n].w_perturb or a not in sens[n].a_perturb:
                 raise ValueError(f"sens was computed for bits {list(sens.bits)}: it lacks "
                                  f"w{w}a{a} of layer {n!r}")
+    noisy = [u for u in sens.unresolved() if u.rsplit(".", 1)[0] not in pins]
+    if noisy:
+        warnings.warn(f"hwq.search.budget: the {sens.method} trace estimates of {noisy} lie within "
+                      "2 standard errors of 0, so their sensitivities are mostly noise (a negative "
+                      "one counts as 0 and makes low bits look free there); more iters or samples, "
+                      "or method='fisher', resolve them", UnresolvedSensitivityWarning,
+                      stacklevel=2)
     omega = {n: {p: sens[n].omega(*p) for p in candidates[n]} for n in names}
     alloc = allocate(omega, {n: {p: costs[n][p] for p in candidates[n]} for n in names}, limits)
 

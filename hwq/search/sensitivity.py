@@ -119,6 +119,18 @@ class Sensitivity:
     def names(self) -> list[str]:
         return [l.name for l in self.layers]
 
+    def unresolved(self, z: float = 2.0) -> list[str]:
+        """"layer.weights" / "layer.acts" whose trace estimate lies within ``z`` standard errors
+        of 0: its sensitivity is mostly estimator noise (more samples or iters, or the Fisher,
+        resolve it). A single estimate (no standard error) counts as resolved."""
+        out = []
+        for l in self.layers:
+            for kind, t, se in (("weights", l.w_trace, l.w_trace_se),
+                                ("acts", l.a_trace, l.a_trace_se)):
+                if math.isfinite(se) and abs(t) < z * se:
+                    out.append(f"{l.name}.{kind}")
+        return out
+
     def cost(self) -> str:
         """What the estimate cost, in passes and seconds."""
         hv = f", {self.hvp} Hessian-vector products ({self.iters} per batch)" if self.hvp else ""
@@ -137,6 +149,10 @@ class Sensitivity:
                         + " " + " ".join(f"{l.omega_a(x):>9.2e}" for x in b)
                         + ("  (negative trace counted as 0)" if min(l.w_trace, l.a_trace) < 0
                            else ""))
+        noisy = self.unresolved()
+        if noisy:
+            rows.append(f"within 2 standard errors of 0 (noise; raise iters or use fisher): "
+                        f"{', '.join(noisy)}")
         rows.append(self.cost())
         return "\n".join(rows)
 

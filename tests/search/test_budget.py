@@ -157,6 +157,23 @@ def test_quantizer_templates_reach_the_plan(digits, tmp_path):
     assert res.profile["conv2"].w_quant.startswith("lsq")
 
 
+def test_unresolved_sensitivity_warns(digits):
+    import dataclasses
+    _, _, model, calib, batches, sens = digits
+    noisy = dataclasses.replace(sens, layers=[
+        dataclasses.replace(l, a_trace_se=10 * abs(l.a_trace)) if l.name == "conv2" else l
+        for l in sens.layers])
+    with pytest.warns(hwq.search.UnresolvedSensitivityWarning,
+                      match=r"\['conv2.acts'\]"):
+        hwq.search.budget(model, batches, "bops=0.5x", arch=None, w_bits=(2, 4, 8), sens=noisy)
+    # a pinned layer's noise does not matter: no warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hwq.search.budget(model, batches, "bops=0.8x", arch=None, w_bits=(2, 4, 8), sens=noisy,
+                          pinned=["conv1", "conv2", "fc"])
+
+
 def test_bops_budget_without_arch(digits):
     _, _, model, calib, batches, sens = digits
     res = hwq.search.budget(model, batches, "bops=0.004G", arch=None, w_bits=(2, 4, 8),

@@ -184,6 +184,19 @@ def test_sensitivity_round_trips_through_json():
         Sensitivity.from_dict({"method": "fisher"})
 
 
+def test_unresolved_traces_are_named():
+    from hwq.search.sensitivity import LayerSensitivity, Sensitivity
+    nan = float("nan")
+    layers = [LayerSensitivity("a", 4, 2, 1.0, -0.1, 0.4, 0.1, {4: 1.0}, {4: 1.0}),  # acts: 1 SE
+              LayerSensitivity("b", 4, 2, 0.5, 0.3, 0.1, 0.2, {4: 1.0}, {4: 1.0}),  # acts: 1.5 SE
+              LayerSensitivity("c", 4, 2, 0.0, 0.0, nan, nan, {4: 1.0}, {4: 1.0})]  # no SE
+    s = Sensitivity("hutchinson", (4,), layers, 8, 1, 2, 1, 1, 2, 0.1)
+    assert s.unresolved() == ["a.acts", "b.acts"]
+    assert s.unresolved(z=1.2) == ["a.acts"]
+    assert "within 2 standard errors of 0" in s.table() and "a.acts, b.acts" in s.table()
+    assert s["a"].omega(4, 4) == 1.0 * 1.0 + 0.0  # the negative act trace counts as 0
+
+
 def test_qat_model_uses_latent_float_weights():
     m, x, y = tiny_case()
     q = hwq.quantize(Tiny().double(), weights="fixed:2", acts="fixed:2")
