@@ -349,7 +349,7 @@ def _grid(grid: dict, accepted: list[str]) -> tuple[list[str], list[list]]:
                              f"energy.<field> ({', '.join(energy_fields)})")
         if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
             v = [v]
-        v = list(v)
+        v = [x.item() if isinstance(x, np.generic) else x for x in v]  # numpy -> Python
         if not v:
             raise ValueError(f"grid[{k!r}] is empty: expected at least one value")
         names.append(k)

@@ -138,6 +138,9 @@ def test_samples():
     p = single(c=16, k=16, hw=8, w_bits=8, a_bits=8)
     full = hwq.sweep(p, "systolic_ws", grid)
     assert full.points == 50
+    # numpy values are taken as the Python numbers they hold
+    np_grid = hwq.sweep(p, "systolic_ws", {"rows": np.array([8, 16]), "freq_hz": np.array([5e8])})
+    assert all(x["feasible"] for x in np_grid.rows) and type(np_grid.rows[0]["rows"]) is int
     rnd = hwq.sweep(p, "systolic_ws", grid, sample="random", n=12, seed=3)
     keys = [(x["rows"], x["cols"], x["freq_hz"]) for x in rnd.rows]
     assert len(keys) == len(set(keys)) == 12
