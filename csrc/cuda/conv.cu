@@ -22,6 +22,7 @@
 #include <atomic>
 
 #include "conv_index.h"
+#include "conv_sm90.h"
 #include "hwq_cuda.h"
 
 namespace hwq_cuda {
@@ -347,12 +348,32 @@ cudaError_t launch_config(const Args& a, const PairList& pairs, bool binary, dim
 
 }  // namespace
 
+cudaError_t weight_popcounts(const uint64_t* w, int64_t groups, int64_t og, int64_t np, int64_t K,
+                             int64_t cwg, int taps, int32_t* wpop, cudaStream_t stream) {
+  const int64_t rows = groups * og;
+  weight_popcount_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(
+      w, groups, og, np, K, cwg, taps, wpop);
+  return cudaGetLastError();
+}
+
+const char* path_name(int path) {
+  switch (path) {
+    case 0: return "mma.sync";
+    case 1: return "wgmma";
+    case 2: return "wgmma-noswizzle";
+    default: return "auto";
+  }
+}
+
+bool wgmma_usable(const ConvParams& p) { return sm90::usable(p); }
+
 int num_configs() { return kNumConfigs; }
 const char* config_name(int config) {
   return config >= 0 && config < kNumConfigs ? kConfigs[config].name : "auto";
 }
 
 int64_t conv2d_workspace_ints(const ConvParams& p) {
+  if (p.path != 0 && sm90::usable(p)) return sm90::workspace_ints(p);
   if (!p.binary) return 0;
   return p.out_channels * (static_cast<int64_t>(p.kh) * p.kw + 1);
 }
@@ -362,6 +383,8 @@ cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
   const int64_t cwg = (cg + 63) / 64, taps = static_cast<int64_t>(p.kh) * p.kw, K = taps * cwg;
   const int64_t M = p.n * p.oh * p.ow;
   if (M == 0 || p.out_channels == 0) return cudaSuccess;
+  if (p.path != 0 && sm90::usable(p)) return sm90::conv2d_packed(p, stream);
+  if (p.path > 0) return cudaErrorNotSupported;  // wgmma asked for where it cannot run
 
   int config = p.config;
   if (config < 0 || config >= kNumConfigs) {
@@ -411,10 +434,8 @@ cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y));
 
   if (p.binary) {
-    const int64_t rows = p.groups * og;
-    weight_popcount_kernel<<<static_cast<unsigned>((rows + 255) / 256), 256, 0, stream>>>(
-        p.w, p.groups, og, a.np, K, cwg, a.taps, p.workspace);
-    const cudaError_t err = cudaGetLastError();
+    const cudaError_t err =
+        weight_popcounts(p.w, p.groups, og, a.np, K, cwg, a.taps, p.workspace, stream);
     if (err != cudaSuccess) return err;
   }
   const PairList pairs = make_pairs(p.pa, p.pw, p.binary);

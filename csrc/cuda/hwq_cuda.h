@@ -5,8 +5,15 @@
 // (csrc/hwq_ops.cpp, hwq/kernels/reference.py), so packed tensors move between devices unchanged:
 //   activations (N, H, W, G, P, Cwg) int64, weights (G, P, NP, K, 8) int64, K = KH * KW * Cwg.
 #pragma once
-#include <cuda_runtime.h>
 #include <stdint.h>
+
+#ifdef HWQ_CUDA_HOST_CHECKS
+// The host-check build (host_launch.cpp, tests only) has no CUDA toolkit: error codes are ints.
+using cudaError_t = int;
+using cudaStream_t = void*;
+#else
+#include <cuda_runtime.h>
+#endif
 
 namespace hwq_cuda {
 
@@ -39,10 +46,18 @@ struct ConvParams {
   int out_mode;        // 0: int32 sums (N, OH, OW, O); 1: float32; 2: packed signs (N, OH, OW, 1, 1, cwo); 3 (float then ReLU) is refused by hwq_cuda.cpp
   void* out;           // int32 / float / uint64 (zero-filled by the caller for out_mode 2)
   int32_t* workspace;  // binary only: G * og * (KH*KW + 1) ints (per-tap weight popcounts)
-  int config;          // tile configuration: -1 auto, else an index into kConfigs (see conv.cu)
+  int config;          // tile configuration of the sm_80 kernel: -1 auto, else an index into kConfigs (conv.cu)
+  int path;            // -1 auto (wgmma where usable), 0 the sm_80 mma.sync kernel, 1 the sm_90a
+                       // wgmma kernel (64-byte swizzled tiles), 2 wgmma with unswizzled tiles
 };
 
-// Size in int32 of the workspace conv2d_packed needs (0 for bit-serial).
+// Paths (ConvParams::path) and whether the wgmma kernel takes a call on the current device.
+constexpr int kNumPaths = 3;
+const char* path_name(int path);
+bool wgmma_usable(const ConvParams& p);
+
+// Size in int32 of the workspace conv2d_packed needs on the current device (weight popcounts for
+// binary; the K-major weight copy of the wgmma path).
 int64_t conv2d_workspace_ints(const ConvParams& p);
 
 // Launches the implicit-GEMM kernel (and, for binary, the weight-popcount pre-pass) on `stream`.

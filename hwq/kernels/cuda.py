@@ -29,8 +29,9 @@ SCHEMAS = {
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CUDA_DIR = os.path.join(REPO, "csrc", "cuda")
-SOURCES = [os.path.join(CUDA_DIR, f) for f in ("hwq_cuda.cpp", "conv.cu", "pack.cu")]
-KERNEL_SOURCES = [os.path.join(CUDA_DIR, f) for f in ("conv.cu", "pack.cu")]
+# conv.cu: the sm_80 mma.sync kernel and the dispatcher; conv_sm90.cu: the sm_90a wgmma kernel.
+KERNEL_SOURCES = [os.path.join(CUDA_DIR, f) for f in ("conv.cu", "conv_sm90.cu", "pack.cu")]
+SOURCES = [os.path.join(CUDA_DIR, "hwq_cuda.cpp")] + KERNEL_SOURCES
 
 # sm_80: mma.sync b1 AND (Ampere and later); sm_90a: Hopper's own target (wgmma needs the "a").
 DEFAULT_ARCHS = ("80", "90a")
@@ -156,5 +157,24 @@ def get_config() -> int:
 
 
 def config_names() -> list[str]:
-    """Names "BMxBN/WMxWN": block tile and warp tile, in output pixels x output channels."""
+    """Names "BMxBN/WMxWN": block tile and warp tile, in output pixels x output channels (of the
+    sm_80 mma.sync kernel; the wgmma kernel picks its tile from the product)."""
     return list(torch.ops.hwq_cuda.config_names())
+
+
+def set_path(path: int) -> None:
+    """Kernel of conv2d_packed on CUDA from now on: -1 = the sm_90a wgmma kernel where it can run
+    (an sm_90a build on a compute capability 9.0 GPU, out_mode 0..2, a_bits * w_bits <= 4) and the
+    sm_80 mma.sync kernel elsewhere (default); 0 = always mma.sync; 1 = wgmma (an error where it
+    cannot run); 2 = wgmma with unswizzled shared-memory tiles (a check of the tile layout).
+    Every path returns the same numbers."""
+    torch.ops.hwq_cuda.set_path(path)
+
+
+def get_path() -> int:
+    return int(torch.ops.hwq_cuda.get_path())
+
+
+def path_names() -> list[str]:
+    """Names of paths 0, 1, 2: "mma.sync", "wgmma", "wgmma-noswizzle"."""
+    return list(torch.ops.hwq_cuda.path_names())
