@@ -12,7 +12,7 @@ hwq/export/mapping.py for what each quantizer becomes). Before anything is writt
      quantizer that ran must appear as its nodes in the graph;
   3. with ``verify=True`` (default) the file is run on ``example_input`` by the format's reference
      runtime (onnxruntime for QDQ, qonnx's executor for QONNX) and its output compared with the
-     model's: a relative difference above ``VERIFY_TOLERANCE`` raises ExportError.
+     model's: a difference above ``VERIFY_TOLERANCE`` of the largest output refuses the file.
 
 Then the file is written atomically (a temporary file renamed over ``path``): a failed export
 leaves no file, or the previous one, behind. Its ``metadata_props`` make it self-describing: the
@@ -34,10 +34,12 @@ from torch import nn
 from .._io import atomic_write
 
 FORMATS = ("qonnx", "qdq")
-VERIFY_TOLERANCE = 1e-3
-"""Largest accepted max|runtime - model| / max|model| on example_input. A float difference in a
-convolution (a different summation order) can move one activation across a rounding boundary, so
-outputs are not always bit-identical; a wrong scale, type or grid moves them by far more."""
+VERIFY_TOLERANCE = 0.05
+"""Largest accepted max|runtime - model| / max|model| on example_input: a safety net against a
+runtime reading the nodes otherwise than intended (a type, an attribute, a broadcast), which moves
+outputs by far more. It is not tighter because a convolution summed in another order can move one
+activation across a rounding boundary: on a CIFAR-10 ResNet-20 at 8 bits, 0.4% of the images
+differed, by up to 1.8% of the largest output. The tests compare more closely (tests/export)."""
 MAX_BYTES = 2 ** 31 - 1  # one protobuf message; larger models would need external data
 
 

@@ -1,5 +1,6 @@
 """Helpers of the export tests: QAT models with calibrated quantizers, a short digits training,
 and readers of an ONNX file's nodes and metadata."""
+import os
 import warnings
 
 import pytest
@@ -82,3 +83,16 @@ def assert_matches(got, want, close_fraction=0.99, argmax_fraction=0.999):
                                     f"worst {per_sample.max():.3g}"
     assert agree >= argmax_fraction, f"arg-max agrees on {agree:.4f} of samples"
     return per_sample.max()
+
+
+def cifar10_dir():
+    """The CIFAR-10 folder under $HWQ_DATA (else ../shared/data beside the repository), or
+    pytest.skip naming where it was looked for."""
+    root = os.environ.get("HWQ_DATA") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))), "shared", "data")
+    path = os.path.join(root, "cifar10")
+    if not os.path.isdir(os.path.join(path, "test")):
+        pytest.skip(f"CIFAR-10 not found: set HWQ_DATA to a folder holding cifar10/train and "
+                    f"cifar10/test (looked in {path})")
+    return path
