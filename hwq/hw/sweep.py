@@ -34,6 +34,7 @@ import numpy as np
 from .._io import atomic_write, atomic_write_text
 from ..profile import Profile
 from .config import ArchConfig
+from .finn import FinnConfig
 from .mapper import _config, network_total
 from .registry import get
 
@@ -440,9 +441,13 @@ def _same_layers(profile: Profile) -> list[int]:
 def layer_costs(profile: Profile, arch: str, cfg: ArchConfig, same: list[int] | None = None
                 ) -> list:
     """``get(arch).costs(profile, cfg)``, costing each distinct layer once when the design costs
-    layers on their own (``Arch.network`` None): the same Cost values, in the same order."""
+    layers on their own (``Arch.network`` None, or FINN without a folding): the same Cost values,
+    in the same order."""
     a = get(arch)
-    if a.network is not None:
+    # FINN's network cost only checks that its folding names layers of the profile: without a
+    # folding, its layers are costed on their own like the other per-layer designs
+    per_layer = a.network is None or (isinstance(cfg, FinnConfig) and not cfg.folding)
+    if not per_layer:
         return a.costs(profile, cfg)
     same = _same_layers(profile) if same is None else same
     costs: list = []
