@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import faulthandler
 import json
-import math
 import os
 import random
 import shutil

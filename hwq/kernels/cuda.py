@@ -81,7 +81,7 @@ def find_cuda_home() -> str | None:
 
 def include_dirs() -> list[str]:
     """Header folders of the binding: csrc/cuda, and the CUDA headers pip's CUDA wheels ship (which
-    ATen/cuda/*.h include, and a bare toolkit may lack; docs: ../shared/reference/environment.md)."""
+    ATen/cuda/*.h include, e.g. cusparse.h, and a bare toolkit may lack)."""
     dirs = [CUDA_DIR]
     wheel_inc = os.path.join(os.path.dirname(torch.__path__[0]), "nvidia", "cu13", "include")
     if os.path.isdir(wheel_inc):
