@@ -330,17 +330,25 @@ def run_error_checks() -> list[str]:
     fails = []
 
     def one(name):
-        return subprocess.run([sys.executable, os.path.abspath(__file__), "error-one", name],
-                              capture_output=True, text=True, timeout=45)
+        try:
+            return subprocess.run([sys.executable, os.path.abspath(__file__), "error-one", name],
+                                  capture_output=True, text=True, timeout=45)
+        except subprocess.TimeoutExpired as e:  # a hang: reported as such, the others still count
+            out = e.stdout or ""
+            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            return subprocess.CompletedProcess(e.cmd, 124, out + "\nTIMED OUT after 45 s", "")
     with ThreadPoolExecutor(max_workers=5) as pool:
         runs = list(pool.map(one, BAD_CALLS))
     crash_traced = []
+
+    def why(rc):
+        return "crash" if rc < 0 else "timeout" if rc == 124 else "no argument error"
     for name, r in zip(BAD_CALLS, runs):
         out = (r.stdout + r.stderr).strip().splitlines()
         print(f"  {name}: rc {r.returncode}: {out[-1] if out else ''}", flush=True)
         if r.returncode != 0:
             fails.append(f"error check '{name}': rc {r.returncode} "
-                         f"({'crash' if r.returncode < 0 else 'no argument error'}); last lines: "
+                         f"({why(r.returncode)}); last lines: "
                          + " | ".join(out[-6:]))
         if r.returncode < 0 and shutil.which("cuda-gdb") and not crash_traced:
             # A crash: once, the native stack of the crashing call (cuda-gdb also debugs host
@@ -348,8 +356,8 @@ def run_error_checks() -> list[str]:
             crash_traced.append(name)
             try:
                 g = subprocess.run(
-                    ["cuda-gdb", "-batch", "-ex", "set pagination off", "-ex", "run", "-ex", "bt 40",
-                     "--args", sys.executable, os.path.abspath(__file__), "error-one", name],
+                    ["cuda-gdb", "-batch", "-ex", "set pagination off", "-ex", "run", "-ex",
+                     "bt 40", "--args", sys.executable, os.path.abspath(__file__), "error-one", name],
                     capture_output=True, text=True, timeout=35)
                 lines = [ln for ln in g.stdout.splitlines() if ln.startswith("#") or "SIG" in ln]
                 print(f"  native stack of '{name}' (cuda-gdb):", flush=True)
@@ -523,9 +531,11 @@ def bench() -> int:
     print(f"device: {info}", flush=True)
     load_ext()
     # Kernel variants timed: (label, path, sm_80 tile config). wgmma only on compute capability 9.0.
+    # mma.sync first: if a wgmma kernel faults, the CUDA context is lost for the rest of the
+    # process, and the known kernel's numbers are already in the table.
     variants = [(f"mma.sync {n}", 0, i) for i, n in enumerate(cuda_mod.config_names())]
     if torch.cuda.get_device_capability(0) == (9, 0):
-        variants = [("wgmma", 1, -1), ("wgmma-noswizzle", 2, -1)] + variants
+        variants += [("wgmma", 1, -1), ("wgmma-noswizzle", 2, -1)]
     rows = []  # (case, impl, variant, us, rate, ratio, exact)
     best = {}  # case -> (seconds, variant) of the fastest exact hwq variant
     gen = torch.Generator(device="cuda").manual_seed(1)
@@ -546,6 +556,19 @@ def bench() -> int:
 
     def pm1(shape):
         return torch.where(torch.rand(shape, device="cuda", generator=gen) < 0.5, -1.0, 1.0)
+
+    def each_variant(case, body):
+        """body(label, path, cfg) per variant; a failing variant is a row, the others still run."""
+        for label, path, cfg in variants:
+            try:
+                body(label, path, cfg)
+            except Exception as e:
+                print(f"  {case} {label} FAILED: {type(e).__name__}: {e}", flush=True)
+                rows.append((case, "FAILED", label, "", f"{type(e).__name__}: {str(e)[:80]}", "",
+                             ""))
+            finally:
+                cuda_mod.set_path(-1)
+                cuda_mod.set_config(-1)
 
     def run_variant(path, cfg, fn):
         cuda_mod.set_path(path)
@@ -587,7 +610,7 @@ def bench() -> int:
         x, w = pm1((S, S)), pm1((S, S))
         xp = torch.ops.hwq.pack_activations(x.view(S, S, 1, 1), 1, True, 1)
         wp = torch.ops.hwq.pack_weights(w.view(S, S, 1, 1), 1, True, 1)
-        for label, path, cfg in variants:
+        def body(label, path, cfg):
             cuda_mod.set_path(path)
             cuda_mod.set_config(cfg)
             y = torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 1, 1, True, [1, 1], [0, 0],
@@ -605,6 +628,7 @@ def bench() -> int:
                 note_best(f"binary GEMM {out}", t, label, exact)
                 add("binary GEMM 8192^3", f"hwq {out}", f"{label} {how}", t,
                     f"{ops / t / 1e15:.2f} P ops/s", "", "yes" if exact else "NO")
+        each_variant("binary GEMM 8192^3", body)
     safe("binary GEMM 8192^3", binary_gemm)
 
     def w2a2_gemm():
@@ -613,7 +637,7 @@ def bench() -> int:
         xp = torch.ops.hwq.pack_activations(x.view(S, S, 1, 1), 2, False, 1)
         wp = torch.ops.hwq.pack_weights(w.view(S, S, 1, 1), 2, False, 1)
         want = (x[:512].double() @ w.t().double())
-        for label, path, cfg in variants:
+        def body(label, path, cfg):
             cuda_mod.set_path(path)
             cuda_mod.set_config(cfg)
             y = torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 2, 2, False, [1, 1], [0, 0],
@@ -629,6 +653,7 @@ def bench() -> int:
             ratio = f"{ctx['int8'][0] / t:.2f}x vs best _int_mm" if "int8" in ctx else ""
             add("W2A2 GEMM 8192^3", "hwq int32 out", f"{label} {how}", t,
                 f"{ops / t / 1e12:,.0f} TOPS (2-bit)", ratio, "yes" if exact else "NO")
+        each_variant("W2A2 GEMM 8192^3", body)
     safe("W2A2 GEMM 8192^3", w2a2_gemm)
 
     for c, hw in ((256, 14), (512, 7)):
@@ -641,14 +666,15 @@ def bench() -> int:
             wh = w.half().to(memory_format=torch.channels_last)
             t_ref, how = time_gpu(lambda: F.conv2d(xh, wh, padding=1))
             ctx[case] = t_ref
-            add(case, "cuDNN fp16 channels_last", how, t_ref, f"{flops / t_ref / 1e12:,.0f} TFLOP/s")
+            add(case, "cuDNN fp16 channels_last", how, t_ref,
+                f"{flops / t_ref / 1e12:,.0f} TFLOP/s")
             xp = torch.ops.hwq.pack_activations(xh, 1, True, 1)
             wp = torch.ops.hwq.pack_weights(w, 1, True, 1)
             t, how = time_gpu(lambda: torch.ops.hwq.pack_activations(xh, 1, True, 1))
             add(case, "hwq pack_activations (fp16 in)", how, t, "")
             # float64 reference on 16 images (exact; an fp32 cuDNN conv may pick Winograd)
             want = F.conv2d(x[:16].double(), w.double(), padding=1)
-            for label, path, cfg in variants:
+            def body(label, path, cfg):
                 cuda_mod.set_path(path)
                 cuda_mod.set_config(cfg)
                 y = torch.ops.hwq.conv2d_packed(xp, wp, c, c, [3, 3], 1, 1, True, [1, 1], [1, 1],
@@ -666,6 +692,7 @@ def bench() -> int:
                     add(case, f"hwq {out}", f"{label} {how}", t,
                         f"{flops / t / 1e15:.2f} P ops/s", f"{t_ref / t:.2f}x vs cuDNN fp16",
                         "yes" if exact else "NO")
+            each_variant(case, body)
         safe(f"binary conv {c}", conv)
 
     table = ["| case | implementation | kernel / timing | us per call | rate | ratio | exact |",
