@@ -1,7 +1,7 @@
 """Pure-torch reference implementations of the packed ops: the tests' oracle and the fallback when the
 C++ extension ``hwq._C`` is missing.
 
-They compute with the same bit arithmetic as the kernels (docs/kernels.md, /work/shared/reference):
+They compute with the same bit arithmetic as the kernels (docs/kernels.md):
   binary     x.w = K_valid - 2 * popcount(x XOR w) over the taps inside the image, with bit 1 = -1;
   bit-serial x.w = sum_ij c_ij * popcount(x_i AND w_j), c_ij = 2^(i+j), negated for the sign plane
              j = w_bits - 1 of the two's-complement weight;

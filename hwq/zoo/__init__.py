@@ -128,7 +128,10 @@ def add(run_dir: str, scheme: str, name: str, data_dir: str, zoo_dir: str = ZOO_
 
     from ..train import checkpoint
     from ..train import data as data_mod
-    recipe_path = os.path.join(run_dir, "recipe.json")
+    # the recipe the scheme was trained with (hwq train writes it per scheme), else the run's
+    recipe_path = os.path.join(run_dir, scheme, "recipe.json")
+    if not os.path.isfile(recipe_path):
+        recipe_path = os.path.join(run_dir, "recipe.json")
     ckpt_path = os.path.join(run_dir, scheme, "last.pt")
     for p in (recipe_path, ckpt_path):
         if not os.path.isfile(p):
