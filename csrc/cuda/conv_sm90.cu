@@ -47,6 +47,8 @@ struct Args {
   const float* bias;
   void* out;
   const int32_t* wpop;   // binary: (G * og, taps + 1)
+  const int32_t* ppop;   // binary: popc of each pixel's words per group, (N, H, W, G)
+  int64_t groups;
   int out_mode;
 };
 
@@ -161,8 +163,11 @@ __global__ void __launch_bounds__(kThreads, 1) conv_sm90_kernel(const Args a, co
     }
     row_mask[tid] = mask;
     row_kvalid[tid] = static_cast<int32_t>(a.cg * __popcll(mask));
+    row_pop[tid] = m < a.M ? row_popcount(a.ppop, row_origin(m, a.oh, a.ow, a.stride_h, a.stride_w,
+                                                               a.pad_h, a.pad_w),
+                                          mask, a.kw, a.dil_h, a.dil_w, a.w_in, a.h, a.groups, g)
+                           : 0;
   }
-  int32_t my_pop = 0;  // binary: popc(a) of row tid / 2, chunks 2 (tid % 2) and 2 (tid % 2) + 1
 
   int32_t acc[NACC][NR];
 #pragma unroll
@@ -187,16 +192,6 @@ __global__ void __launch_bounds__(kThreads, 1) conv_sm90_kernel(const Args a, co
     }
     const int stage = static_cast<int>(it % kStages);
     const uint32_t sa = smem_u32(smem + stage * a.stage_bytes);
-    if (BINARY) {  // popc(a) per row, from the stage in shared memory (generic loads), before
-                   // the wgmmas so that no other instruction sits inside their pipeline stage
-      const unsigned char* st = smem + stage * a.stage_bytes;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint4 v = *reinterpret_cast<const uint4*>(
-            st + tile16_offset(LAYOUT, kBM, tid >> 1, 2 * (tid & 1) + h));
-        my_pop += __popc(v.x) + __popc(v.y) + __popc(v.z) + __popc(v.w);
-      }
-    }
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks)
@@ -218,10 +213,6 @@ __global__ void __launch_bounds__(kThreads, 1) conv_sm90_kernel(const Args a, co
 #pragma unroll
   for (int c = 0; c < NACC; ++c) acc_fence(acc[c]);
   cp_async_wait<0>();
-  if (BINARY) {
-    my_pop += __shfl_xor_sync(0xffffffffu, my_pop, 1);
-    if ((tid & 1) == 0) row_pop[tid >> 1] = my_pop;
-  }
   __syncthreads();  // the stages are free: reuse them as the epilogue staging tile
 
   // ---- epilogue 1: sets combined, fragments -> shared memory (kBM x (BN + kEpiPad) int32) ----
@@ -235,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1) conv_sm90_kernel(const Args a, co
       int32_t sets[NACC];
 #pragma unroll
       for (int c = 0; c < NACC; ++c) sets[c] = acc[c][r + e];
-      v[e] = BINARY ? sets[0] : combine_sets(sets, pairs);
+      v[e] = combine_sets(sets, pairs);  // binary: one set, coefficient 1
     }
     const int row = 64 * wg + wg_acc_row(warp, lane, r), col = wg_acc_col(lane, r);
     *reinterpret_cast<int2*>(epi + row * P + col) = make_int2(v[0], v[1]);
@@ -326,6 +317,20 @@ __global__ void __launch_bounds__(kThreads, 1) conv_sm90_kernel(const Args a, co
 #else
   __trap();  // not sm_90a machine code: conv.cu never launches this (binaryVersion check)
 #endif
+}
+
+// popc of each pixel's plane-0 words per group (binary only): ppop (N, H, W, G). The binary
+// epilogue's popc(a) of a GEMM row is the sum over its in-image taps (row_popcount), so the main
+// loop has no work besides the copies and the wgmmas.
+__global__ void pixel_popcount_kernel(const uint64_t* x, int64_t pixels_groups, int64_t cwg,
+                                      int32_t* ppop) {
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       idx < pixels_groups; idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const uint64_t* src = x + idx * cwg;  // binary: one plane, so (pixel, group) words are contiguous
+    int32_t s = 0;
+    for (int64_t c = 0; c < cwg; ++c) s += __popcll(src[c]);
+    ppop[idx] = s;
+  }
 }
 
 // Weights (G, pw, np, K, 8) -> K-major (G, pw, OGP, KP), zero past og and K. Thread per output word,
@@ -420,12 +425,24 @@ bool usable(const ConvParams& p) {
   return pl.ok && image_is_sm90();
 }
 
+// Workspace (int32 units): [weight popcounts][pixel popcounts] (binary), then the K-major weights,
+// each part starting 16-byte aligned.
+struct WorkspaceLayout {
+  int64_t ppop, wk, total;
+};
+WorkspaceLayout workspace_layout(const ConvParams& p, const Plan& pl) {
+  WorkspaceLayout w;
+  const int64_t taps = static_cast<int64_t>(p.kh) * p.kw;
+  w.ppop = p.binary ? round_up(p.out_channels * (taps + 1), 4) : 0;
+  w.wk = w.ppop + (p.binary ? round_up(p.n * p.h * p.w_in * p.groups, 4) : 0);
+  w.total = w.wk + 2 * p.groups * p.pw * pl.ogp * pl.KP;
+  return w;
+}
+
 int64_t workspace_ints(const ConvParams& p) {
   const Plan pl = plan(p);
   if (!pl.ok) return 0;
-  const int64_t wpop = p.binary ? round_up(p.out_channels * (static_cast<int64_t>(p.kh) * p.kw + 1), 4)
-                                : 0;
-  return wpop + 2 * p.groups * p.pw * pl.ogp * pl.KP;
+  return workspace_layout(p, pl).total;
 }
 
 cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
@@ -433,9 +450,9 @@ cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
   if (!pl.ok) return cudaErrorInvalidValue;
   if (pl.M == 0 || p.out_channels == 0) return cudaSuccess;
   const int taps = p.kh * p.kw;
-  const int64_t wpop_ints =
-      p.binary ? round_up(p.out_channels * static_cast<int64_t>(taps + 1), 4) : 0;
-  uint64_t* wk = reinterpret_cast<uint64_t*>(p.workspace + wpop_ints);
+  const WorkspaceLayout wl = workspace_layout(p, pl);
+  uint64_t* wk = reinterpret_cast<uint64_t*>(p.workspace + wl.wk);
+  int32_t* ppop = p.workspace + wl.ppop;
 
   Args a;
   a.x = p.x;
@@ -474,6 +491,8 @@ cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
   a.bias = p.bias;
   a.out = p.out;
   a.wpop = p.workspace;
+  a.ppop = ppop;
+  a.groups = p.groups;
   a.out_mode = p.out_mode;
 
   const int64_t grid_x = (pl.M + kBM - 1) / kBM, grid_y = a.blocks_per_group * p.groups;
@@ -485,6 +504,11 @@ cudaError_t conv2d_packed(const ConvParams& p, cudaStream_t stream) {
     const cudaError_t err = weight_popcounts(p.w, p.groups, pl.og, ((pl.og + 7) / 8 + 3) / 4 * 4,
                                              pl.K, pl.cwg, taps, p.workspace, stream);
     if (err != cudaSuccess) return err;
+    const int64_t pg = p.n * p.h * p.w_in * p.groups;
+    const int64_t blocks = (pg + 255) / 256 < 4096 ? (pg + 255) / 256 : 4096;
+    pixel_popcount_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(p.x, pg, pl.cwg, ppop);
+    const cudaError_t err2 = cudaGetLastError();
+    if (err2 != cudaSuccess) return err2;
   }
   {
     const int64_t words = p.groups * p.pw * pl.ogp * pl.KP;

@@ -16,7 +16,7 @@
 //     PTX ISA's descriptor and layout definitions (desc_address), into the accumulator registers
 //     of the pair's set as the PTX ISA's fragment figure places them (the kernel's epilogue then
 //     reads them back with its own wg_acc_row / wg_acc_col);
-//   - the per-row popcounts of the binary path, the set combination, the staging of fragments in
+//   - the per-pixel popcounts of the binary pre-pass and their per-row sums, the set combination, the staging of fragments in
 //     shared memory, and the copy-out with its binary correction, float scale / bias (no FMA) and
 //     packed signs OR-reduced over 16 lanes with one atomicOr per word.
 // What it cannot show: races, timing, and whether the hardware matches the PTX text (the swizzle
@@ -88,6 +88,13 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
       }
       wpop[idx * (taps + 1) + taps] = tot;
     }
+  // pixel_popcount_kernel (binary): popc of each (pixel, group)'s words
+  std::vector<int32_t> ppop(binary ? static_cast<size_t>(n * h * w_in * groups) : 0);
+  for (size_t idx = 0; idx < ppop.size(); ++idx) {
+    int32_t s = 0;
+    for (int64_t c = 0; c < cwg; ++c) s += __builtin_popcountll(x[idx * cwg + c]);
+    ppop[idx] = s;
+  }
   std::vector<uint64_t> wk(static_cast<size_t>(groups * PW * ogp * KP));
   for (int64_t idx = 0; idx < static_cast<int64_t>(wk.size()); ++idx) {  // repack_weights_kernel
     const int64_t k = idx % KP, row = idx / KP, o = row % ogp, gj = row / ogp;
@@ -106,7 +113,6 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
   std::vector<uint8_t> smem(smem_bytes(PA, PW, BN));
   std::vector<int> copies(sbytes / 8);
   std::vector<RowOrigin> origin(static_cast<size_t>(sm90::kThreads) * AQ);
-  std::vector<int32_t> my_pop(sm90::kThreads);
   // acc[wg][set][warp][lane][reg]
   std::vector<int32_t> acc(static_cast<size_t>(2) * NACC * 4 * 32 * NR);
   auto ACC = [&](int wg, int set, int warp, int lane) {
@@ -196,10 +202,14 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
             mask = valid_taps(r, kh, kw, dil_h, dil_w, h, w_in);
           }
           const int32_t kv = static_cast<int32_t>(cg * __builtin_popcountll(mask));
+          const int32_t rp =
+              m < M ? row_popcount(ppop.data(), row_origin(m, oh, ow, stride_h, stride_w, pad_h, pad_w),
+                                   mask, kw, dil_h, dil_w, w_in, h, groups, g)
+                    : 0;
           memcpy(smem.data() + row_mask_off + 8 * tid, &mask, 8);
           memcpy(smem.data() + row_kvalid_off + 4 * tid, &kv, 4);
+          memcpy(smem.data() + row_pop_off + 4 * tid, &rp, 4);
         }
-      for (int32_t& v : my_pop) v = 0;
       for (int32_t& v : acc) v = 0;
 
       // stage ring bookkeeping
@@ -231,14 +241,6 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
           ++committed;
         }
         const int sa = cur * sbytes;
-        if (binary)
-          for (int tid = 0; tid < sm90::kThreads; ++tid)
-            for (int hh = 0; hh < 2; ++hh) {
-              const int off = sa + tile16_offset(layout, kBM, tid >> 1, 2 * (tid & 1) + hh);
-              uint64_t v[2];
-              memcpy(v, smem.data() + off, 16);
-              my_pop[tid] += __builtin_popcountll(v[0]) + __builtin_popcountll(v[1]);
-            }
         for (int ks = 0; ks < 2; ++ks)
           for (int i = 0; i < PA; ++i)
             for (int j = 0; j < PW; ++j) {
@@ -289,12 +291,6 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
         // wgmma.wait_group 1 at the end of iteration it: groups <= it - 1 complete
         wgmma_done_below = it;
       }
-      if (binary)
-        for (int tid = 0; tid < sm90::kThreads; tid += 2) {
-          const int32_t v = my_pop[tid] + my_pop[tid + 1];  // shfl_xor 1
-          memcpy(smem.data() + row_pop_off + 4 * (tid >> 1), &v, 4);
-        }
-
       // ---- epilogue 1: sets combined, fragments -> staging tile at the start of shared memory ----
       for (int wg = 0; wg < 2; ++wg)
         for (int warp = 0; warp < 4; ++warp)
@@ -302,7 +298,7 @@ extern "C" int hwq_emulate_conv_sm90(const uint64_t* x, const uint64_t* w, int64
             for (int reg = 0; reg < NR; ++reg) {
               int32_t sets[kMaxPairs];
               for (int c = 0; c < NACC; ++c) sets[c] = ACC(wg, c, warp, lane)[reg];
-              const int32_t v = binary ? sets[0] : combine_sets(sets, pairs);
+              const int32_t v = combine_sets(sets, pairs);  // binary: one set, coefficient 1
               const int row = 64 * wg + wg_acc_row(warp, lane, reg), col = wg_acc_col(lane, reg);
               memcpy(smem.data() + 4 * (row * P + col), &v, 4);
             }

@@ -203,6 +203,21 @@ HWQ_HD int32_t combine_sets(const int32_t* acc, const PairSets& p) {
   return static_cast<int32_t>(s);
 }
 
+// Binary: popc(a) of the GEMM row with origin r (its in-image taps in `mask`, a valid_taps mask)
+// from the per-pixel popcounts ppop (N, H, W, G) of the pixel-popcount pre-pass: the sum over the
+// in-image taps (out-of-image taps are zero words, as in the tiles).
+HWQ_HD int32_t row_popcount(const int32_t* ppop, const RowOrigin& r, uint64_t mask, int kw,
+                            int dil_h, int dil_w, int64_t w, int64_t h, int64_t groups, int64_t g) {
+  int32_t s = 0;
+  for (uint64_t rest = mask; rest != 0; rest &= rest - 1) {
+    int t = 0;
+    while (((rest >> t) & 1) == 0) ++t;  // lowest set tap
+    const int64_t ih = r.ih0 + (t / kw) * dil_h, iw = r.iw0 + (t % kw) * dil_w;
+    s += ppop[((r.n * h + ih) * w + iw) * groups + g];
+  }
+  return s;
+}
+
 // Epilogue copy-out: thread tid handles 4 neighbouring columns, 4 * (tid % (BN / 4)) .. + 3, of
 // rows tid / (BN / 4) + pass * (kThreads * 4 / BN): a warp writes whole runs of a row (16-byte
 // stores where the output row alignment allows), and 16 neighbouring lanes cover 64 columns (one

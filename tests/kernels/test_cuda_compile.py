@@ -27,7 +27,8 @@ def _compile(src: str, arch: str, out_dir: str) -> subprocess.CompletedProcess:
     # mma .and.popc, cp.async, ldmatrix); ptxas at -O3 would triple its time for no extra coverage.
     cmd = [NVCC, "-c", "-std=c++17", "-O3", "-Xptxas", "-O1", *hcuda.gencode_flags((arch,)),
            "-Werror", "all-warnings", "-I", hcuda.CUDA_DIR, src, "-o", out]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    # 15 minutes: wall time on a busy 2-core machine (a free one needs well under a minute each)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
 @needs_nvcc
