@@ -1,5 +1,5 @@
 """The CIFAR-10 entries of hwq.zoo, where they and the data set are present: onnxruntime (QDQ, the
-first 2,000 test images) and qonnx's executor (QONNX, the first 500: it runs node by node) agree
+first 2,000 test images) and qonnx's executor (QONNX, the first 1,000: it runs node by node) agree
 with the QAT model on the arg-max of at least 99.9% of the images (a few minutes per entry on two
 cores otherwise). Deep networks see more rounding-boundary crossings (trained ResNet-20 W8A8:
 10% of the images differ somewhat, by at most 0.6% of the largest output), so half of the images,
@@ -23,7 +23,7 @@ try:
 except ImportError:
     ENTRIES = []
 
-QDQ_IMAGES, QONNX_IMAGES, QONNX_BATCH = 2000, 500, 250
+QDQ_IMAGES, QONNX_IMAGES, QONNX_BATCH = 2000, 1000, 250
 
 
 def check_entry(name, data_dir, tmp_path):
@@ -47,9 +47,9 @@ def check_entry(name, data_dir, tmp_path):
     hwq.export(model, xs[:QONNX_BATCH], path, "qonnx")
     got = np.concatenate([run_qonnx(path, xs[i:i + QONNX_BATCH].numpy())
                           for i in range(0, QONNX_IMAGES, QONNX_BATCH)])
-    # 99.9% of 500 images would allow no disagreement at all: one of 500 (99.8%) is accepted
-    # (measured: resnet20-ternary, one image near a tie of its two top logits).
-    assert_matches(got, want[:QONNX_IMAGES], close_fraction=0.5, argmax_fraction=0.998)
+    # 99.9% of 1,000 images: one disagreement is allowed (measured: resnet20-ternary has one in
+    # its first 500, an image near a tie of its two top logits).
+    assert_matches(got, want[:QONNX_IMAGES], close_fraction=0.5, argmax_fraction=0.999)
 
 
 @pytest.mark.parametrize("name", ENTRIES or [pytest.param(None, marks=pytest.mark.skip(
