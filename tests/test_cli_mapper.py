@@ -93,3 +93,13 @@ def test_profile_histogram_past_bit_16_is_refused(tmp_path):
     p[0].stats = LayerStats(a_group_prec=[0] * 18 + [3])
     with pytest.raises(ValueError, match=r"stats.a_group_prec.*bits 0..17.*bit 18 has 3"):
         p.validate()
+
+
+def test_map_config_not_utf8_or_not_toml_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe[loom]\n")
+    assert main(["map", "alexnet", "--arch", "loom", "--config", str(bad)]) == 2
+    assert f"config '{bad}' is not UTF-8 text" in capsys.readouterr().err
+    bad.write_text("[loom\n")
+    assert main(["map", "alexnet", "--arch", "loom", "--config", str(bad)]) == 2
+    assert f"config '{bad}' is not valid TOML" in capsys.readouterr().err

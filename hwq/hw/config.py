@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any, ClassVar
 
-from .._io import tomllib  # tomli on Python 3.10
+from .._io import read_toml as _read_toml
 from .energy import HOROWITZ_45NM, EnergyTable
 
 
@@ -126,11 +126,7 @@ def read_toml(path: str | os.PathLike, table: str | None, accepted: list[str]) -
     """The options in a TOML file for one design: its ``[table]`` when present, else the top-level
     keys (tables are kept only when they name an option, such as ``energy``: the others are other
     designs' tables)."""
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{os.fspath(path)}: not valid TOML ({e})") from None
+    data = _read_toml(path, "config")  # names the path when not UTF-8, not TOML, too nested
     if table is not None and isinstance(data.get(table), dict):
         return dict(data[table])
     return {k: v for k, v in data.items() if not isinstance(v, dict) or k in accepted}
