@@ -165,7 +165,14 @@ def summary(model: nn.Module, example_input: torch.Tensor | None = None,
             device=p.device if p is not None else "cpu", dtype=p.dtype if p is not None else None)
     rows_m = {n: m for n, m in model.named_modules()
               if isinstance(m, (QuantLayer, QuantAct) + COMPUTE_TYPES) or _is_deployed(m)}
-    macs = _run_shapes(model, rows_m, example_input) if example_input is not None else {}
+    try:
+        macs = _run_shapes(model, rows_m, example_input) if example_input is not None else {}
+    except RuntimeError as e:  # torch's shape errors name no argument of summary
+        what = (f"input_size={tuple(input_size)!r}" if input_size is not None else
+                f"example_input of shape {tuple(getattr(example_input, 'shape', ()))}")
+        raise ValueError(f"{what} is not accepted: the model cannot run on it "
+                         f"({str(e).splitlines()[0][:200]}); expected the input shape the model "
+                         "takes, batch first, e.g. (1, 3, 224, 224)") from None
 
     rows = []
     for name, m in rows_m.items():

@@ -80,3 +80,12 @@ def test_summary_shows_how_each_layer_runs_after_deploy():
     if int8.HAVE_ONEDNN_INT8:  # signed 6-bit activations: oneDNN's int8 linear
         assert got["6"] == ("Int8Linear", "int8 W4A6", 4, 6, 32 * 64 * 10)
     assert [r.macs for r in after.rows] == [r.macs for r in before.rows]
+
+
+def test_input_the_model_cannot_take_is_named():
+    import pytest
+    import torchvision
+    model = torchvision.models.resnet18(num_classes=10)
+    with pytest.raises(ValueError, match=r"input_size=\(1, 1, 32, 32\) is not accepted: the "
+                                         "model cannot run on it"):
+        hwq.summary(model, input_size=(1, 1, 32, 32))
