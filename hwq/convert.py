@@ -92,8 +92,8 @@ def resolve(model: nn.Module, weights: Any = None, acts: Any = None,
             ) -> dict[str, dict[str, quant.QuantConfig]]:
     """The configs hwq.quantize would give each layer: {name: {"weights": cfg, "acts": cfg}}.
     Skipped layers are absent. Raises ValueError on any bad rule; changes nothing."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
+    if not isinstance(model, nn.Module):  # TypeError, as hwq.deploy raises for the same mistake
+        raise TypeError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
     aliases = _aliases(model)
     first_of = {n: first for first, names in aliases.items() for n in names}
     default = _parse_rule("weights/acts", {"weights": weights, "acts": acts})
@@ -160,16 +160,18 @@ def quantize(model: nn.Module, weights: Any = None, acts: Any = None,
     Trained float weights are kept (the same Parameter objects). Layers already quantized get the
     new quantizers. Compute layers that cannot be quantized (Conv1d/3d, transposed convs, Linear
     subclasses, attention, RNNs) stay float and are listed in an UnquantizedLayersWarning.
+    Raises TypeError when ``model`` is not an nn.Module, ValueError on a bad rule.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
+    if not isinstance(model, nn.Module):  # TypeError, as hwq.deploy raises for the same mistake
+        raise TypeError(f"model={type(model).__name__} is not accepted: expected a torch.nn.Module")
+    skip = _skip_patterns(skip)  # read once: a generator would be empty the second time
     chosen = resolve(model, weights, acts, layers, skip, plan)
     if "" in chosen and not isinstance(model, QuantLayer):
         raise ValueError(f"model is itself a {type(model).__name__}: wrap it in a container, or use "
                          "hwq.nn.QuantConv2d / QuantLinear.from_float directly")
     modules = dict(model.named_modules())
     skipped = set()
-    for pattern in _skip_patterns(skip):
+    for pattern in skip:
         for name, m in model.named_modules(remove_duplicate=False):
             if fnmatch.fnmatchcase(name, pattern):
                 skipped.add(id(m))

@@ -92,6 +92,24 @@ def test_model_that_is_a_single_layer_is_refused():
         hwq.quantize(nn.Conv2d(1, 1, 1), weights="fixed:4")
 
 
+@pytest.mark.parametrize("call", [hwq.quantize, hwq.deploy])
+def test_a_model_that_is_not_a_module_is_a_type_error_in_quantize_and_deploy(call):
+    with pytest.raises(TypeError, match="OrderedDict.*expected a torch.nn.Module"):
+        call(Net().state_dict())
+
+
+def test_skip_may_be_a_generator():
+    # A generator can be read once only: quantize must read it once (it read it twice, and the
+    # second pass saw nothing, so the skipped layers were reported as left float by mistake).
+    by_list = hwq.quantize(Net(), weights="fixed:4", skip=["head", "blocks.*"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        by_gen = hwq.quantize(Net(), weights="fixed:4", skip=(p for p in ["head", "blocks.*"]))
+    assert type(by_gen.head) is nn.Linear and type(by_gen.blocks[1]) is nn.Conv2d
+    assert kinds(by_gen) == kinds(by_list) == {"stem": ("fixed:4", "float"),
+                                               "dw": ("fixed:4", "float")}
+
+
 def test_unquantizable_layers_are_reported_not_silently_kept():
     class Mixed(nn.Module):
         def __init__(self):
