@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ._observe import observing
+from ._table import text_table
 from .convert import COMPUTE_TYPES
 from .nn import QuantAct, QuantLayer
-from ._observe import observing
 
 FLOAT_BITS = 32
 
@@ -88,14 +88,7 @@ class Summary:
         total = ["total", "", "", "", "", "", "", num(self.params),
                  num(self.macs) if self.macs_known else num(self.macs) + "+",
                  num(self.bops), num(self.weight_bits)]
-        widths = [max(len(row[i]) for row in [head, total] + body) for i in range(len(head))]
-        left = 5  # text columns are left-aligned, numbers right-aligned
-
-        def line(row):
-            return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths)))
-        rule = "-" * len(line(head))
-        out = [line(head), rule] + [line(r) for r in body] + [rule, line(total)]
+        out = [text_table(head, body, total=total, left=5)]  # the 5 text columns left-aligned
         kib, fkib = self.weight_bits / 8192, self.float_weight_bits / 8192
         ratio = self.float_weight_bits / self.weight_bits if self.weight_bits else math.nan
         out.append(f"weight memory {kib:,.1f} KiB (float32 {fkib:,.1f} KiB, {ratio:.2f}x smaller); "

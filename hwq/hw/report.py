@@ -15,6 +15,7 @@ import os
 from typing import Any, Sequence
 
 from .._io import atomic_write, atomic_write_text
+from .._table import text_table
 
 
 @dataclasses.dataclass
@@ -118,18 +119,12 @@ class Report:
         head = list(COLUMNS)
         body = [_row(l) for l in self.layers]
         total = _row(self.total)
-        widths = [max(len(r[i]) for r in [head, total] + body) for i in range(len(head))]
-
-        def line(r):
-            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths)))
-        rule = "-" * len(line(head))
         t = self.total
         out = [f"{self.arch} vs {self.baseline} on {self.profile}: speedup "
                f"{t.speedup:.2f}x, energy efficiency {t.energy_efficiency:.2f}x; "
                f"{_fmt(t.fps, 1)} images/s, latency {_fmt(t.latency_s * 1e3, 3)} ms, "
                f"area {_fmt(t.area_mm2, 2)} mm^2",
-               line(head), rule] + [line(r) for r in body] + [rule, line(total)]
+               text_table(head, body, total=total, left=2)]
         out += [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 

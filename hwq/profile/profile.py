@@ -18,6 +18,7 @@ import os
 from typing import Any, Iterator
 
 from .._io import atomic_write_text, read_json
+from .._table import text_table
 from .layer import LayerProfile, ProfileError
 
 SCHEMA = "hwq.profile"
@@ -224,12 +225,5 @@ class Profile:
                  f"{l.macs:,}", str(l.w_bits) + ("f" if l.w_float else ""),
                  str(l.a_bits) + ("f" if l.a_float else "")] for l in self.layers]
         total = ["total", "", "", "", "", "", "", f"{self.macs:,}", "", ""]
-        widths = [max(len(r[i]) for r in [head, total] + body) for i in range(len(head))]
-
-        def line(r):
-            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths)))
-        rule = "-" * len(line(head))
-        return "\n".join([f"profile {self.name} ({len(self.layers)} layers; 'f': float layer "
-                          "at the 16-bit baseline)", line(head), rule] + [line(r) for r in body]
-                         + [rule, line(total)])
+        return (f"profile {self.name} ({len(self.layers)} layers; 'f': float layer at the 16-bit "
+                "baseline)\n" + text_table(head, body, total=total, left=2))

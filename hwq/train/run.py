@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import hw, models
 from .._io import atomic_write_text, read_json
+from .._table import text_table
 from ..convert import quantize
 from ..nn import QuantLayer
 from ..profile import profile as make_profile
@@ -185,10 +186,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                      f"{r['macs']:,}", f"{rep.get('speedup', float('nan')):.2f}x",
                      f"{rep.get('energy_pj', float('nan')) / 1e6:.3f}",
                      f"{rep.get('energy_efficiency', float('nan')):.2f}x"])
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
-                               for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(head), "-" * len(line(head))] + [line(r) for r in rows])
+    return text_table(head, rows, left=3)
 
 
 def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool = False,
