@@ -48,7 +48,7 @@ import torch
 from torch import fx, nn
 
 from . import kernels
-from .kernels import int8
+from .kernels import OutMode, int8
 from .nn import QuantConv2d, QuantLayer, QuantLinear
 
 ACT_KINDS = ("fixed", "lsq", "pact")
@@ -282,7 +282,8 @@ class _PackedKernel(_DeployedLayer):
             px, self.w_packed, self.in_channels, self.out_channels, list(self.kernel_size),
             self.a_bits, self.w_bits, self.binary, list(stride), list(padding), list(dilation),
             self.groups, scale, self.out_bias,
-            2 if packed_output else (3 if self.fuse_relu else 1))
+            OutMode.PACKED_SIGN if packed_output else
+            (OutMode.FLOAT_RELU if self.fuse_relu else OutMode.FLOAT))
 
     def _conv_nan_aware(self, x4: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
         if not _has_nan(x4):

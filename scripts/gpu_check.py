@@ -52,6 +52,7 @@ def _load(name: str, rel: str):
 
 ref = _load("hwq_reference", "hwq/kernels/reference.py")
 cuda_mod = _load("hwq_kernels_cuda", "hwq/kernels/cuda.py")
+OutMode = _load("hwq_out_mode", "hwq/kernels/out_mode.py").OutMode  # conv2d_packed's out_mode
 
 
 def device_info() -> str:
@@ -116,7 +117,8 @@ def draw_conv_case(rng: random.Random, i: int) -> dict:
         cost = n * groups * og * cg * kh * kw * oh * ow * a_bits * w_bits
         if cost > 1.5e8:
             continue
-        mode = rng.choice([0, 0, 0, 1, 2])
+        mode = rng.choice([OutMode.INT32, OutMode.INT32, OutMode.INT32, OutMode.FLOAT,
+                           OutMode.PACKED_SIGN])
         return dict(binary=binary, a_bits=a_bits, w_bits=w_bits, groups=groups, c=cg * groups,
                     o=og * groups, kh=kh, kw=kw, stride=stride, pad=pad, dil=dil, n=n, h=h, w=w,
                     mode=mode, config=[-1, 0, 1][i % 3])
@@ -126,30 +128,32 @@ def draw_conv_case(rng: random.Random, i: int) -> dict:
 FIXED_CASES = [
     # name, params: linear-like and ResNet-like shapes, multi-block M and N, long K
     dict(binary=True, a_bits=1, w_bits=1, groups=1, c=1000, o=700, kh=1, kw=1, stride=1, pad=0,
-         dil=1, n=999, h=1, w=1, mode=0, config=-1),
+         dil=1, n=999, h=1, w=1, mode=OutMode.INT32, config=-1),
     dict(binary=False, a_bits=2, w_bits=2, groups=1, c=1000, o=700, kh=1, kw=1, stride=1, pad=0,
-         dil=1, n=999, h=1, w=1, mode=0, config=1),
+         dil=1, n=999, h=1, w=1, mode=OutMode.INT32, config=1),
     dict(binary=True, a_bits=1, w_bits=1, groups=1, c=256, o=256, kh=3, kw=3, stride=1, pad=1,
-         dil=1, n=3, h=14, w=14, mode=0, config=1),
+         dil=1, n=3, h=14, w=14, mode=OutMode.INT32, config=1),
     dict(binary=True, a_bits=1, w_bits=1, groups=1, c=256, o=512, kh=3, kw=3, stride=2, pad=1,
-         dil=1, n=2, h=14, w=14, mode=2, config=0),
+         dil=1, n=2, h=14, w=14, mode=OutMode.PACKED_SIGN, config=0),
     dict(binary=False, a_bits=2, w_bits=2, groups=1, c=512, o=512, kh=3, kw=3, stride=1, pad=1,
-         dil=1, n=2, h=7, w=7, mode=1, config=-1),
+         dil=1, n=2, h=7, w=7, mode=OutMode.FLOAT, config=-1),
     dict(binary=False, a_bits=8, w_bits=8, groups=1, c=64, o=64, kh=7, kw=7, stride=2, pad=3,
-         dil=1, n=1, h=30, w=30, mode=0, config=0),
+         dil=1, n=1, h=30, w=30, mode=OutMode.INT32, config=0),
     dict(binary=True, a_bits=1, w_bits=1, groups=64, c=64, o=64, kh=3, kw=3, stride=1, pad=1,
-         dil=1, n=2, h=9, w=9, mode=2, config=1),
+         dil=1, n=2, h=9, w=9, mode=OutMode.PACKED_SIGN, config=1),
 ]
 
 
 # Kernel paths the checks run every conv case on (hwq.kernels.cuda.set_path): the sm_80 mma.sync
 # kernel always, the wgmma kernel (auto picks it on an sm_90a build on an H100/H200 for products of
-# <= 4 plane pairs, out_mode 0..2) and, on every other case it takes, wgmma with unswizzled tiles.
+# <= 4 plane pairs, every out_mode but FLOAT_RELU) and, on every other case it takes, wgmma with
+# unswizzled tiles.
 WGMMA_PAIRS = 4
 
 
 def wgmma_takes(p: dict) -> bool:
-    return p["mode"] <= 2 and (p["binary"] or p["a_bits"] * p["w_bits"] <= WGMMA_PAIRS)
+    return p["mode"] != OutMode.FLOAT_RELU and (
+        p["binary"] or p["a_bits"] * p["w_bits"] <= WGMMA_PAIRS)
 
 
 def run_conv_case(p: dict, gen: torch.Generator, paths=(-1,)) -> str | None:
@@ -180,7 +184,7 @@ def run_conv_case(p: dict, gen: torch.Generator, paths=(-1,)) -> str | None:
         want = ref.bitserial_conv2d_ref(x, wt, p["a_bits"], p["w_bits"], s, pd, d, g)
     scale = bias = None
     mode = p["mode"]
-    if mode:
+    if mode != OutMode.INT32:
         scale = (torch.rand(p["o"], generator=gen) * 2 - 1) * 0.37
         bias = torch.randn(p["o"], generator=gen) * 3
     for path in paths:
@@ -207,14 +211,14 @@ PATH_NAMES = {-1: "auto", 0: "mma.sync", 1: "wgmma", 2: "wgmma-noswizzle"}
 
 
 def _compare(y: torch.Tensor, want: torch.Tensor, mode: int, scale, bias) -> str | None:
-    if mode == 0:
+    if mode == OutMode.INT32:
         if y.dtype != torch.int32 or y.shape != want.shape:
             return f"output {y.dtype} {tuple(y.shape)}, expected int32 {tuple(want.shape)}"
         bad = (y.to(torch.int64) != want)
     else:
         yf = want.to(torch.int32).to(torch.float32) * scale.view(1, -1, 1, 1)
         yf = yf + bias.view(1, -1, 1, 1)
-        if mode == 1:
+        if mode == OutMode.FLOAT:
             if y.dtype != torch.float32 or y.shape != want.shape:
                 return f"output {y.dtype} {tuple(y.shape)}, expected float32 {tuple(want.shape)}"
             bad = (y.view(torch.int32) != yf.contiguous().view(torch.int32))
@@ -280,9 +284,9 @@ def run_pack_case(case) -> str | None:
 # a crash (the H200 runs' SIGSEGV on "channel mismatch") fails that call alone and is named.
 # Expressions over xp, wp (packed binary 1x64x4x4 / 8x64x3x3 on the GPU), torch, ops = torch.ops.hwq
 def _conv(x="xp", w="wp", c=64, o=8, a=1, wb=1, binary=True, p="[1, 1]", scale=None,
-          mode=0) -> str:
+          mode=OutMode.INT32) -> str:
     return (f"ops.conv2d_packed({x}, {w}, {c}, {o}, [3, 3], {a}, {wb}, {binary}, [1, 1], {p}, "
-            f"[1, 1], 1, {scale}, None, {mode})")
+            f"[1, 1], 1, {scale}, None, {int(mode)})")
 
 
 _W3A2 = _conv("ops.pack_activations(torch.ones(1, 64, 4, 4, device='cuda'), 2, False, 1)",
@@ -295,7 +299,7 @@ BAD_CALLS = {
     "negative padding": _conv(p="[-1, 1]"),
     "float packed input": _conv(x="xp.float()"),
     "scale with out_mode 0": _conv(scale="torch.ones(8, device='cuda')"),
-    "scale on the CPU": _conv(scale="torch.ones(8)", mode=1),
+    "scale on the CPU": _conv(scale="torch.ones(8)", mode=OutMode.FLOAT),
     "wgmma forced for W3A2": f"(torch.ops.hwq_cuda.set_path(1), {_W3A2})",
     "bits 9": "ops.pack_activations(torch.ones(1, 4, 2, 2, device='cuda'), 9, False, 1)",
 }
@@ -370,7 +374,7 @@ def run_error_checks() -> list[str]:
     xp = torch.ops.hwq.pack_activations(torch.ones(1, 64, 4, 4, device=DEV), 1, True, 1)
     wp = torch.ops.hwq.pack_weights(torch.ones(8, 64, 3, 3, device=DEV), 1, True, 1)
     e = torch.ops.hwq.conv2d_packed(xp[:0], wp, 64, 8, [3, 3], 1, 1, True, [1, 1], [1, 1], [1, 1],
-                                    1, None, None, 0)
+                                    1, None, None, OutMode.INT32)
     if tuple(e.shape) != (0, 8, 4, 4):
         fails.append(f"empty batch: shape {tuple(e.shape)}")
     return fails
@@ -614,14 +618,15 @@ def bench() -> int:
             cuda_mod.set_path(path)
             cuda_mod.set_config(cfg)
             y = torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 1, 1, True, [1, 1], [0, 0],
-                                            [1, 1], 1, None, None, 0).view(S, S)
+                                            [1, 1], 1, None, None, OutMode.INT32).view(S, S)
             cuda_mod.set_path(-1)
             cuda_mod.set_config(-1)
             # exact: fp32 sums of +/-1 are exact below 2^24 (TF32 off)
             exact = bool(torch.equal(y[:512].float(), x[:512] @ w.t())) and bool(
                 torch.equal(y[-300:, -300:].float(), x[-300:] @ w[-300:].t()))
             del y
-            for mode, out in ((0, "int32 out"), (2, "packed-sign out")):
+            for mode, out in ((OutMode.INT32, "int32 out"),
+                              (OutMode.PACKED_SIGN, "packed-sign out")):
                 f = lambda mode=mode: torch.ops.hwq.conv2d_packed(  # noqa: E731
                     xp, wp, S, S, [1, 1], 1, 1, True, [1, 1], [0, 0], [1, 1], 1, None, None, mode)
                 t, how = run_variant(path, cfg, f)
@@ -641,13 +646,13 @@ def bench() -> int:
             cuda_mod.set_path(path)
             cuda_mod.set_config(cfg)
             y = torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 2, 2, False, [1, 1], [0, 0],
-                                            [1, 1], 1, None, None, 0).view(S, S)
+                                            [1, 1], 1, None, None, OutMode.INT32).view(S, S)
             cuda_mod.set_path(-1)
             cuda_mod.set_config(-1)
             exact = bool(torch.equal(y[:512].double(), want))
             del y
             f = lambda: torch.ops.hwq.conv2d_packed(  # noqa: E731
-                xp, wp, S, S, [1, 1], 2, 2, False, [1, 1], [0, 0], [1, 1], 1, None, None, 0)
+                xp, wp, S, S, [1, 1], 2, 2, False, [1, 1], [0, 0], [1, 1], 1, None, None, OutMode.INT32)
             t, how = run_variant(path, cfg, f)
             note_best("W2A2 GEMM", t, label, exact)
             ratio = f"{ctx['int8'][0] / t:.2f}x vs best _int_mm" if "int8" in ctx else ""
@@ -678,12 +683,13 @@ def bench() -> int:
                 cuda_mod.set_path(path)
                 cuda_mod.set_config(cfg)
                 y = torch.ops.hwq.conv2d_packed(xp, wp, c, c, [3, 3], 1, 1, True, [1, 1], [1, 1],
-                                                [1, 1], 1, None, None, 0)
+                                                [1, 1], 1, None, None, OutMode.INT32)
                 cuda_mod.set_path(-1)
                 cuda_mod.set_config(-1)
                 exact = bool(torch.equal(y[:16].double(), want))
                 del y
-                for mode, out in ((0, "int32 out"), (2, "packed-sign out")):
+                for mode, out in ((OutMode.INT32, "int32 out"),
+                              (OutMode.PACKED_SIGN, "packed-sign out")):
                     f = lambda mode=mode: torch.ops.hwq.conv2d_packed(  # noqa: E731
                         xp, wp, c, c, [3, 3], 1, 1, True, [1, 1], [1, 1], [1, 1], 1, None, None,
                         mode)

@@ -8,9 +8,10 @@ of hwq.deploy. docs/kernels.md describes layouts, padding and measured speed.
 """
 from . import int8, reference
 from ._ext import HAVE_EXTENSION, available_isas, current_isa, set_isa, use_isa
+from .out_mode import OutMode
 from .ops import (PackedTensor, binary_conv2d, binary_linear, bitserial_conv2d, bitserial_linear,
                   pack_activations, pack_weights)
 
 __all__ = ["int8", "reference", "HAVE_EXTENSION", "available_isas", "current_isa", "set_isa", "use_isa",
-           "PackedTensor", "pack_activations", "pack_weights", "binary_conv2d", "bitserial_conv2d",
-           "binary_linear", "bitserial_linear"]
+           "OutMode", "PackedTensor", "pack_activations", "pack_weights", "binary_conv2d",
+           "bitserial_conv2d", "binary_linear", "bitserial_linear"]

@@ -13,6 +13,7 @@ import warnings
 
 import torch
 
+from .out_mode import OutMode
 from .reference import PANEL, padded_panels, words
 
 try:
@@ -117,7 +118,7 @@ if HAVE_EXTENSION:
         n, h, wd = x.shape[:3]
         oh = (h + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
         ow = (wd + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
-        if out_mode == 2:
+        if out_mode == OutMode.PACKED_SIGN:
             return x.new_empty((n, oh, ow, 1, 1, words(out_channels)), dtype=torch.int64)
-        dtype = torch.int32 if out_mode == 0 else torch.float32  # 1, 3 (float, float + ReLU)
+        dtype = torch.int32 if out_mode == OutMode.INT32 else torch.float32  # FLOAT, FLOAT_RELU
         return x.new_empty((n, oh, ow, out_channels), dtype=dtype).permute(0, 3, 1, 2)

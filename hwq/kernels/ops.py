@@ -21,6 +21,7 @@ import dataclasses
 import torch
 
 from . import _ext, reference
+from .out_mode import OutMode
 
 _VALUE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8,
                  torch.int16, torch.int32, torch.int64)
@@ -223,7 +224,7 @@ def _conv(x, w, a_bits, w_bits, bias, stride, padding, dilation, groups, binary)
         y = torch.ops.hwq.conv2d_packed(xp.data, wp.data, x_shape[1], w_shape[0], [kh, kw],
                                         1 if binary else a_bits, 1 if binary else w_bits, binary,
                                         list(stride), list(padding), list(dilation), groups,
-                                        None, None, 0)
+                                        None, None, OutMode.INT32)
     else:
         _ext.warn_fallback_once()
         xv = x.unpack() if isinstance(x, PackedTensor) else x
