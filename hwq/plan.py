@@ -97,9 +97,13 @@ class Plan:
                              f"got {type(layers).__name__}")
         return cls(layers)
 
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the plan (atomically: the file is complete or untouched)."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The plan as JSON text; written to ``path`` when given (atomically: the file is complete
+        or untouched), as every hwq to_json does."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Plan":

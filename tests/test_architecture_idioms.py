@@ -25,3 +25,56 @@ def test_text_table_without_total_and_two_left_columns():
 def test_text_table_refuses_a_ragged_row():
     with pytest.raises(ValueError, match=r"has 2 cells: expected 3"):
         text_table(["a", "b", "c"], [["1", "2"]])
+
+
+# -- to_json: every file type returns the text and writes it when given a path ----------------------
+def _file_objects():
+    import hwq
+    from hwq.search.energy import Candidate, EnergySearchResult
+    prof = hwq.workloads.build("alexnet", w_bits=8, a_bits=8)
+    plan = hwq.Plan({"conv1": {"weights": "fixed:4", "acts": "fixed:8"}})
+    c = Candidate("w4a4", {"conv1": (4, 4)}, 90.5, 1.5e6, 1e5, pareto=True)
+    return {"Profile": prof, "Plan": plan, "Report": hwq.map(prof, "stripes"),
+            "SweepResult": hwq.sweep([prof], "stripes", {"lanes": [16]}),
+            "EnergySearchResult": EnergySearchResult([c], [c], c, 90.0, 91.0, "loom")}
+
+
+@pytest.mark.parametrize("kind", ["Profile", "Plan", "Report", "SweepResult",
+                                  "EnergySearchResult"])
+def test_to_json_returns_the_text_and_writes_it_when_given_a_path(kind, tmp_path):
+    import json
+    obj = _file_objects()[kind]
+    text = obj.to_json()
+    assert isinstance(text, str) and text.endswith("\n")
+    assert json.loads(text) == json.loads(json.dumps(obj.to_dict()))  # the object's own dict
+    assert list(tmp_path.iterdir()) == []  # no path: nothing written
+    path = tmp_path / "out.json"
+    assert obj.to_json(path) == text == path.read_text()
+
+
+# -- file headers: "format" on every new file; old profiles with "schema" still read -----------------
+def test_new_files_name_their_header_format():
+    import json
+    objs = _file_objects()
+    for kind in ("Profile", "Plan"):
+        d = json.loads(objs[kind].to_json())
+        assert d["format"] == f"hwq.{kind.lower()}" and d["version"] == 1 and "schema" not in d
+
+
+def test_a_profile_written_with_the_older_schema_header_still_reads(tmp_path):
+    import json
+
+    from hwq.profile import Profile, ProfileError
+    prof = _file_objects()["Profile"]
+    old = json.loads(prof.to_json())
+    old = {"schema": old.pop("format"), **old}  # as the earlier versions wrote it
+    path = tmp_path / "old.profile.json"
+    path.write_text(json.dumps(old))
+    assert Profile.from_json(path).to_dict() == prof.to_dict()
+    with pytest.raises(ProfileError, match=r"field 'schema' = 'hwq.plan' is not accepted: expected "
+                                           r"'hwq.profile'"):
+        Profile.from_dict({**old, "schema": "hwq.plan"})
+    with pytest.raises(ProfileError, match=r"field 'format' = None is not accepted"):
+        Profile.from_dict({k: v for k, v in old.items() if k != "schema"})
+    with pytest.raises(ProfileError, match=r"unknown top-level field\(s\) \['schema'\]"):
+        Profile.from_dict({**old, "format": "hwq.profile"})  # both headers: one is too many

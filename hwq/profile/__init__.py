@@ -6,8 +6,9 @@ extraction function once ``hwq`` is imported.
 """
 from .extract import baseline_codes, profile
 from .layer import BASELINE_BITS, LayerProfile, ProfileError
-from .profile import SCHEMA_VERSION, Profile
+from .profile import FORMAT, SCHEMA_VERSION, VERSION, Profile
 from .stats import GROUP, PALLET, LayerStats, value_bits
 
-__all__ = ["profile", "Profile", "LayerProfile", "LayerStats", "ProfileError", "SCHEMA_VERSION",
+__all__ = ["profile", "Profile", "LayerProfile", "LayerStats", "ProfileError", "FORMAT", "VERSION",
+           "SCHEMA_VERSION",
            "BASELINE_BITS", "GROUP", "PALLET", "value_bits", "baseline_codes"]

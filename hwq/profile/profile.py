@@ -1,11 +1,13 @@
 """Profile: the layers of a network in execution order, with JSON / CSV / DNNsim files.
 
-JSON layout (``SCHEMA_VERSION`` 1)::
+JSON layout (``VERSION`` 1)::
 
-    {"schema": "hwq.profile", "version": 1, "name": "resnet50", "input_shape": [3, 224, 224],
+    {"format": "hwq.profile", "version": 1, "name": "resnet50", "input_shape": [3, 224, 224],
      "meta": {...}, "layers": [{"name": "conv1", "kind": "conv", ...}, ...]}
 
-A file that does not follow it is refused with a ProfileError naming the field and the layer.
+The header is ``"format"``, as in every hwq file (plans, checkpoints, zoo entries); profiles written
+by earlier versions of hwq named it ``"schema"`` and are still read. A file that does not follow the
+layout is refused with a ProfileError naming the field and the layer.
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from .._io import atomic_write_text, read_json
 from .._table import text_table
 from .layer import LayerProfile, ProfileError
 
-SCHEMA = "hwq.profile"
-SCHEMA_VERSION = 1
+FORMAT = "hwq.profile"
+VERSION = 1
+SCHEMA, SCHEMA_VERSION = FORMAT, VERSION  # the names of earlier versions, kept for importers
+LEGACY_HEADER = "schema"  # the header key earlier versions wrote instead of "format"
 
 CSV_COLUMNS = ("name", "kind", "in_shape", "out_shape", "kernel", "stride", "padding", "groups",
                "macs", "weights", "w_bits", "a_bits", "w_quant", "a_quant", "w_float", "a_float",
@@ -107,7 +111,7 @@ class Profile:
 
     # -- JSON -----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "version": SCHEMA_VERSION, "name": self.name,
+        return {"format": FORMAT, "version": VERSION, "name": self.name,
                 "input_shape": list(self.input_shape) if self.input_shape else None,
                 "meta": self.meta, "layers": [l.to_dict() for l in self.layers]}
 
@@ -122,13 +126,15 @@ class Profile:
     def from_dict(cls, d: Any) -> "Profile":
         if not isinstance(d, dict):
             raise ProfileError(f"a profile must be a JSON object, got {type(d).__name__}")
-        if d.get("schema") != SCHEMA:
-            raise ProfileError(f"field 'schema' = {d.get('schema')!r} is not accepted: expected "
-                               f"{SCHEMA!r} (is this an hwq profile?)")
-        if type(d.get("version")) is not int or d["version"] != SCHEMA_VERSION:  # not true, 1.0
+        # An older file names its header "schema"; a file with both has "schema" as an unknown field.
+        header = LEGACY_HEADER if LEGACY_HEADER in d and "format" not in d else "format"
+        if d.get(header) != FORMAT:
+            raise ProfileError(f"field {header!r} = {d.get(header)!r} is not accepted: expected "
+                               f"{FORMAT!r} (is this an hwq profile?)")
+        if type(d.get("version")) is not int or d["version"] != VERSION:  # not true, 1.0
             raise ProfileError(f"field 'version' = {d.get('version')!r} is not accepted: this hwq "
-                               f"reads profile version {SCHEMA_VERSION}")
-        unknown = sorted(set(d) - {"schema", "version", "name", "input_shape", "meta", "layers"})
+                               f"reads profile version {VERSION}")
+        unknown = sorted(set(d) - {header, "version", "name", "input_shape", "meta", "layers"})
         if unknown:
             raise ProfileError(f"unknown top-level field(s) {unknown}")
         layers = d.get("layers")

@@ -412,8 +412,12 @@ class BudgetResult:
                            for p in self.candidates[n]} for n in self.bits},
         }
 
-    def to_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The result as JSON text; written to ``path`` (atomically) when given."""
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
 
     def plot(self, path: str | os.PathLike, metric: str | None = None) -> None:
         """Per layer: sensitivity (omega) against cost (``metric``, default the first budget's) of

@@ -87,8 +87,12 @@ class EnergySearchResult:
                 "chosen": None if self.chosen is None else self.chosen.name,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
-    def to_json(self, path: str | os.PathLike) -> None:
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The result as JSON text; written to ``path`` (atomically) when given."""
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
 
     def plot(self, path: str | os.PathLike) -> None:
         """Accuracy vs energy of every candidate, the front joined by a line (matplotlib)."""

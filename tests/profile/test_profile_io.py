@@ -21,7 +21,7 @@ def test_json_round_trip(prof, tmp_path):
     path = tmp_path / "p.json"
     prof.to_json(path)
     d = json.loads(path.read_text())
-    assert d["version"] == SCHEMA_VERSION and d["schema"] == "hwq.profile"
+    assert d["version"] == SCHEMA_VERSION == 1 and d["format"] == "hwq.profile"
     back = Profile.from_json(path)
     assert back.to_dict() == prof.to_dict()
     assert back[0].stats.a_group_prec == prof[0].stats.a_group_prec
