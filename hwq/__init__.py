@@ -2,6 +2,12 @@
 
 Public API: hwq.quantize (swap layers), hwq.summary (per-layer bits, MACs, memory), hwq.Plan
 (per-layer precision plans), hwq.quant (quantizers by name), hwq.nn (drop-in modules).
+
+hwq.profile, hwq.summary, hwq.export and hwq.deploy are functions named like the module or package
+that holds them: import that module's other names with ``from hwq.profile import Profile``
+(``import hwq.profile as hp`` gives the function). hwq.map is called as ``hwq.map``: it is left out
+of ``__all__`` so that ``from hwq import *`` does not shadow the builtin ``map``.
+See docs/architecture.md.
 """
 __version__ = "0.1.0"
 
@@ -19,5 +25,5 @@ from . import models, search, train  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
            "__version__", "profile", "Profile", "workloads",
-           "hw", "map", "Report", "sweep", "generate", "deploy", "models", "train", "search",
+           "hw", "Report", "sweep", "generate", "deploy", "models", "train", "search",
            "export"]

@@ -78,3 +78,30 @@ def test_a_profile_written_with_the_older_schema_header_still_reads(tmp_path):
         Profile.from_dict({k: v for k, v in old.items() if k != "schema"})
     with pytest.raises(ProfileError, match=r"unknown top-level field\(s\) \['schema'\]"):
         Profile.from_dict({**old, "format": "hwq.profile"})  # both headers: one is too many
+
+
+# -- public names ----------------------------------------------------------------------------------
+def test_star_import_shadows_no_builtin_and_hwq_map_still_works():
+    import builtins
+
+    import hwq
+    ns: dict = {}
+    exec("from hwq import *", ns)
+    assert "map" not in ns and "profile" in ns  # map stays the builtin; the rest come
+    assert not set(hwq.__all__) & set(dir(builtins))
+    assert all(hasattr(hwq, n) for n in hwq.__all__)
+    assert callable(hwq.map) and hwq.map.__module__ == "hwq.hw.mapper"
+
+
+def test_the_documented_import_path_of_functions_named_like_their_module():
+    # hwq.profile is the function; the package's other names come with "from hwq.profile import".
+    import importlib
+
+    import hwq
+    from hwq.profile import LayerProfile, Profile  # noqa: F401  (the documented path works)
+    from hwq.summary import Summary  # noqa: F401
+    for name in ("profile", "summary", "export", "deploy"):
+        module = importlib.import_module(f"hwq.{name}")
+        assert callable(getattr(hwq, name)) and getattr(hwq, name) is getattr(module, name)
+    import hwq.profile as hp  # what the docs warn about: Python gives the attribute of hwq
+    assert hp is hwq.profile and not hasattr(hp, "Profile")
