@@ -1,9 +1,9 @@
 """What the deployed path's NaN check costs (hwq.deploy, README "NaN and Inf").
 
 A deployed binary ResNet-18 runs, interleaved in the same process, (a) with no check at all
-(hwq.deploy._nonfinite replaced by a function returning False), (b) as shipped (one min/max of the
-model's input; per-layer checks only for a batch holding NaN or Inf), (c) with the per-layer check
-on every batch (_nonfinite returning True: each deployed layer takes the max of its input). The
+(hwq.deploy.nan._nonfinite replaced by a function returning False), (b) as shipped (one min/max of
+the model's input; per-layer checks only for a batch holding NaN or Inf), (c) with the per-layer
+check on every batch (_nonfinite returning True: each deployed layer takes the max of its input). The
 table gives the median time of each and the ratio to (a).
 
     .venv/bin/python scripts/bench_deploy_nan.py [--rounds 7] [--batch 8]
@@ -20,7 +20,7 @@ import torchvision
 
 import hwq
 
-deploy_mod = importlib.import_module("hwq.deploy")  # the module (hwq.deploy is the function)
+deploy_mod = importlib.import_module("hwq.deploy.nan")  # where the deployed model's hook reads it
 
 
 def main() -> None:
