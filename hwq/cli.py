@@ -306,10 +306,11 @@ def cmd_eval(args) -> int:
             raise ValueError(f"checkpoint {target!r}: {recipe_path!r} does not exist: expected "
                              "OUT/<scheme>/last.pt of a hwq train run (or a zoo entry)")
         from hwq._io import read_json
+        from hwq.train.recipe import section
         recipe = read_json(recipe_path, "recipe")  # not UTF-8 / not JSON: one line naming it
-        d = recipe["data"]
-        data = data_mod.datasets(d["name"], args.data_dir or d["dir"], cache_dir=d["cache_dir"],
-                                 subset=d["subset"])
+        d = section(recipe, "data")
+        data = data_mod.datasets(d.name, args.data_dir or d.dir, cache_dir=d.cache_dir,
+                                 subset=d.subset)
         model = build_model(recipe, scheme, data)
         checkpoint.load_model_state(model, checkpoint.load(target).get("model"), target)
         model.eval()
@@ -373,6 +374,7 @@ def cmd_search(args) -> int:
 
 def _search(args) -> int:
     from hwq.search import runner
+    from hwq.train.recipe import section
     recipe = _recipe(args)
     out = args.out or f"runs/{recipe['name']}"
     if args.plot:
@@ -386,9 +388,9 @@ def _search(args) -> int:
     elif args.mode == "budget":
         if not args.budget:
             raise ValueError("--mode budget needs --budget, e.g. --budget energy=0.5x")
-        rep = recipe["report"]
-        arch = args.arch or rep["arch"]
-        config = args.config or (rep["config"] if arch == rep["arch"] else None)
+        rep = section(recipe, "report")
+        arch = args.arch or rep.arch
+        config = args.config or (rep.config if arch == rep.arch else None)
         pin = args.pin.strip()
         pinned = None if pin.lower() == "none" else ("ends" if pin == "ends" else _names(pin))
         runner.run_budget(recipe, out, args.scheme, args.budget, arch, method=args.sensitivity,
@@ -396,9 +398,9 @@ def _search(args) -> int:
                           finetune_epochs=args.finetune, compare=_names(args.compare),
                           arch_config=config, like=args.like)
     else:
-        rep = recipe["report"]  # the recipe's accelerator unless the command names one
-        arch = args.arch or rep["arch"]
-        config = args.config or (rep["config"] if arch == rep["arch"] else None)
+        rep = section(recipe, "report")  # the recipe's accelerator unless the command names one
+        arch = args.arch or rep.arch
+        config = args.config or (rep.config if arch == rep.arch else None)
         runner.run_energy(recipe, out, args.scheme, arch, args.target, args.tolerance,
                           args.uniform_bits, args.finetune, args.plot, arch_config=config)
     return 0
@@ -429,6 +431,7 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hwq.models.build import ACTS  # the activations models and recipes know, listed once
     p = argparse.ArgumentParser(prog="hwq", description="hardware-aware quantization")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -578,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--acts", default=None, help="checkpoint: activation quantizer spec used in "
                                                  "training (default none = float)")
     ex.add_argument("--plan", default=None, help="checkpoint: per-layer plan JSON used in training")
-    ex.add_argument("--act", choices=("relu", "hardtanh"), default="relu",
+    ex.add_argument("--act", choices=tuple(ACTS), default="relu",
                     help="checkpoint: the model's activation function (default relu; BNNs: "
                          "hardtanh)")
     ex.add_argument("--num-classes", type=int, default=10, help="checkpoint: classes (default 10)")

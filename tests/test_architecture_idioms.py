@@ -27,7 +27,7 @@ def test_text_table_refuses_a_ragged_row():
         text_table(["a", "b", "c"], [["1", "2"]])
 
 
-# -- to_json: every file type returns the text and writes it when given a path ----------------------
+# -- to_json: every file type returns the text and writes it when given a path --------------------
 def _file_objects():
     import hwq
     from hwq.search.energy import Candidate, EnergySearchResult
@@ -52,7 +52,7 @@ def test_to_json_returns_the_text_and_writes_it_when_given_a_path(kind, tmp_path
     assert obj.to_json(path) == text == path.read_text()
 
 
-# -- file headers: "format" on every new file; old profiles with "schema" still read -----------------
+# -- file headers: "format" on every new file; old profiles with "schema" still read ---------------
 def test_new_files_name_their_header_format():
     import json
     objs = _file_objects()

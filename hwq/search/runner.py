@@ -16,8 +16,9 @@ from torch import nn
 
 from ..profile import profile as make_profile
 from ..train import checkpoint, data as data_mod, engine
-from ..train.recipe import scheme_settings
-from ..train.run import _KeepDeterminism, build_model, seed_everything
+from ..train.determinism import KeepDeterminism, seed_everything
+from ..train.recipe import scheme as recipe_scheme, section
+from ..train.run import build_model
 from .common import apply, check_bits, to_plan
 from .energy import energy_search
 from .layerwise import check_search_numbers, layerwise
@@ -30,10 +31,10 @@ def trained(recipe: dict, out: str, scheme: str):
     if scheme not in recipe["schemes"]:
         raise ValueError(f"--scheme {scheme!r} is not accepted: expected one of "
                          f"{list(recipe['schemes'])}")
-    d = recipe["data"]
-    if recipe["train"]["threads"]:  # the command's process only: it ends after the search
-        torch.set_num_threads(recipe["train"]["threads"])
-    data = data_mod.datasets(d["name"], d["dir"], d["download"], augment=False)
+    d, tr = section(recipe, "data"), section(recipe, "train")
+    if tr.threads:  # the command's process only: it ends after the search
+        torch.set_num_threads(tr.threads)
+    data = data_mod.datasets(d.name, d.dir, d.download, augment=False)
     path = os.path.join(out, scheme, "last.pt")
     if not os.path.exists(path):
         raise ValueError(f"{path!r} does not exist: train the scheme first "
@@ -48,7 +49,7 @@ def trained(recipe: dict, out: str, scheme: str):
     calib = [torch.stack([data.train[i][0] for i in range(n)])]
 
     def evaluate(m: nn.Module) -> float:
-        return engine.evaluate(m, data.test, d["test_batch_size"], torch.device("cpu"))["acc"]
+        return engine.evaluate(m, data.test, d.test_batch_size, torch.device("cpu"))["acc"]
     return model, evaluate, calib, data
 
 
@@ -56,17 +57,14 @@ def finetuner(recipe: dict, scheme: str, data, epochs: int) -> Callable[[nn.Modu
     """Fine-tune a candidate in place for ``epochs`` epochs with the scheme's optimizer settings."""
     if epochs <= 0:
         return None
-    st = scheme_settings(recipe, scheme)
+    s, tr, d = recipe_scheme(recipe, scheme), section(recipe, "train"), section(recipe, "data")
 
     def tune(m: nn.Module) -> None:
-        with _KeepDeterminism():
-            _tune(m)
-
-    def _tune(m: nn.Module) -> None:
-        seed_everything(recipe["train"]["seed"], recipe["train"]["deterministic"])
-        engine.fit(m, data.train, data.test, epochs=epochs, batch_size=recipe["data"]["batch_size"],
-                   optim=st["optim"], schedule=st["schedule"], seed=recipe["train"]["seed"],
-                   test_batch_size=recipe["data"]["test_batch_size"])
+        with KeepDeterminism():
+            seed_everything(tr.seed, tr.deterministic)
+            engine.fit(m, data.train, data.test, epochs=epochs, batch_size=d.batch_size,
+                       optim=s.optim, schedule=s.schedule, seed=tr.seed,
+                       test_batch_size=d.test_batch_size)
     return tune
 
 
@@ -144,8 +142,8 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
         if like not in recipe["schemes"]:
             raise ValueError(f"--like {like!r} is not accepted: expected one of "
                              f"{list(recipe['schemes'])}")
-        s = recipe["schemes"][like]
-        weights, acts, tune_as = s["weights"], s["acts"], like
+        s = recipe_scheme(recipe, like)
+        weights, acts, tune_as = s.weights, s.acts, like
         if weights in (None, "float") or acts in (None, "float"):
             raise ValueError(f"--like {like!r} is not accepted: scheme {like!r} is float, "
                              "expected a quantized scheme")
@@ -158,9 +156,10 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
             raise ValueError(f"--compare {c!r} is not accepted: expected uniform plans such as "
                              "w4a4,w8a8")
         pairs.append((c.strip().lower(), (int(m.group(1)), int(m.group(2)))))
-    g = torch.Generator().manual_seed(recipe["train"]["seed"])
+    d = section(recipe, "data")
+    g = torch.Generator().manual_seed(section(recipe, "train").seed)
     idx = torch.randperm(len(data.train), generator=g)[:SENSITIVITY_SAMPLES].tolist()
-    bs = recipe["data"]["batch_size"]
+    bs = d.batch_size
     batches = []
     for i in range(0, len(idx), bs):
         items = [data.train[j] for j in idx[i:i + bs]]
@@ -177,11 +176,9 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     plans = [("allocated", res.bits)] + [(c, uniform_bits(p, names, res.pinned))
                                           for c, p in pairs]
     tune_data = data
-    d = recipe["data"]
-    if finetune_epochs > 0 and d["augment"]:  # fine-tune on what training saw: augmented images
-        tune_data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"],
-                                      d["crop_padding"], d["flip"], d["cache_dir"], None,
-                                      d["subset"])
+    if finetune_epochs > 0 and d.augment:  # fine-tune on what training saw: augmented images
+        tune_data = data_mod.datasets(d.name, d.dir, d.download, d.augment, d.crop_padding,
+                                      d.flip, d.cache_dir, None, d.subset)
     tune = finetuner(recipe, tune_as, tune_data, finetune_epochs)
     rows = []
     for label, bits_ in plans:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..nn import QuantLayer
 from . import checkpoint, distributed
 from .images import ImageTensors
+from .recipe import OPTIMIZERS, SCHEDULES, OptimConfig, ScheduleConfig
 
 FORMAT = "hwq.checkpoint"
 VERSION = 1
@@ -46,46 +47,40 @@ class TrainingDiverged(ValueError):
     """The training loss became NaN or Inf; the checkpoint holds the last finished epoch."""
 
 
-def _with_defaults(section: str, cfg: dict) -> dict:
-    """``cfg`` checked as the recipe's [section] table, with that table's defaults filled in."""
-    from .recipe import SECTIONS, _check_section_values, _check_table
-    _check_table(section, cfg, SECTIONS[section])
-    _check_section_values(section, section, cfg)
-    return {**{k: d for k, (_, d) in SECTIONS[section].items()}, **cfg}
-
-
-def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    """cfg: the [optim] table (name sgd / adam / adamw, lr, momentum, weight_decay, nesterov)."""
-    name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg["weight_decay"])
+def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """cfg: the [optim] section (name sgd / adam / adamw, lr, momentum, weight_decay, nesterov)."""
+    name, lr, wd = cfg.name, float(cfg.lr), float(cfg.weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd,
-                               nesterov=bool(cfg["nesterov"]))
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.momentum), weight_decay=wd,
+                               nesterov=bool(cfg.nesterov))
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optim.name = {name!r} is not accepted: expected one of sgd, adam, adamw")
+    raise ValueError(f"optim.name = {name!r} is not accepted: expected one of {list(OPTIMIZERS)}")
 
 
-def lr_factor(cfg: dict, step: int, steps_per_epoch: int, epochs: int, base_lr: float) -> float:
+def lr_factor(cfg: ScheduleConfig, step: int, steps_per_epoch: int, epochs: int,
+              base_lr: float) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based), per step, not per epoch.
 
     warmup: linear from 1/warmup_steps to 1 over warmup_epochs; then "cosine" (to min_lr at the
     last step, Loshchilov & Hutter, SGDR 2017), "step" (times gamma every step_size epochs) or
     "constant"."""
-    warm = cfg["warmup_epochs"] * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
     if step < warm:
         return (step + 1) / warm
-    name = cfg["name"]
+    name = cfg.name
     if name == "constant":
         return 1.0
     if name == "step":
-        return float(cfg["gamma"]) ** ((step // steps_per_epoch) // cfg["step_size"])
+        return float(cfg.gamma) ** ((step // steps_per_epoch) // cfg.step_size)
     if name == "cosine":
         total = max(1, epochs * steps_per_epoch - warm)
-        floor = float(cfg["min_lr"]) / base_lr
+        floor = float(cfg.min_lr) / base_lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warm) / total))
-    raise ValueError(f"schedule.name = {name!r} is not accepted: expected cosine, step or constant")
+    raise ValueError(f"schedule.name = {name!r} is not accepted: expected one of "
+                     f"{list(SCHEDULES)}")
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -259,7 +254,8 @@ def _diverged(loss_value: float, world: int, device: torch.device) -> bool:
 
 
 def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
-        batch_size: int, optim: dict, schedule: dict, seed: int = 0,
+        batch_size: int, optim: OptimConfig | dict, schedule: ScheduleConfig | dict,
+        seed: int = 0,
         test_batch_size: int = 256, device: torch.device | str = "cpu",
         checkpoint_path: str | None = None, resume: bool = False,
         clip_weights: float | None = None, label_smoothing: float = 0.0,
@@ -270,15 +266,19 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     (epoch, lr, train_loss, train_acc, test_loss, test_acc; accuracies in %).
 
     batch_size is the global batch: with P processes (torchrun) each takes batch_size / P.
-    optim / schedule: the recipe's [optim] / [schedule] tables (missing keys take the recipe
-    defaults, e.g. optim={"name": "adam", "lr": 1e-3}). checkpoint_path: written after
+    optim / schedule: the recipe's [optim] / [schedule] sections (hwq.train.recipe.OptimConfig,
+    ScheduleConfig), or tables of them whose missing keys take the recipe defaults (e.g.
+    optim={"name": "adam", "lr": 1e-3}). checkpoint_path: written after
     every epoch; with resume=True it is read first (when it exists) and training continues after
     its last finished epoch. Raises ValueError on bad arguments.
     """
     _check_fit_args(epochs=epochs, batch_size=batch_size, test_batch_size=test_batch_size,
                     seed=seed, workers=workers, clip_weights=clip_weights,
                     label_smoothing=label_smoothing)
-    optim, schedule = _with_defaults("optim", optim), _with_defaults("schedule", schedule)
+    if not isinstance(optim, OptimConfig):
+        optim = OptimConfig.from_table(optim)
+    if not isinstance(schedule, ScheduleConfig):
+        schedule = ScheduleConfig.from_table(schedule)
     rank, world = distributed.rank_world()
     try:
         device = torch.device(device)
@@ -298,7 +298,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     model.to(device)
     opt = make_optimizer(model.parameters(), optim)
     steps_per_epoch = len(train_set) // batch_size
-    base_lr = float(optim["lr"])
+    base_lr = float(optim.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(schedule, s, steps_per_epoch, epochs, base_lr))
 

@@ -28,38 +28,153 @@ folder) and lays this file's keys on top, table by table.
 Every key is checked: an unknown one is refused with the list of valid ones. Overrides from the
 command line (``--set optim.lr=0.01``) are applied before the check; their values are read as
 TOML values (0.01, true, [16, 32]) and, when that fails, as plain strings (lsq:4).
+
+Two forms, one schema. ``load`` / ``validate`` give the recipe as a dict of tables: the file form,
+written to ``recipe.json`` and kept in zoo entries. Code reads it through frozen dataclasses, one
+per section (``DataConfig`` ... ``ReportConfig``, as hwq.hw's ``ArchConfig``): ``section(recipe,
+"train").seed``, and ``scheme(recipe, name)`` for a scheme's effective settings (``Scheme``). The
+dataclasses' fields are the schema: ``SECTIONS`` (key -> accepted TOML types, default) is derived
+from them.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.resources
 import math
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from .._io import read_toml, tomllib
+from ..models.build import ACTS
 
-# key -> (accepted types, default); a default of None means "not set".
+# The TOML types a field's annotation accepts (an int where a float is meant; an array where a
+# tuple is meant). None is "not set": TOML has no null, so a file cannot write it.
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
+    "tuple[int, ...] | None": (list,), "dict | None": (dict,)}
+
+
+class Section:
+    """Base of the recipe's section dataclasses: ``section`` names the table; the fields are its
+    keys, with their defaults. ``from_table`` checks a table of the file form and builds the
+    dataclass; constructing one directly runs the same value checks."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def keys(cls) -> dict[str, tuple[tuple[type, ...], Any]]:
+        """key -> (accepted TOML types, default); a default of None means "not set"."""
+        return {f.name: (_TOML_TYPES[f.type], f.default) for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_table(cls, table: Any, where: str | None = None) -> "Section":
+        """``table`` (a dict of the file form) checked as this section, defaults filled in.
+        ``where``: the table's place in the recipe for messages (default: the section name,
+        e.g. "schemes.w4.optim" for a scheme's own optimizer). Raises ValueError naming the key,
+        the value and what is accepted."""
+        where = where or cls.section
+        check_table(where, table, cls.keys())
+        check_section_values(where, cls.section, table)
+        return cls(**table)
+
+    def __post_init__(self):
+        set_values = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, list):  # the file form's arrays: a frozen config holds tuples
+                object.__setattr__(self, f.name, v := tuple(v))
+            if v is not None or f.default is not None:
+                set_values[f.name] = list(v) if isinstance(v, tuple) else v
+        check_table(self.section, set_values, self.keys())
+        check_section_values(self.section, self.section, set_values)
+
+    def to_table(self) -> dict[str, Any]:
+        """The file form: a dict of this section's keys (tuples as lists, as JSON and TOML have)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple)
+                else copy.deepcopy(v) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Section):
+    """[data]: the data set (hwq.train.data.datasets) and its batches. ``subset``: train on a random
+    subset of this many images (0 = all); ``cache_dir`` "" = $HWQ_CACHE or ~/.cache/hwq."""
+    section: ClassVar[str] = "data"
+    name: str = "digits"
+    dir: str = "data"
+    download: bool = False
+    batch_size: int = 64
+    test_batch_size: int = 256
+    workers: int = 0
+    augment: bool = False
+    crop_padding: int = 4
+    flip: bool = True
+    cache_dir: str = ""
+    subset: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(Section):
+    """[model]: hwq.models.build's name and activation; ``channels`` for digits_cnn only."""
+    section: ClassVar[str] = "model"
+    name: str = "digits_cnn"
+    act: str = "relu"
+    channels: tuple[int, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Section):
+    """[train]: the loop's settings (hwq.train.engine.fit). ``threads``: CPU threads of torch
+    (0 = torch's default)."""
+    section: ClassVar[str] = "train"
+    epochs: int = 10
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "auto"
+    progress: bool = True
+    label_smoothing: float = 0.0
+    sync_bn: bool = False
+    threads: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(Section):
+    """[optim]: the optimizer (hwq.train.engine.make_optimizer); lr in units of the loss."""
+    section: ClassVar[str] = "optim"
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig(Section):
+    """[schedule]: the learning-rate schedule (hwq.train.engine.lr_factor), per step."""
+    section: ClassVar[str] = "schedule"
+    name: str = "cosine"
+    warmup_epochs: int = 0
+    step_size: int = 30
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig(Section):
+    """[report]: the accelerator model of each scheme's report (hwq.map) and the test batches of
+    its run-time statistics. ``config``: the arch's options, as for hwq.map."""
+    section: ClassVar[str] = "report"
+    arch: str = "loom"
+    baseline: str = "dadiannao"
+    config: dict | None = None
+    stats_batches: int = 2
+
+
+SECTION_TYPES: dict[str, type[Section]] = {c.section: c for c in (
+    DataConfig, ModelConfig, TrainConfig, OptimConfig, ScheduleConfig, ReportConfig)}
+# key -> (accepted types, default) per section, derived from the dataclasses above.
 SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "data": {"name": ((str,), "digits"), "dir": ((str,), "data"), "download": ((bool,), False),
-             "batch_size": ((int,), 64), "test_batch_size": ((int,), 256),
-             "workers": ((int,), 0), "augment": ((bool,), False),
-             "crop_padding": ((int,), 4), "flip": ((bool,), True), "cache_dir": ((str,), ""),
-             "subset": ((int,), 0)},
-    "model": {"name": ((str,), "digits_cnn"), "act": ((str,), "relu"),
-              "channels": ((list,), None)},
-    "train": {"epochs": ((int,), 10), "seed": ((int,), 0), "deterministic": ((bool,), True),
-              "device": ((str,), "auto"), "progress": ((bool,), True),
-              "label_smoothing": ((float, int), 0.0), "sync_bn": ((bool,), False),
-              "threads": ((int,), 0)},
-    "optim": {"name": ((str,), "sgd"), "lr": ((float, int), 0.1), "momentum": ((float, int), 0.9),
-              "weight_decay": ((float, int), 0.0), "nesterov": ((bool,), False)},
-    "schedule": {"name": ((str,), "cosine"), "warmup_epochs": ((int,), 0),
-                 "step_size": ((int,), 30), "gamma": ((float, int), 0.1),
-                 "min_lr": ((float, int), 0.0)},
-    "report": {"arch": ((str,), "loom"), "baseline": ((str,), "dadiannao"),
-               "config": ((dict,), None), "stats_batches": ((int,), 2)},
-}
+    name: cls.keys() for name, cls in SECTION_TYPES.items()}
 SCHEME_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "weights": ((str, dict), "float"), "acts": ((str, dict), "float"), "layers": ((dict,), None),
     "skip": ((list,), None), "plan": ((str,), None), "init": ((str,), None),
@@ -67,9 +182,11 @@ SCHEME_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "optim": ((dict,), None), "schedule": ((dict,), None),
 }
 TOP_KEYS = ("name", *SECTIONS, "schemes")
-CHOICES = {("optim", "name"): ("sgd", "adam", "adamw"),
-           ("schedule", "name"): ("cosine", "step", "constant"),
-           ("model", "act"): ("relu", "hardtanh")}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+CHOICES = {("optim", "name"): OPTIMIZERS,
+           ("schedule", "name"): SCHEDULES,
+           ("model", "act"): tuple(ACTS)}  # the activations hwq.models.build knows
 POSITIVE = {("data", "batch_size"), ("data", "test_batch_size"), ("train", "epochs"),
             ("optim", "lr")}
 
@@ -88,7 +205,9 @@ def _check_value(where: str, value: Any, types: tuple[type, ...]) -> None:
                          f"{_type_names(types)}")
 
 
-def _check_table(where: str, table: Any, schema: dict) -> None:
+def check_table(where: str, table: Any, schema: dict) -> None:
+    """Check a table of the file form against ``schema`` (key -> (types, default)): a dict, no
+    unknown key, every value of an accepted type. ``where`` names the table in messages."""
     if not isinstance(table, dict):
         raise ValueError(f"recipe key {where} = {table!r} is not accepted: expected a table")
     unknown = sorted(set(table) - set(schema))
@@ -99,7 +218,8 @@ def _check_table(where: str, table: Any, schema: dict) -> None:
         _check_value(f"{where}.{key}", value, schema[key][0])
 
 
-def _check_section_values(where: str, section: str, table: dict) -> None:
+def check_section_values(where: str, section: str, table: dict) -> None:
+    """Check the values of a table of section ``section``: choices, finite, positive, ranges."""
     for key, value in table.items():
         choices = CHOICES.get((section, key))
         if choices is not None and value not in choices:
@@ -132,8 +252,8 @@ def validate(recipe: dict) -> dict:
     _check_value("name", out["name"], (str,))
     for section, schema in SECTIONS.items():
         table = recipe.get(section, {})
-        _check_table(section, table, schema)
-        _check_section_values(section, section, table)
+        check_table(section, table, schema)
+        check_section_values(section, section, table)
         out[section] = {k: copy.deepcopy(table.get(k, d)) for k, (_, d) in schema.items()}
     schemes = recipe.get("schemes")
     if not isinstance(schemes, dict) or not schemes:
@@ -142,13 +262,13 @@ def validate(recipe: dict) -> dict:
     out["schemes"] = {}
     for name, scheme in schemes.items():
         where = f"schemes.{name}"
-        _check_table(where, scheme, SCHEME_KEYS)
+        check_table(where, scheme, SCHEME_KEYS)
         for sub in ("optim", "schedule"):
             if sub in scheme:
-                _check_table(f"{where}.{sub}", scheme[sub], SECTIONS[sub])
-                _check_section_values(f"{where}.{sub}", sub, scheme[sub])
+                check_table(f"{where}.{sub}", scheme[sub], SECTIONS[sub])
+                check_section_values(f"{where}.{sub}", sub, scheme[sub])
         if "act" in scheme:
-            _check_section_values(where, "model", {"act": scheme["act"]})
+            check_section_values(where, "model", {"act": scheme["act"]})
         for key in ("epochs", "clip_weights"):
             if key in scheme and not 0 < scheme[key] < math.inf:
                 raise ValueError(f"recipe key {where}.{key} = {scheme[key]!r} is not accepted: "
@@ -258,14 +378,75 @@ def _extended(recipe: dict, path: str, chain: tuple[str, ...]) -> dict:
     return _merged(_extended(parent, base_path, chain + (here,)), recipe)
 
 
+def section(recipe: dict, name: str) -> Section:
+    """Section ``name`` ("data", "model", "train", "optim", "schedule", "report") of a validated
+    recipe as its frozen dataclass (``section(recipe, "train").seed``). Keys a recipe.json of an
+    earlier run lacks take their defaults; an unknown key or a bad value raises ValueError."""
+    if name not in SECTION_TYPES:
+        raise ValueError(f"recipe section {name!r} is not accepted: expected one of "
+                         f"{list(SECTION_TYPES)}")
+    cls = SECTION_TYPES[name]
+    table = recipe.get(name, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"recipe key {name} = {table!r} is not accepted: expected a table")
+    check_table(name, {k: v for k, v in table.items() if v is not None}, cls.keys())
+    return cls(**table)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """One scheme as ``hwq train`` runs it: its own keys, with the recipe's [train] epochs,
+    [optim], [schedule] and [model] act where the scheme sets none (its own optim / schedule
+    tables laid over the recipe's, key by key).
+
+    weights, acts, layers, skip, plan: the arguments of hwq.quantize ("float" = no quantizer);
+    init: the scheme whose trained weights it starts from (None: fresh weights);
+    clip_weights: clip binary layers' latent weights to [-c, c] after each step (None: no clip)."""
+    name: str
+    weights: str | dict
+    acts: str | dict
+    layers: dict | None
+    skip: tuple[str, ...]
+    plan: str | None
+    init: str | None
+    clip_weights: float | None
+    epochs: int
+    optim: OptimConfig
+    schedule: ScheduleConfig
+    act: str
+
+    @property
+    def is_float(self) -> bool:
+        """No quantizer at all: the float reference scheme."""
+        return (self.weights == "float" and self.acts == "float" and not self.layers
+                and self.plan is None)
+
+
+def scheme(recipe: dict, name: str) -> Scheme:
+    """Scheme ``name`` of a validated recipe with its effective settings (see ``Scheme``)."""
+    schemes = recipe.get("schemes") or {}
+    if name not in schemes:
+        raise ValueError(f"scheme {name!r} is not accepted: expected one of {list(schemes)}")
+    s = {k: schemes[name].get(k, d) for k, (_, d) in SCHEME_KEYS.items()}
+    where = f"schemes.{name}"
+    return Scheme(
+        name=name, weights=s["weights"], acts=s["acts"], layers=s["layers"],
+        skip=tuple(s["skip"] or ()), plan=s["plan"], init=s["init"] or None,
+        clip_weights=s["clip_weights"], epochs=s["epochs"] or section(recipe, "train").epochs,
+        optim=OptimConfig.from_table({**section(recipe, "optim").to_table(), **(s["optim"] or {})},
+                                     f"{where}.optim"),
+        schedule=ScheduleConfig.from_table(
+            {**section(recipe, "schedule").to_table(), **(s["schedule"] or {})},
+            f"{where}.schedule"),
+        act=s["act"] or section(recipe, "model").act)
+
+
 def scheme_settings(recipe: dict, name: str) -> dict:
-    """The effective settings of one scheme: the top-level train/optim/schedule/model values with
-    the scheme's own overrides applied."""
-    s = recipe["schemes"][name]
-    return {"epochs": s["epochs"] or recipe["train"]["epochs"],
-            "optim": {**recipe["optim"], **(s["optim"] or {})},
-            "schedule": {**recipe["schedule"], **(s["schedule"] or {})},
-            "act": s["act"] or recipe["model"]["act"]}
+    """The effective settings of one scheme as plain dicts (epochs, optim, schedule, act): the
+    file form of ``scheme(recipe, name)``, which code should read instead."""
+    s = scheme(recipe, name)
+    return {"epochs": s.epochs, "optim": s.optim.to_table(), "schedule": s.schedule.to_table(),
+            "act": s.act}
 
 
 def _shipped_dir() -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from typing import Any, Callable, Iterable
 
 import torch
@@ -33,34 +32,8 @@ from ..convert import quantize
 from ..nn import QuantLayer
 from ..profile import profile as make_profile
 from . import checkpoint, data as data_mod, distributed, engine
-from .recipe import scheme_settings
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed torch and Python's random; with ``deterministic``, ask torch for deterministic
-    algorithms where it has them (warn_only: an op without one warns instead of failing).
-    The deterministic settings are process-wide: ``run`` restores the previous ones at its end."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-class _KeepDeterminism:
-    """Restores torch's deterministic-algorithm, cudnn.benchmark and CPU thread settings on exit."""
-
-    def __enter__(self):
-        self.saved = (torch.are_deterministic_algorithms_enabled(),
-                      torch.is_deterministic_algorithms_warn_only_enabled(),
-                      torch.backends.cudnn.benchmark, torch.get_num_threads())
-
-    def __exit__(self, *exc):
-        on, warn_only, bench, threads = self.saved
-        torch.use_deterministic_algorithms(on, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-        torch.set_num_threads(threads)
+from .determinism import KeepDeterminism, seed_everything
+from .recipe import scheme, section
 
 
 def provenance() -> dict[str, str]:
@@ -90,33 +63,27 @@ def provenance() -> dict[str, str]:
             "torch": str(torch.__version__), "commit": commit}
 
 
-def is_float(scheme: dict) -> bool:
-    return (scheme["weights"] == "float" and scheme["acts"] == "float" and not scheme["layers"]
-            and scheme["plan"] is None)
-
-
 def build_model(recipe: dict, name: str, data: data_mod.Data) -> nn.Module:
     """The model of scheme ``name``, quantized as the scheme says (weights freshly initialised)."""
-    m, s = recipe["model"], recipe["schemes"][name]
+    m, s = section(recipe, "model"), scheme(recipe, name)
     options = {}
-    if m["channels"] is not None:
-        if m["name"] != "digits_cnn":
-            raise ValueError(f"model.channels = {m['channels']!r} is not accepted for model "
-                             f"{m['name']!r}: only digits_cnn takes channels")
-        options["channels"] = tuple(m["channels"])
-    model = models.build(m["name"], num_classes=data.num_classes,
-                         in_channels=data.input_shape[0], act=scheme_settings(recipe, name)["act"],
-                         **options)
-    if not is_float(s):
-        quantize(model, weights=s["weights"], acts=s["acts"], layers=s["layers"],
-                 skip=s["skip"] or (), plan=s["plan"])
+    if m.channels is not None:
+        if m.name != "digits_cnn":
+            raise ValueError(f"model.channels = {list(m.channels)!r} is not accepted for model "
+                             f"{m.name!r}: only digits_cnn takes channels")
+        options["channels"] = m.channels
+    model = models.build(m.name, num_classes=data.num_classes,
+                         in_channels=data.input_shape[0], act=s.act, **options)
+    if not s.is_float:
+        quantize(model, weights=s.weights, acts=s.acts, layers=s.layers, skip=s.skip,
+                 plan=s.plan)
     return model
 
 
 def _init_weights(recipe: dict, name: str, model: nn.Module, out: str,
                   data: data_mod.Data) -> None:
     """Load the trained weights of scheme ``init`` into ``model`` (its quantizers start afresh)."""
-    init = recipe["schemes"][name]["init"]
+    init = scheme(recipe, name).init
     path = os.path.join(out, init, "last.pt")
     if not os.path.exists(path):
         raise ValueError(f"scheme {name!r} starts from scheme {init!r} (schemes.{name}.init), but "
@@ -193,7 +160,7 @@ def run(recipe: dict, out: str, schemes: list[str] | None = None, resume: bool =
         log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Train the recipe's schemes (all, or those named in ``schemes``) into folder ``out`` and
     return {scheme: results}. ``recipe``: a validated recipe (hwq.train.recipe.load)."""
-    with _KeepDeterminism():
+    with KeepDeterminism():
         return _run(recipe, out, schemes, resume, log)
 
 
@@ -203,18 +170,17 @@ def _run(recipe, out, schemes, resume, log):
     if unknown or not names:
         raise ValueError(f"schemes={names!r} is not accepted: expected names among "
                          f"{list(recipe['schemes'])}")
-    tr, d, rep = recipe["train"], recipe["data"], recipe["report"]
-    for arch in (rep["arch"], rep["baseline"]):
+    tr, d, rep = section(recipe, "train"), section(recipe, "data"), section(recipe, "report")
+    for arch in (rep.arch, rep.baseline):
         if arch not in hw.ARCHS:
             raise ValueError(f"report arch {arch!r} is not accepted: expected one of "
                              f"{list(hw.ARCHS)}")
-    if tr["threads"]:
-        torch.set_num_threads(tr["threads"])
-    device = distributed.setup(tr["device"])
+    if tr.threads:
+        torch.set_num_threads(tr.threads)
+    device = distributed.setup(tr.device)
     rank = distributed.rank_world()[0]
-    data = data_mod.datasets(d["name"], d["dir"], d["download"], d["augment"],
-                             d["crop_padding"], d["flip"], d["cache_dir"], log,
-                             d["subset"])
+    data = data_mod.datasets(d.name, d.dir, d.download, d.augment, d.crop_padding, d.flip,
+                             d.cache_dir, log, d.subset)
     for name in names:  # bad quantizer specs, layer globs or plans fail now, not hours later
         try:
             build_model(recipe, name, data)
@@ -231,9 +197,8 @@ def _run(recipe, out, schemes, resume, log):
     results: dict[str, dict[str, Any]] = {}
     origin = provenance()  # the code and machine as the run starts
     for name in names:
-        s = recipe["schemes"][name]
-        st = scheme_settings(recipe, name)
-        seed_everything(tr["seed"], tr["deterministic"])
+        s = scheme(recipe, name)
+        seed_everything(tr.seed, tr.deterministic)
         model = build_model(recipe, name, data)
         folder = os.path.join(out, name)
         ckpt = os.path.join(folder, "last.pt")
@@ -241,15 +206,15 @@ def _run(recipe, out, schemes, resume, log):
             os.makedirs(folder, exist_ok=True)
             atomic_write_text(os.path.join(folder, "recipe.json"),
                               json.dumps(recipe, indent=1) + "\n")
-        if s["init"] is not None and not (resume and os.path.exists(ckpt)):
+        if s.init is not None and not (resume and os.path.exists(ckpt)):
             _init_weights(recipe, name, model, out, data)
         history = engine.fit(
-            model, data.train, data.test, epochs=st["epochs"], batch_size=d["batch_size"],
-            optim=st["optim"], schedule=st["schedule"], seed=tr["seed"],
-            test_batch_size=d["test_batch_size"], device=device, checkpoint_path=ckpt,
-            resume=resume, clip_weights=s["clip_weights"], label_smoothing=tr["label_smoothing"],
-            log_dir=os.path.join(folder, "tb"), progress=tr["progress"], workers=d["workers"],
-            sync_bn=tr["sync_bn"], desc=name)
+            model, data.train, data.test, epochs=s.epochs, batch_size=d.batch_size,
+            optim=s.optim, schedule=s.schedule, seed=tr.seed,
+            test_batch_size=d.test_batch_size, device=device, checkpoint_path=ckpt,
+            resume=resume, clip_weights=s.clip_weights, label_smoothing=tr.label_smoothing,
+            log_dir=os.path.join(folder, "tb"), progress=tr.progress, workers=d.workers,
+            sync_bn=tr.sync_bn, desc=name)
         last = history[-1]
         done = [h for h in history if h.get("train_s")]  # epochs run by this call
         if done and rank == 0:
@@ -262,14 +227,14 @@ def _run(recipe, out, schemes, resume, log):
              "w_bits": _bits(model, "w_bits"), "a_bits": _bits(model, "a_bits"),
              "train_s": round(sum(h.get("train_s", 0.0) for h in history), 1), **origin}
         if rank == 0:
-            prof = make_profile(model, batches=_stats_batches(data.test, rep["stats_batches"],
-                                                              d["test_batch_size"]), name=name)
+            prof = make_profile(model, batches=_stats_batches(data.test, rep.stats_batches,
+                                                              d.test_batch_size), name=name)
             prof.to_json(os.path.join(folder, f"{name}.profile.json"))
-            report = hw.map(prof, rep["arch"], baseline=rep["baseline"], config=rep["config"])
+            report = hw.map(prof, rep.arch, baseline=rep.baseline, config=rep.config)
             report.to_json(os.path.join(folder, f"{name}.report.json"))
             atomic_write_text(os.path.join(folder, f"{name}.report.txt"), report.table() + "\n")
             r.update(macs=prof.macs, report={
-                "arch": rep["arch"], "baseline": rep["baseline"], "cycles": report.total.cycles,
+                "arch": rep.arch, "baseline": rep.baseline, "cycles": report.total.cycles,
                 "energy_pj": report.total.energy_pj.total, "speedup": report.total.speedup,
                 "energy_efficiency": report.total.energy_efficiency})
             log(f"\n[{name}] test accuracy {r['test_acc']:.2f}% after {r['epochs']} epochs\n"
@@ -281,6 +246,6 @@ def _run(recipe, out, schemes, resume, log):
             atomic_write_text(os.path.join(out, "results.json"),
                               json.dumps(all_results, indent=1) + "\n")
     if rank == 0:
-        log(f"\n{recipe['name']}: test accuracy and {rep['arch']} vs {rep['baseline']} "
+        log(f"\n{recipe['name']}: test accuracy and {rep.arch} vs {rep.baseline} "
             f"(profiles and reports in {out}/<scheme>/)\n" + table(all_results))
     return results
