@@ -102,7 +102,10 @@ def _init_weights(recipe: dict, name: str, model: nn.Module, out: str,
                          f"(missing {left[:5]}, unexpected {unexpected[:5]})")
 
 
-def _bits(model: nn.Module, attr: str) -> str:
+def bit_widths(model: nn.Module, attr: str) -> str:
+    """The ``attr`` ("w_bits" or "a_bits") of the model's conv and linear layers in one short
+    string, as the results table shows it: "4" when all agree, else per layer in order with runs
+    of three or more alike written "4x18" ("8/4x18/8"); "f" for a float layer."""
     vals = [str(getattr(m, attr)) if isinstance(m, QuantLayer) else "f"
             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     vals = ["f" if v == "32" else v for v in vals]
@@ -224,7 +227,7 @@ def _run(recipe, out, schemes, resume, log):
         model.cpu().eval()
         r = {"test_acc": last["test_acc"], "test_loss": last["test_loss"],
              "train_acc": last["train_acc"], "epochs": last["epoch"],
-             "w_bits": _bits(model, "w_bits"), "a_bits": _bits(model, "a_bits"),
+             "w_bits": bit_widths(model, "w_bits"), "a_bits": bit_widths(model, "a_bits"),
              "train_s": round(sum(h.get("train_s", 0.0) for h in history), 1), **origin}
         if rank == 0:
             prof = make_profile(model, batches=_stats_batches(data.test, rep.stats_batches,

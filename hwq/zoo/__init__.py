@@ -157,9 +157,9 @@ def add(run_dir: str, scheme: str, name: str, data_dir: str, zoo_dir: str = ZOO_
             "std": data.train.std.tolist(), "epochs": int(state["epoch"]),
             "train_s": round(sum(h.get("train_s", 0.0) for h in history), 1),
             "recorded_test_acc": history[-1]["test_acc"], **extra}
-    from ..train.run import _bits, provenance
+    from ..train.run import bit_widths, provenance
     model = build(meta)
-    meta["w_bits"], meta["a_bits"] = _bits(model, "w_bits"), _bits(model, "a_bits")
+    meta["w_bits"], meta["a_bits"] = bit_widths(model, "w_bits"), bit_widths(model, "a_bits")
     here = provenance()  # the machine adding the entry: used only where the run recorded none
     for key in ("machine", "commit", "torch"):
         if key not in meta:
