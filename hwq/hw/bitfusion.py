@@ -108,8 +108,8 @@ def factor(p: int, pmax: int, pmin: int) -> float:
     return num / den
 
 
-def tiled(layer: LayerProfile, cfg: BitFusionConfig, reads_input: bool) -> Tiled:
-    """The simulator's result for one layer (one group; all ``cfg.batch`` images)."""
+def search_args(layer: LayerProfile, cfg: BitFusionConfig, reads_input: bool) -> tuple:
+    """The arguments of the tiling search (hwq.hw.bitfusion_tiles.search) for one layer."""
     kh, kw = layer.kernel
     if layer.kind == "fc":
         # the simulator's FC: a 1x1 conv on a 1x1 map; tokens ride on the batch
@@ -118,9 +118,14 @@ def tiled(layer: LayerProfile, cfg: BitFusionConfig, reads_input: bool) -> Tiled
         _, oh, ow = layer.out_shape
         dims = (kh, kw, oh, ow, layer.stride[0], layer.channels_per_group,
                 layer.filters_per_group, cfg.batch)
-    return search(*dims, layer.a_bits, layer.w_bits, reads_input and layer.kind == "conv",
-                  cfg.rows, cfg.cols, cfg.pmax, cfg.pmin, cfg.wbuf_bytes * 8, cfg.ibuf_bytes * 8,
-                  cfg.obuf_bytes * 8, cfg.bandwidth_bits_per_cycle, cfg.buffer_energy())
+    return (*dims, layer.a_bits, layer.w_bits, reads_input and layer.kind == "conv",
+            cfg.rows, cfg.cols, cfg.pmax, cfg.pmin, cfg.wbuf_bytes * 8, cfg.ibuf_bytes * 8,
+            cfg.obuf_bytes * 8, cfg.bandwidth_bits_per_cycle, cfg.buffer_energy())
+
+
+def tiled(layer: LayerProfile, cfg: BitFusionConfig, reads_input: bool) -> Tiled:
+    """The simulator's result for one layer (one group; all ``cfg.batch`` images)."""
+    return search(*search_args(layer, cfg, reads_input))
 
 
 def layer_cost(layer: LayerProfile, cfg: BitFusionConfig, reads_input: bool = False) -> Cost:

@@ -92,13 +92,21 @@ def _sizes(full: int, step: int = 1) -> list[int]:
     return [min((1 << i) * step, full) for i in range(n)]
 
 
-@functools.lru_cache(maxsize=8192)
-def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: int, oc_full: int,
-           batch: int, a_bits: int, w_bits: int, im2col: bool, n: int, m: int, pmax: int,
-           pmin: int, wbuf_bits: int, ibuf_bits: int, obuf_bits: int, bandwidth: int,
-           energy: BufferEnergy) -> Tiled:
-    """The best tiling of one layer (module docstring). Buffer sizes in bits, bandwidth in bits
-    per cycle. Raises ValueError when no tile fits the buffers."""
+class _Tilings(NamedTuple):
+    """The tilings of one layer that fit the buffers, with what does not depend on the loop order
+    (arrays over the tilings)."""
+
+    counts: np.ndarray       # (5, T) tile counts in LOOPS order
+    tiles: tuple             # weight, input, output tile bits
+    caps: np.ndarray         # half of each buffer, bits
+    compute: np.ndarray      # compute cycles
+    inner_w: np.ndarray      # buffer accesses inside the tiles (bits)
+    inner_a: np.ndarray
+    inner_o: np.ndarray
+
+
+def _tilings(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits, im2col,
+             n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits) -> _Tilings:
     pa, qa = lanes_ratio(a_bits, pmax, pmin)
     pw, qw = lanes_ratio(w_bits, pmax, pmin)
     num, den = pa * pw, qa * qw          # lanes = n * num / den
@@ -131,9 +139,8 @@ def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: i
         raise ValueError("no tile of the layer fits the buffers (WBUF/IBUF/OBUF): enlarge them")
     sel = np.nonzero(fits)[0]
     b, oh, ow, ic, oc = b[sel], oh[sel], ow[sel], ic[sel], oc[sel]
-    counts = {"b": nb[sel], "oh": noh[sel], "ow": now[sel], "ic": nic[sel], "oc": noc[sel]}
-    w_tile, a_tile, o_tile = w_tile[sel], a_tile[sel], o_tile[sel]
-    tiles = counts["b"] * counts["oh"] * counts["ow"] * counts["ic"] * counts["oc"]
+    counts = np.stack([nb[sel], now[sel], noh[sel], nic[sel], noc[sel]])  # LOOPS order
+    tiles = counts.prod(axis=0)
 
     # order-independent: compute cycles, and buffer accesses inside a tile
     if im2col:
@@ -157,51 +164,185 @@ def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: i
         os_e == best, outs_t * OUT_BITS, kk * ic * oc * ws_loop * OUT_BITS))
     inner_w = np.where(is_e == best, macs_t * oc * w_bits, np.where(
         os_e == best, outs_t * kk * ic * w_bits, kk * ic * oc * w_bits))
-    inner_a, inner_o, inner_w = tiles * inner_a, tiles * inner_o, tiles * inner_w
+    return _Tilings(counts, (w_tile[sel], a_tile[sel], o_tile[sel]), caps, compute,
+                    tiles * inner_w, tiles * inner_a, tiles * inner_o)
 
-    # order-dependent: what each buffer keeps across the tile loops (all orders at once)
-    order_counts = np.stack([np.stack([counts[l] for l in order[::-1]]) for order in ORDERS])
-    order_deps = np.array([[DEPS[l] for l in order[::-1]] for order in ORDERS], dtype=bool)
-    shape = (len(ORDERS), len(sel))
-    size = [np.broadcast_to(t, shape).astype(float) for t in (w_tile, a_tile, o_tile)]
+
+# LOOP_AT[o, level]: the loop (index in LOOPS) at tile level ``level`` (0 = innermost) of
+# ORDERS[o]; DEP_AT[o, level]: the buffers (wgt, act, out) that loop indexes
+LOOP_AT = np.array([[LOOPS.index(l) for l in order[::-1]] for order in ORDERS])
+DEP_AT = np.array([[DEPS[l] for l in order[::-1]] for order in ORDERS], dtype=bool)
+
+
+def _walk(t: _Tilings, o: np.ndarray, ti: np.ndarray) -> tuple[list, list]:
+    """DRAM traffic (bits, per buffer) and the first fill each buffer keeps, for the candidates
+    (loop order ``o[i]``, tiling ``ti[i]``). Walking the tile loops from the innermost out, a
+    buffer keeps its data across the loops its tile does not depend on until the data no longer
+    fits in half the buffer; from there every loop multiplies its traffic."""
+    size = [t.tiles[ns][ti] for ns in range(3)]
     kept = [s.copy() for s in size]
-    keep = [np.ones(shape, dtype=bool) for _ in range(3)]
-    rd, rd_kept, rd_keep = size[2].copy(), size[2].copy(), np.ones(shape, dtype=bool)
+    keep = [np.ones(len(ti), dtype=bool) for _ in range(3)]
     for level in range(len(LOOPS)):
-        cnt = order_counts[:, level, :]
+        cnt = t.counts[LOOP_AT[o, level], ti]
         for ns in range(3):
-            dep = order_deps[:, level, ns][:, None]
+            dep = DEP_AT[o, level, ns]
             grow = ~keep[ns] | dep
             size[ns] = np.where(grow, size[ns] * cnt, size[ns])
-            fits_now = size[ns] <= caps[ns]
+            fits_now = size[ns] <= t.caps[ns]
             newly = keep[ns] & dep
             kept[ns] = np.where(newly & fits_now, size[ns], kept[ns])
             keep[ns] = np.where(newly & ~fits_now, False, keep[ns])
-        dep = order_deps[:, level, 2][:, None]
-        grow = ~rd_keep | dep
-        rd = np.where(grow, rd * cnt, rd)
-        newly = rd_keep & dep
-        rd_kept = np.where(newly & (rd <= caps[2]), size[2], rd_kept)
-        rd_keep = np.where(newly & (rd > caps[2]), False, rd_keep)
+    return size, kept
 
+
+class _Candidates(NamedTuple):
+    """What the bandwidth does not change, for each candidate (loop order, tiling): its DRAM
+    traffic, the first fill and last drain, the energy that ranks equally fast candidates, and
+    ``flat``, its position o * T + tiling in the reference's enumeration (ties go to the first)."""
+
+    compute: np.ndarray
+    traffic: np.ndarray      # DRAM reads + writes, bits
+    first: np.ndarray
+    last: np.ndarray
+    energy_pj: np.ndarray
+    flat: np.ndarray
+    sizes: tuple             # DRAM bits of each buffer (weights, inputs, outputs)
+    inner: tuple             # buffer accesses inside the tiles (weights, inputs, outputs)
+
+
+def _evaluate(t: _Tilings, o: np.ndarray, ti: np.ndarray, energy: BufferEnergy) -> _Candidates:
+    size, kept = _walk(t, o, ti)
+    compute = t.compute[ti]
+    inner_w, inner_a, inner_o = t.inner_w[ti], t.inner_a[ti], t.inner_o[ti]
+    # the output buffer's reads from DRAM (partial sums) follow the same walk as its writes
+    rd = size[2]
     dram_rd = size[0] + size[1] + size[2]
     dram_wr = rd
-    first = kept[0] + kept[1] + kept[2]
-    last = rd_kept
-    latency = np.ceil(first / bandwidth) + np.ceil(last / bandwidth)
-    memory = np.ceil((dram_rd + dram_wr - first - last) / bandwidth)
-    stall = np.maximum(0, memory - compute) + latency
-    cycles = compute + stall
-    energy_pj = ((cycles - stall) * energy.core_pj_per_cycle + inner_w * energy.wbuf_read
+    # the simulator charges the compute cycles (cycles - stall, which is exact: both are whole
+    # numbers far below 2^53), so the energy does not depend on the bandwidth
+    energy_pj = (compute * energy.core_pj_per_cycle + inner_w * energy.wbuf_read
                  + size[0] * energy.wbuf_write + inner_a * energy.ibuf_read
                  + size[1] * energy.ibuf_write + (rd + inner_o) * energy.obuf_read
                  + (size[2] + inner_o) * energy.obuf_write + (dram_rd + dram_wr) * energy.dram)
-    # fastest, then least energy (lexicographic over all orders and tilings)
-    idx = np.lexsort((energy_pj.ravel(), cycles.ravel()))[0]
-    o, t = divmod(int(idx), len(sel))
-    return Tiled(cycles=int(cycles[o, t]), stall_cycles=int(stall[o, t]),
-                 compute_cycles=int(compute[t]), wbuf_reads=float(inner_w[t]),
-                 wbuf_writes=float(size[0][o, t]), ibuf_reads=float(inner_a[t]),
-                 ibuf_writes=float(size[1][o, t]), obuf_reads=float(rd[o, t] + inner_o[t]),
-                 obuf_writes=float(size[2][o, t] + inner_o[t]), dram_reads=float(dram_rd[o, t]),
-                 dram_writes=float(dram_wr[o, t]))
+    return _Candidates(compute, dram_rd + dram_wr, kept[0] + kept[1] + kept[2], kept[2],
+                       energy_pj, o * t.counts.shape[1] + ti, tuple(size),
+                       (inner_w, inner_a, inner_o))
+
+
+def _cycles(c: _Candidates, bandwidth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cycles and stall cycles of each candidate at ``bandwidth`` bits per cycle."""
+    latency = np.ceil(c.first / bandwidth) + np.ceil(c.last / bandwidth)
+    memory = np.ceil((c.traffic - c.first - c.last) / bandwidth)
+    stall = np.maximum(0, memory - c.compute) + latency
+    return c.compute + stall, stall
+
+
+def _best(c: _Candidates, bandwidth: int) -> Tiled:
+    """The fastest candidate at ``bandwidth``, then the least energy, then the first."""
+    cycles, stall = _cycles(c, bandwidth)
+    # fastest, then least energy, then the first (lexicographic, as np.lexsort over all orders)
+    best = cycles == cycles.min()
+    best &= c.energy_pj == c.energy_pj[best].min()
+    i = int(np.flatnonzero(best)[np.argmin(c.flat[best])])
+    (s_w, s_a, s_o), (in_w, in_a, in_o) = c.sizes, c.inner
+    return Tiled(cycles=int(cycles[i]), stall_cycles=int(stall[i]),
+                 compute_cycles=int(c.compute[i]), wbuf_reads=float(in_w[i]),
+                 wbuf_writes=float(s_w[i]), ibuf_reads=float(in_a[i]),
+                 ibuf_writes=float(s_a[i]), obuf_reads=float(s_o[i] + in_o[i]),
+                 obuf_writes=float(s_o[i] + in_o[i]), dram_reads=float(s_w[i] + s_a[i] + s_o[i]),
+                 dram_writes=float(s_o[i]))
+
+
+@functools.lru_cache(maxsize=None)
+def _classes(code: int) -> np.ndarray:
+    """The loop orders that can differ for tilings of signature ``code`` (``_signatures``): one
+    per class of orders that walk the same sequence of (dependencies, count), the first of each
+    class in ORDERS. A loop of count 1 changes nothing wherever it sits, and b, ow and oh index
+    the same buffers, so two of them with equal counts can swap places."""
+    active = [bool(code >> i & 1) for i in range(5)]
+    same = {(0, 1): code >> 5 & 1, (0, 2): code >> 6 & 1, (1, 2): code >> 7 & 1}
+    label = list(range(5))
+    for (i, j), eq in same.items():  # equal counts among b, ow, oh: one label (transitive)
+        if eq and active[i] and active[j]:
+            label[j] = label[i] = min(label[i], label[j])
+    seen, reps = set(), []
+    for o, order in enumerate(ORDERS):
+        key = tuple(label[LOOPS.index(l)] for l in order if active[LOOPS.index(l)])
+        if key not in seen:
+            seen.add(key)
+            reps.append(o)
+    return np.array(reps)
+
+
+def _signatures(counts: np.ndarray) -> np.ndarray:
+    """Per tiling: bits 0-4 the loops of count > 1 (LOOPS order), bits 5-7 whether b = ow,
+    b = oh and ow = oh in count."""
+    active = counts > 1
+    code = (active * (1 << np.arange(5))[:, None]).sum(axis=0)
+    code += (counts[0] == counts[1]) << 5
+    code += (counts[0] == counts[2]) << 6
+    code += (counts[1] == counts[2]) << 7
+    return code
+
+
+def _expand(t: _Tilings, tilings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates (order, tiling) of ``tilings``: one order of each class (``_classes``)."""
+    code = _signatures(t.counts[:, tilings])
+    o_parts, t_parts = [], []
+    for c in np.unique(code):
+        ti = tilings[code == c]
+        reps = _classes(int(c))
+        o_parts.append(np.repeat(reps, len(ti)))
+        t_parts.append(np.tile(ti, len(reps)))
+    return np.concatenate(o_parts), np.concatenate(t_parts)
+
+
+SEED_TILINGS = 16
+"""Tilings with the lowest bound, searched first for the cycles every other must approach."""
+
+
+def lower_bound(t: _Tilings, bandwidth: int) -> np.ndarray:
+    """A bound under each tiling's cycles in every loop order. cycles = max(compute, ceil(M /
+    bw)) + ceil(F / bw) + ceil(L / bw), M the DRAM traffic less the first fill F and last drain
+    L; every order moves at least each tensor once (a loop a buffer depends on always
+    multiplies its traffic), F at least a tile of each buffer, L an output tile, and
+    ceil(a) + ceil(b) + ceil(c) >= ceil(a + b + c)."""
+    w, a, o = t.tiles
+    nb, now, noh, nic, noc = t.counts
+    least = w * nic * noc + a * nb * now * noh * nic + 2 * o * nb * now * noh * noc
+    fill = np.ceil((w + a + o) / bandwidth) + np.ceil(o / bandwidth)
+    return np.maximum(t.compute + fill, np.ceil(least / bandwidth))
+
+
+@functools.lru_cache(maxsize=8192)
+def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: int, oc_full: int,
+           batch: int, a_bits: int, w_bits: int, im2col: bool, n: int, m: int, pmax: int,
+           pmin: int, wbuf_bits: int, ibuf_bits: int, obuf_bits: int, bandwidth: int,
+           energy: BufferEnergy) -> Tiled:
+    """The best tiling of one layer (module docstring). Buffer sizes in bits, bandwidth in bits
+    per cycle. Raises ValueError when no tile fits the buffers.
+
+    The same result as ``search_reference``, bit for bit (tests/hw/test_sweep.py), from fewer
+    candidates: each class of orders that walk the same loops for a tiling (``_classes``) is
+    evaluated once, and a tiling whose ``lower_bound`` exceeds the cycles already reached by
+    the SEED_TILINGS most promising ones is not evaluated (it cannot be the fastest, nor tie)."""
+    t = _tilings(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits,
+                 im2col, n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits)
+    bound = lower_bound(t, bandwidth)
+    seeds = np.sort(np.argsort(bound, kind="stable")[:SEED_TILINGS])
+    reached = _cycles(_evaluate(t, *_expand(t, seeds), energy), bandwidth)[0].min()
+    return _best(_evaluate(t, *_expand(t, np.flatnonzero(bound <= reached)), energy), bandwidth)
+
+
+def search_reference(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: int,
+                     oc_full: int, batch: int, a_bits: int, w_bits: int, im2col: bool, n: int,
+                     m: int, pmax: int, pmin: int, wbuf_bits: int, ibuf_bits: int,
+                     obuf_bits: int, bandwidth: int, energy: BufferEnergy) -> Tiled:
+    """``search`` the direct way: every tiling under every one of the 120 orders, as the
+    simulator enumerates them (uncached). Kept to check the fast path against."""
+    t = _tilings(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits,
+                 im2col, n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits)
+    n_t = t.counts.shape[1]
+    o = np.repeat(np.arange(len(ORDERS)), n_t)
+    ti = np.tile(np.arange(n_t), len(ORDERS))
+    return _best(_evaluate(t, o, ti, energy), bandwidth)

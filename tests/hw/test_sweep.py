@@ -2,7 +2,9 @@
 Pareto front, a hand-worked systolic grid (SCALE-Sim's formula by hand), Latin-hypercube
 stratification, infeasible points kept with their reason."""
 import csv
+import dataclasses
 import io
+import itertools
 import json
 import math
 
@@ -245,3 +247,44 @@ def test_cli_writes_table_and_plots(tmp_path, capsys):
         assert (out / f).stat().st_size > 0
     assert main(["sweep", str(prof), "--arch", "systolic_ws", "--grid", "rows"]) == 2
     assert "NAME=V1,V2" in capsys.readouterr().err
+
+
+def _bitfusion_cases():
+    """(layer geometry, config) pairs for the fast tiling search: small_net's layers and three of
+    ResNet-50's, at several arrays, precisions (16 bits: temporal passes), batches, buffers (one
+    too small for any tile) and bandwidths (memory-bound to compute-bound)."""
+    from hwq.hw.bitfusion import BitFusionConfig
+    rn = hwq.workloads.build("resnet50", w_bits=8, a_bits=8)
+    layers = [l for l in small_net().layers if l.kind in ("conv", "fc")]
+    layers += [rn.layers[0], rn.layers[2], rn.layers[-1]]
+    configs = [BitFusionConfig(),
+               BitFusionConfig(rows=8, cols=64, bandwidth_bits_per_cycle=16, batch=1),
+               BitFusionConfig(rows=32, cols=16, bandwidth_bits_per_cycle=4096,
+                               wbuf_bytes=8192, ibuf_bytes=131072, obuf_bytes=4096),
+               BitFusionConfig(bandwidth_bits_per_cycle=64, ibuf_bytes=2048, batch=4)]
+    for i, (layer, cfg) in enumerate(itertools.product(layers, configs)):
+        bits = (i + i // len(configs)) % 4  # every config meets every precision pair
+        first = layer is rn.layers[0]       # the network's input: im2col
+        yield (dataclasses.replace(layer, w_bits=(2, 4, 8, 16)[bits], a_bits=(8, 4, 16, 2)[bits]),
+               cfg, first)
+
+
+def test_bitfusion_fast_search_equals_the_reference():
+    """hwq.hw.bitfusion_tiles.search (each class of equivalent loop orders once, tilings pruned
+    by a lower bound) against search_reference (every tiling under all 120 orders, as the
+    authors' simulator enumerates them): the same Tiled, bit for bit, or the same refusal. The
+    sweep's BitFusion points are hwq.map's, which calls search."""
+    from hwq.hw import bitfusion, bitfusion_tiles
+    seen = 0
+    for layer, cfg, first in _bitfusion_cases():
+        a = bitfusion.search_args(layer, cfg, first)
+        assert bitfusion_tiles.search.__wrapped__(*a) == bitfusion_tiles.search_reference(*a), (
+            layer.name, cfg)
+        seen += 1
+    assert seen == 44
+    # a buffer no tile fits: both refuse
+    a = bitfusion.search_args(small_net().layers[1], bitfusion.BitFusionConfig(wbuf_bytes=64),
+                              False)
+    for fn in (bitfusion_tiles.search.__wrapped__, bitfusion_tiles.search_reference):
+        with pytest.raises(ValueError, match="fits the buffers"):
+            fn(*a)
