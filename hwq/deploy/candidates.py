@@ -7,6 +7,11 @@
                     kernels (hwq.kernels.int8), where their sums are exact on this CPU.
 Anything else (float activations or weights, weight codes wider than 8 bits, padding modes other
 than zeros) has no candidate: the layer stays the QAT layer, with the reason in the report.
+
+What applies is decided by asking the layer's quantizers for their capabilities (hwq/quant/base.py),
+never by their names: activations need ``config.bipolar`` (binary) or ``config.uniform_grid``
+(codes clamp(round(x / step), lo, hi) from ``step_and_range``, signedness from ``codes_signed()``);
+weights need ``config.integer_codes`` (``quantize_int``), and ``config.bipolar`` for XNOR.
 """
 from __future__ import annotations
 
@@ -17,10 +22,9 @@ import torch
 from .. import kernels
 from ..kernels import int8
 from ..nn import QuantConv2d, QuantLayer
+from ..quant import Quantizer
 from .layers import CLASSES, _DeployedLayer
 from .report import LayerDecision
-
-ACT_KINDS = ("fixed", "lsq", "pact")
 
 
 def default_max_plane_products() -> int:
@@ -66,17 +70,20 @@ def _signed_bits(codes: torch.Tensor) -> int:
     return bits
 
 
-def _act_plan(q) -> tuple[str | None, int | None, str]:
+def _act_plan(q: Quantizer) -> tuple[str | None, int | None, str]:
     """(mode, a_bits, reason): mode "binary", "unsigned", "signed" or None (unsupported)."""
-    kind = q.config.kind
-    if kind == "binary":
+    if q.config.bipolar:
         return "binary", 1, ""
-    if kind not in ACT_KINDS:
+    if q.is_float:
         return None, None, f"activation quantizer '{q.name}' has no integer kernel"
+    if not q.config.uniform_grid:
+        return None, None, (f"activation quantizer '{q.name}' has no integer kernel: its config "
+                            f"({type(q.config).__name__}) declares neither uniform_grid nor "
+                            "bipolar")
     if q.bits > 8:
         return None, None, f"{q.bits}-bit activations (the kernels take 1..8)"
-    signed = int(getattr(q, "signed", torch.tensor(0)))
-    if signed < 0:
+    signed = q.codes_signed()
+    if signed is None:
         return None, None, "activation signedness undecided (run a calibration batch first)"
     return ("signed" if signed else "unsigned"), q.bits, ""
 
@@ -92,15 +99,19 @@ def candidates(name: str, m: QuantLayer, max_plane_products: int
     if act_mode is None:
         return LayerDecision(name, "kept", reason), []
     wq = m.weight_quant
-    if wq.config.kind == "float":
+    if wq.is_float:
         return LayerDecision(name, "kept", "float weights"), []
+    if not wq.config.integer_codes:
+        return LayerDecision(name, "kept", f"weight quantizer '{wq.name}' has no integer codes: "
+                             f"its config ({type(wq.config).__name__}) does not declare "
+                             "integer_codes"), []
     with torch.no_grad():
         codes, _ = wq.quantize_int(m.weight.detach())
     w_bits = _signed_bits(codes)
     if w_bits > 8:
         return LayerDecision(name, "kept", f"weight codes need {w_bits} bits (kernels: <= 8)"), []
     out, why = [], []
-    if act_mode == "binary" and wq.config.kind == "binary":
+    if act_mode == "binary" and wq.config.bipolar:
         out.append(Candidate("binary", "packed", act_mode, 1, 1))
     elif act_mode == "binary":
         why.append(f"binary activations with '{wq.name}' weights (XNOR needs binary weights)")

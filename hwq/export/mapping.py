@@ -1,8 +1,8 @@
 """What each hwq quantizer becomes in an exported file, decided by asking the quantizer.
 
-The quantizer's capabilities (hwq.quant.base.Quantizer) decide, not its name:
+The quantizer's capabilities (the flags of its config, hwq/quant/base.py) decide, not its name:
 
-  uniform grid (``step_and_range`` gives step, lo, hi: fixed, lsq, pact)
+  uniform grid (``config.uniform_grid``; ``step_and_range`` gives step, lo, hi: fixed, lsq, pact)
       QONNX: ``Quant`` (scale = step, zero point 0, bit width, signed and narrow from [lo, hi],
              rounding ROUND = half to even), on the float input or the latent float weight.
       QDQ:   activations: QuantizeLinear -> [Clip] -> DequantizeLinear, int8/uint8 with a Clip on
@@ -10,18 +10,21 @@ The quantizer's capabilities (hwq.quant.base.Quantizer) decide, not its name:
              int16/uint16 above 8 bits (the Clip then on int32);
              weights: the integer codes as an int4/int8/int16 initializer -> DequantizeLinear
              (per-axis scale when per channel).
-  one bit (binary, sign(0) = +1)
+  one bit (``config.bipolar``: binary, sign(0) = +1)
       QONNX: ``BipolarQuant`` (scale = XNOR-Net's alpha for weights, 1 for activations).
       QDQ:   weights: codes +/-1 as int8 -> DequantizeLinear (scale alpha);
              activations: refused (QuantizeLinear only rounds to a uniform grid).
-  any other weight quantizer (pow2, ternary: thresholds or log-domain rounding, no uniform grid)
+  any other weight quantizer (pow2, ternary: thresholds or log-domain rounding, no uniform grid;
+  or one without integer codes)
       the exact quantized weights (``forward(W)``) as a float initializer, listed in the file's
       metadata (``hwq.exact_weights``); never an approximation.
-      QONNX: followed by a ``Quant`` node with the quantizer's own scale when its codes fit the
-             narrow signed range of its bits (ternary: 2 bits, {-1, 0, +1}); that node returns
-             its input unchanged (checked here) and tells FINN the weights' integer type.
+      QONNX: followed by a ``Quant`` node with the quantizer's own scale when it has integer codes
+             (``config.integer_codes``) that fit the narrow signed range of its bits (ternary: 2
+             bits, {-1, 0, +1}); that node returns its input unchanged (checked here) and tells
+             FINN the weights' integer type.
       QDQ:   as integer codes -> DequantizeLinear instead when ``quantize_int``'s codes fit int8 or
              int16 and codes * scale equals forward(W) bit for bit (ternary; pow2 up to 5 bits).
+  any other activation quantizer: refused (ExportError naming it).
   float (the passthrough): nothing.
 
 Every replacement is checked against the quantizer it replaces, on the tensor the quantizer saw
@@ -130,10 +133,10 @@ class ExactWeight(nn.Module):
 # -- decisions -------------------------------------------------------------------------------
 
 def _uniform(q: Quantizer, x: torch.Tensor):
-    try:
-        step, lo, hi = q.step_and_range(x)
-    except NotImplementedError:
+    """(step, lo, hi) of a quantizer with a uniform grid, None for any other."""
+    if not q.config.uniform_grid:
         return None
+    step, lo, hi = q.step_and_range(x)
     return step.detach(), int(lo), int(hi)
 
 
@@ -240,7 +243,7 @@ def _map_act(where, q, x, fmt, int4, uniform, rec) -> nn.Module:
         rec.op_types = ["QuantizeLinear", "DequantizeLinear"] + (["Clip"] if clip else [])
         rec.details = {"scale": float(step), "type": ops.type_name(t), "range": [lo, hi]}
         return QCDQNode(step, lo, hi, t)
-    if q.bits == 1:
+    if q.config.bipolar:
         if fmt == "qdq":
             raise ExportError(
                 f"{where}: a binary activation ('{q.name}') cannot be written as QDQ: "
@@ -252,9 +255,9 @@ def _map_act(where, q, x, fmt, int4, uniform, rec) -> nn.Module:
         rec.details = {"scale": float(scale.reshape(-1)[0])}
         return BipolarNode(scale.reshape(()) if scale.numel() == 1 else scale)
     raise ExportError(f"{where}: activation quantizer '{q.name}' has neither a uniform grid "
-                      "(step_and_range) nor one bit, so no " + fmt.upper() + " node holds it. "
-                      "Supported activation quantizers: fixed, lsq, pact, binary (QONNX only), "
-                      "float")
+                      "(config.uniform_grid, step_and_range) nor one bit (config.bipolar), so no "
+                      + fmt.upper() + " node holds it. Supported activation quantizers: those "
+                      "with a uniform grid (fixed, lsq, pact), binary ones (QONNX only), float")
 
 
 def _map_weight(where, q, w, fmt, int4, uniform, rec) -> nn.Module:
@@ -269,13 +272,16 @@ def _map_weight(where, q, w, fmt, int4, uniform, rec) -> nn.Module:
             rec.details = {"signed": signed, "narrow": narrow, "range": [lo, hi],
                            "per_channel": step.numel() > 1}
             return QuantNode(step, q.bits, signed, narrow)
-        codes, scale = q.quantize_int(w)
-        if q.bits == 1:
+        if q.config.bipolar:
+            _, scale = q.quantize_int(w)
             rec.nodes, rec.op_types = "BipolarQuant", ["BipolarQuant"]
             rec.details = {"per_channel": scale.numel() > 1}
             return BipolarNode(scale)
         rec.exact = True
         rec.nodes = "exact initializer"
+        if not q.config.integer_codes:
+            return ExactWeight(values)
+        codes, scale = q.quantize_int(w)
         annotation = _annotation(q, codes, scale, values)
         if annotation is not None:
             rec.nodes = "exact initializer -> Quant (returns it unchanged)"
@@ -283,12 +289,16 @@ def _map_weight(where, q, w, fmt, int4, uniform, rec) -> nn.Module:
             rec.details = {"signed": True, "narrow": True, "per_channel": scale.numel() > 1}
         return ExactWeight(values, annotation)
     # QDQ: integer codes and a scale, when they reproduce forward(W) exactly.
+    if not q.config.integer_codes:
+        rec.exact = True
+        rec.nodes = "exact initializer"
+        return ExactWeight(values)
     codes, scale = q.quantize_int(w)
     sc = _per_channel_scale(scale.detach(), w)
     t = _int_type(codes, q.bits, int4)
     if sc is not None and t is not None and torch.equal(codes * scale, values):
         scale1, axis = sc
-        rec.exact = uniform is None and q.bits != 1
+        rec.exact = uniform is None and not q.config.bipolar
         rec.nodes = (f"{ops.type_name(t)} codes -> DequantizeLinear"
                      + (" (exact values)" if rec.exact else ""))
         rec.op_types = ["DequantizeLinear"]

@@ -6,10 +6,11 @@ run-time statistics (hwq.profile.stats). Everything runs in eval mode under no_g
 (activation ranges, learned steps, signedness decisions) is saved before and restored after, and
 training flags are restored, so profiling never changes the model.
 
-Codes: a QuantConv2d / QuantLinear uses its own quantizers (``quantize_int``); a float quantizer or a
-plain nn.Conv2d / nn.Linear gets 16-bit signed dynamic fixed point (one power-of-two step per tensor
-and batch, so that max|x| fits in 15 magnitude bits: the DaDianNao baseline precision) and is
-marked float in the profile.
+Codes: a QuantConv2d / QuantLinear uses its own quantizers (``quantize_int``: the profiler asks each
+quantizer whether it has integer codes, ``config.integer_codes``, and refuses one that has neither
+those nor is the float passthrough, naming it); a float quantizer or a plain nn.Conv2d / nn.Linear
+gets 16-bit signed dynamic fixed point (one power-of-two step per tensor and batch, so that max|x|
+fits in 15 magnitude bits: the DaDianNao baseline precision) and is marked float in the profile.
 
 Only nn.Conv2d and nn.Linear (and their hwq twins) are profiled; other compute layers (Conv1d/3d,
 transposed convs, attention, RNNs) are listed in ``profile.meta["skipped"]`` and a warning names them.
@@ -53,6 +54,16 @@ def _frac(scale: torch.Tensor) -> int | None:
     return -(e - 1) if m == 0.5 else None
 
 
+def _check_profilable(q: Quantizer, where: str) -> None:
+    """A quantizer's bits count as integer bits only if it has integer codes (or is the float
+    passthrough, profiled as the 16-bit baseline); refuse any other by name."""
+    if not q.is_float and not q.config.integer_codes:
+        raise ValueError(f"hwq.profile: {where} quantizer '{q.name}' ({type(q).__name__}) has no "
+                         f"integer codes (its config {type(q.config).__name__} does not declare "
+                         "integer_codes), so its bit widths and bit statistics cannot be profiled; "
+                         "implement quantize_int and set integer_codes = True in the config")
+
+
 def _codes(q: Quantizer | None, x: torch.Tensor) -> tuple[torch.Tensor, int | None, bool]:
     """(integer codes, fraction bits or None, is_float) of ``x`` under quantizer ``q``."""
     if q is None or q.is_float:
@@ -81,6 +92,8 @@ def _static(name: str, m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> La
         geo = {}
     if isinstance(m, QuantLayer):
         wq, aq = m.weight_quant, m.act_quant
+        _check_profilable(wq, f"layer {name!r} weight")
+        _check_profilable(aq, f"layer {name!r} activation")
         w_float, a_float = wq.is_float, aq.is_float
         w_name, a_name = m.w_quant, m.a_quant
         w_bits = BASELINE_BITS if w_float else m.w_bits

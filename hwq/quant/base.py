@@ -4,6 +4,22 @@ A quantizer is an ``nn.Module`` built from a small config dataclass. It maps a f
 tensor whose values lie exactly on its grid (``forward``, differentiable through a straight-through
 estimator) and can also return that grid point as integer codes times a scale (``quantize_int``),
 which is what the profiler and the packed kernels consume.
+
+What the rest of hwq may ask of a quantizer is declared here, on the base classes, as flags of its
+config class and methods of the quantizer (the quantizer-to-deploy contract):
+
+  flag (QuantConfig)  method (Quantizer)        who asks
+  integer_codes       quantize_int(x)           hwq.profile (bit statistics), hwq.deploy (weight
+                                                codes), hwq.export (integer initializers)
+  uniform_grid        step_and_range(x),        hwq.deploy (activation codes for the bit-serial
+                      codes_signed()            and int8 kernels), hwq.export (Quant, QDQ nodes)
+  bipolar             quantize_int(x)           hwq.deploy (XNOR-popcount), hwq.export
+                                                (BipolarQuant)
+  (float passthrough) is_float                  all three: no quantization, nothing to pack
+
+Callers ask the flags, never the quantizer's name, so a new quantizer (one file and one
+``register`` line) deploys, profiles and exports as far as its flags say; ``register`` refuses a
+flag whose method the quantizer does not implement.
 """
 from __future__ import annotations
 
@@ -29,6 +45,19 @@ class QuantConfig:
     roles: ClassVar[tuple[str, ...]] = ROLES
     bit_range: ClassVar[tuple[int, int] | None] = None
     fixed_bits: ClassVar[int] = 32
+    # Capabilities (module docstring): what the quantizer's values are, so callers need not know
+    # its name. All off by default: a config claims only what its quantizer implements.
+    integer_codes: ClassVar[bool] = False
+    """quantize_int(x) returns (codes, scale) with integer-valued codes and codes * scale ==
+    forward(x) exactly (scale a scalar or one per output channel). Off: the values are no integer
+    grid (the float passthrough, a float format)."""
+    uniform_grid: ClassVar[bool] = False
+    """Needs integer_codes. step_and_range(x) gives (step, lo, hi) with forward(x) ==
+    clamp(round(x / step), lo, hi) * step, [lo, hi] inside the ``n_bits``-bit range that codes_signed() names (unsigned 0 ..
+    2^b - 1, or two's complement), and quantize_int's codes equal clamp(round(x / step), lo, hi)."""
+    bipolar: ClassVar[bool] = False
+    """Needs integer_codes. quantize_int(x)'s codes are sign(x) in {-1, +1} with sign(0) = +1 (bit 1 where x < 0, the
+    packed kernels' convention), and for activations the scale is 1: the XNOR-popcount input."""
 
     @property
     def n_bits(self) -> int:
@@ -70,11 +99,15 @@ class QuantConfig:
 class Quantizer(nn.Module):
     """Base class: holds the config and the role, exposes the precision.
 
-    Subclasses implement ``forward(x)`` (fake-quantized values, STE gradients) and
-    ``quantize_int(x) -> (codes, scale)`` with ``forward(x) == codes * scale`` exactly.
+    Subclasses implement ``forward(x)`` (fake-quantized values, STE gradients) and the methods of
+    the capabilities their config declares (QuantConfig.integer_codes, uniform_grid, bipolar):
+    ``quantize_int(x) -> (codes, scale)`` with ``forward(x) == codes * scale`` exactly, and for a
+    uniform grid ``step_and_range(x)`` and ``codes_signed()``.
     """
 
-    def __init__(self, config: QuantConfig, role: str):
+    def __init__(self, config: QuantConfig, role: str, channels: int | None = None):
+        """``channels``: output channels, which hwq.quant.get passes to every quantizer; only one
+        with per-channel learned state (lsq with per_channel=True) needs it."""
         super().__init__()
         self.config = config
         self.role = role
@@ -91,17 +124,31 @@ class Quantizer(nn.Module):
 
     @property
     def is_float(self) -> bool:
-        return self.config.kind == "float"
+        """True for the float passthrough (no quantization at all); FloatQuantizer overrides it."""
+        return False
 
     def quantize_int(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(codes, scale) with integer-valued codes and ``forward(x) == codes * scale`` exactly;
+        implemented by every quantizer whose config has ``integer_codes``."""
+        raise NotImplementedError(f"quantizer '{self.name}' ({type(self).__name__}) has no "
+                                  "integer codes: it does not implement quantize_int")
 
     def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(step, lo, hi) of a uniform grid: ``forward(x) == clamp(round(x / step), lo, hi) * step``
         (round half to even; step a scalar or one per output channel, broadcastable to x).
-        Quantizers whose values are not such a grid (binary, ternary, pow2, float) raise
-        NotImplementedError; fixed, lsq and pact implement it."""
-        raise NotImplementedError(f"quantizer '{self.config.kind}' has no uniform grid")
+        Implemented by the quantizers whose config has ``uniform_grid`` (fixed, lsq, pact); the
+        others (binary, ternary, pow2, float) raise NotImplementedError."""
+        raise NotImplementedError(f"quantizer '{self.name}' ({type(self).__name__}) has no "
+                                  "uniform grid: it does not implement step_and_range")
+
+    def codes_signed(self) -> bool | None:
+        """Whether the integer codes may be negative: True (two's complement), False (unsigned,
+        0 .. 2^bits - 1), or None while undecided (an activation quantizer that decides from its
+        first batch). Implemented by every quantizer whose config has ``uniform_grid``; asked
+        before any input is seen (deploy chooses its kernels from it)."""
+        raise NotImplementedError(f"quantizer '{self.name}' ({type(self).__name__}) does not say "
+                                  "whether its codes are signed: it does not implement "
+                                  "codes_signed")
 
     def extra_repr(self) -> str:
         return f"{self.name}, role={self.role}"
@@ -151,7 +198,7 @@ def check_input(config: QuantConfig, x: torch.Tensor) -> None:
                          "steps are computed from data; materialise the model first "
                          "(model.to_empty(device='cpu'), then load its weights)")
     limit = SIGNIFICAND_BITS.get(x.dtype)
-    if limit is not None and config.kind != "float" and config.n_bits > limit:
+    if limit is not None and config.integer_codes and config.n_bits > limit:
         raise ValueError(f"quantizer '{config}' on {x.dtype} tensors is not accepted: "
                          f"{str(x.dtype).replace('torch.', '')} holds integers exactly only up to "
                          f"2^{limit}, so {config.n_bits}-bit codes would be rounded or overflow; "
@@ -213,6 +260,10 @@ class SignedMixin:
     def _init_signed(self, signed: bool | None) -> None:
         code = -1 if signed is None else int(bool(signed))
         self.register_buffer("signed", torch.tensor(code, dtype=torch.int8))
+
+    def codes_signed(self) -> bool | None:
+        code = int(self.signed)
+        return None if code < 0 else bool(code)
 
     def _resolve_signed(self, x: torch.Tensor) -> bool:
         code = int(self.signed)

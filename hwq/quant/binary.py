@@ -29,6 +29,8 @@ class BinaryConfig(QuantConfig):
 
     kind = "binary"
     fixed_bits = 1
+    integer_codes = True
+    bipolar = True  # codes sign(x), sign(0) = +1; activations unscaled
     scale: str = "none"
     grad: str = "ste"
 
@@ -94,6 +96,9 @@ class BinaryQuantizer(Quantizer):
         s = fused.Sign.apply(x, approx) if fused.usable(x) else _SignSTE.apply(x, approx)
         alpha = self._alpha(x)
         return s if alpha is None else s * alpha
+
+    def codes_signed(self) -> bool:
+        return True  # -1 / +1
 
     @torch.no_grad()
     def quantize_int(self, x):

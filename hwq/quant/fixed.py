@@ -30,6 +30,8 @@ class FixedConfig(QuantConfig):
 
     kind = "fixed"
     bit_range = (2, 16)
+    integer_codes = True
+    uniform_grid = True
     bits: int = 8
     signed: bool | None = None
     per_channel: bool = False

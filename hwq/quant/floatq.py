@@ -25,6 +25,10 @@ class FloatQuantizer(Quantizer):
     def __init__(self, config: FloatConfig, role: str, channels: int | None = None):
         super().__init__(config, role)
 
+    @property
+    def is_float(self) -> bool:
+        return True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 

@@ -31,6 +31,8 @@ class LSQConfig(QuantConfig):
 
     kind = "lsq"
     bit_range = (2, 16)
+    integer_codes = True
+    uniform_grid = True
     bits: int = 4
     signed: bool | None = None
     per_channel: bool = False

@@ -29,6 +29,8 @@ class PACTConfig(QuantConfig):
     kind = "pact"
     roles = ("act",)
     bit_range = (2, 16)
+    integer_codes = True
+    uniform_grid = True
     bits: int = 4
     alpha_init: float = 10.0
 
@@ -68,6 +70,9 @@ class PACTQuantizer(Quantizer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _PACT.apply(x, self._alpha(x), float(2 ** self.config.bits - 1))
+
+    def codes_signed(self) -> bool:
+        return False  # clipped to [0, alpha]
 
     def step_and_range(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         """(step, lo, hi) with step = alpha / (2^b - 1): quantize_int(x) codes equal

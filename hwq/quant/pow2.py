@@ -24,6 +24,7 @@ class Pow2Config(QuantConfig):
     kind = "pow2"
     roles = ("weight",)
     bit_range = (2, 8)
+    integer_codes = True  # +/-2^k and 0 times 2^e_low
     bits: int = 4
     per_channel: bool = False
 
@@ -51,6 +52,9 @@ class Pow2Quantizer(Quantizer):
         e = torch.log2(w.abs()).round()  # log2(0) = -inf: below e_low, so zero
         keep = e >= e_low
         return torch.minimum(e, e_top.expand_as(e)), keep, e_low
+
+    def codes_signed(self) -> bool:
+        return True  # +/-2^k and 0
 
     @torch.no_grad()
     def quantize_int(self, w):

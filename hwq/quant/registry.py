@@ -21,10 +21,44 @@ from .ternary import TernaryConfig, TernaryQuantizer
 _REGISTRY: dict[str, tuple[type[QuantConfig], type[Quantizer]]] = {}
 
 
+# The methods each capability flag of QuantConfig promises (hwq/quant/base.py).
+_PROMISES = {"integer_codes": ("quantize_int",), "uniform_grid": ("quantize_int", "step_and_range",
+                                                                  "codes_signed"),
+             "bipolar": ("quantize_int",)}
+
+
+def _check_capabilities(config_cls: type[QuantConfig], quantizer_cls: type[Quantizer]) -> None:
+    """Refuse a capability flag whose method the quantizer class leaves to the base class (which
+    raises): deploy, profile and export would otherwise fail later, far from the cause."""
+    for flag in ("uniform_grid", "bipolar"):
+        if getattr(config_cls, flag) and not config_cls.integer_codes:
+            raise TypeError(f"{config_cls.__name__}.{flag} is True but integer_codes is False "
+                            f"(quantizer '{config_cls.kind}'): {flag} codes are integer codes; set "
+                            "integer_codes = True")
+    for flag, methods in _PROMISES.items():
+        if not getattr(config_cls, flag):
+            continue
+        missing = [m for m in methods if getattr(quantizer_cls, m) is getattr(Quantizer, m)]
+        if missing:
+            raise TypeError(f"{config_cls.__name__}.{flag} is True but {quantizer_cls.__name__} "
+                            f"does not implement {', '.join(missing)} (quantizer '{config_cls.kind}'"
+                            f"): implement {'them' if len(missing) > 1 else 'it'}, or set {flag} = "
+                            "False in the config class")
+
+
 def register(config_cls: type[QuantConfig], quantizer_cls: type[Quantizer]) -> None:
-    """Add a quantizer kind under ``config_cls.kind`` (one line per kind, below)."""
+    """Add a quantizer kind under ``config_cls.kind`` (one line per kind, below). Raises TypeError
+    when the config declares a capability (integer_codes, uniform_grid, bipolar) whose methods
+    the quantizer class does not implement."""
+    if not (isinstance(config_cls, type) and issubclass(config_cls, QuantConfig)):
+        raise TypeError(f"config_cls={config_cls!r} is not accepted: expected a QuantConfig "
+                        "subclass")
+    if not (isinstance(quantizer_cls, type) and issubclass(quantizer_cls, Quantizer)):
+        raise TypeError(f"quantizer_cls={quantizer_cls!r} is not accepted: expected a Quantizer "
+                        "subclass")
     if not config_cls.kind:
         raise ValueError(f"config class {config_cls.__name__} has no 'kind' name")
+    _check_capabilities(config_cls, quantizer_cls)
     _REGISTRY[config_cls.kind] = (config_cls, quantizer_cls)
 
 

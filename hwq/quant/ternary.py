@@ -23,6 +23,7 @@ class TernaryConfig(QuantConfig):
     kind = "ternary"
     roles = ("weight",)
     fixed_bits = 2
+    integer_codes = True  # -1, 0, +1 times a
     per_channel: bool = False
 
     def __post_init__(self):
@@ -32,6 +33,9 @@ class TernaryConfig(QuantConfig):
 class TernaryQuantizer(Quantizer):
     def __init__(self, config: TernaryConfig, role: str, channels: int | None = None):
         super().__init__(config, role)
+
+    def codes_signed(self) -> bool:
+        return True  # -1, 0, +1
 
     @torch.no_grad()
     def quantize_int(self, w):

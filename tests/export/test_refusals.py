@@ -44,6 +44,7 @@ def test_binary_activation_in_qdq_names_the_layer(old_file):
 class _MysteryConfig(QuantConfig):
     kind = "mystery"
     fixed_bits = 3
+    integer_codes = True  # _Mystery.quantize_int
 
 
 class _Mystery(Quantizer):
