@@ -120,7 +120,7 @@ def cmd_sweep(args) -> int:
     import hwq
     profiles = [_load_profile(p) for p in args.profile]
     grid = _grid(args)
-    if grid is None:
+    if grid is None and "," not in args.arch:  # several designs: each its own search space
         grid = dict(hwq.hw.get(args.arch).config.search_space)
         if not grid:
             raise ValueError(f"--arch {args.arch!r} has no default search space: give --grid or "
@@ -132,8 +132,9 @@ def cmd_sweep(args) -> int:
     chosen = None
     try:
         chosen = r.pick(args.minimize, **_targets(args.target))
-        print(f"chosen: point {chosen['point']} ("
-              + ", ".join(f"{k}={chosen[k]}" for k in r.params) + ")")
+        print(f"chosen: point {chosen['point']} (" + (f"{chosen['arch']}: " if "arch" in chosen
+                                                       else "")
+              + ", ".join(f"{k}={chosen[k]}" for k in r.params if chosen[k] is not None) + ")")
     except ValueError as e:
         if args.target:
             raise
@@ -458,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="cost a grid of one design's configurations on workloads: "
                                       "table, Pareto front, plots (docs/mapper.md)")
     sw.add_argument("profile", nargs="+", help="profile JSON file(s) or workload name(s)")
-    sw.add_argument("--arch", required=True, help="a design from hwq.hw.ARCHS")
+    sw.add_argument("--arch", required=True, help="a design from hwq.hw.ARCHS, or several "
+                    "joined by commas (one table, one front; --grid DESIGN.FIELD=... for one)")
     _add_grid_args(sw)
     sw.add_argument("--objectives", default="latency_s,energy_pj,area_mm2",
                     help="Pareto objectives (default latency_s,energy_pj,area_mm2; also fps, "

@@ -36,7 +36,7 @@ from ..profile import Profile
 from .config import ArchConfig
 from .finn import FinnConfig
 from .mapper import _config, network_total
-from .registry import get
+from .registry import ARCHS, get
 
 OBJECTIVES = {"latency_s": "min", "seconds": "min", "cycles": "min", "energy_pj": "min",
               "area_mm2": "min", "edp": "min", "fps": "max", "utilization": "max"}
@@ -121,6 +121,21 @@ class SweepResult:
     options: dict = dataclasses.field(default_factory=dict, repr=False)
     """Options of a point not given by its parameters, by point (FINN's generator: the folding
     chosen for each cycle budget)."""
+    parts: dict = dataclasses.field(default_factory=dict, repr=False)
+    """Several designs in one sweep (``sweep_designs``): design -> its own sweep; the rows carry
+    an ``arch`` column and global point numbers, ``local`` maps them to the design's own."""
+    local: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def archs(self) -> list[str]:
+        """The designs swept (one, or several with ``sweep_designs``)."""
+        return list(self.parts) if self.parts else [self.arch]
+
+    def _part(self, row: dict) -> tuple["SweepResult", dict]:
+        """The design's own sweep and the row as it numbers it (several designs), or self."""
+        if not self.parts:
+            return self, row
+        return self.parts[row["arch"]], {**row, "point": self.local[row["point"]]}
 
     @property
     def points(self) -> int:
@@ -146,6 +161,9 @@ class SweepResult:
         """The options of a point, as ``hwq.map(..., config=...)`` takes them (the base options
         with the point's parameters on top; ``energy.x`` keys gathered into an ``energy`` dict)."""
         row = self.point(index_or_row) if isinstance(index_or_row, int) else index_or_row
+        if self.parts:
+            part, row = self._part(row)
+            return part.config(row)
         if row["point"] in self.options:
             return {**self.base, **self.options[row["point"]]}
         return _options(self.base, {k: row[k] for k in self.params})
@@ -178,8 +196,8 @@ class SweepResult:
                                       r["point"]))
 
     def columns(self) -> list[str]:
-        return (["point", "workload"] + self.params + ["feasible", "reason", "pareto"]
-                + list(METRICS))
+        return (["point"] + (["arch"] if self.parts else []) + ["workload"] + self.params
+                + ["feasible", "reason", "pareto"] + list(METRICS))
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         buf = io.StringIO()
@@ -194,7 +212,8 @@ class SweepResult:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "params": self.params, "workloads": self.workloads,
+        return {"arch": self.arch, "archs": self.archs, "params": self.params,
+                "workloads": self.workloads,
                 "objectives": self.objectives, "base": self.base,
                 "rows": [{c: _json(r[c]) for c in self.columns()} for r in self.rows]}
 
@@ -207,8 +226,11 @@ class SweepResult:
     def table(self, rows: Sequence[dict] | None = None) -> str:
         """A text table of ``rows`` (default: the Pareto front)."""
         rows = self.front() if rows is None else rows
-        cols = ["point"] + self.params + ["fps", "latency_ms", "energy_uJ", "area_mm2", "util"]
-        body = [[str(r["point"])] + [str(r[p]) for p in self.params]
+        design = ["arch"] if self.parts else []
+        cols = (["point"] + design + self.params
+                + ["fps", "latency_ms", "energy_uJ", "area_mm2", "util"])
+        body = [[str(r["point"])] + [r[d] for d in design]
+                + ["-" if r[p] is None else str(r[p]) for p in self.params]
                 + [_fmt(r["fps"], 1), _fmt(r["latency_s"] * 1e3, 3), _fmt(r["energy_pj"] / 1e6, 2),
                    _fmt(r["area_mm2"], 2), _fmt(r["utilization"], 2)] for r in rows]
         widths = [max(len(x) for x in col) for col in zip(cols, *body)] if body else \
@@ -231,7 +253,8 @@ class SweepResult:
         if name not in names:
             raise ValueError(f"workload {name!r} is not in the sweep; accepted: {names}")
         from .mapper import map as map_
-        return map_(self.profiles[names.index(name)], self.arch, config=self.config(row))
+        return map_(self.profiles[names.index(name)], row.get("arch", self.arch),
+                    config=self.config(row))
 
     def plot_layers(self, path: str | os.PathLike, index_or_row: int | dict,
                     workload: str | None = None) -> None:
@@ -249,9 +272,17 @@ class SweepResult:
         _check_objectives([x, y])
         rows = [r for r in self.summary_rows() if r["feasible"]]
         fig, ax = plt.subplots(figsize=(7, 5))
-        ax.scatter([r[x] for r in rows], [r[y] for r in rows], s=10, c="0.7", label="points")
+        if self.parts:  # several designs: each in its own shade
+            for i, a in enumerate(self.archs):
+                mine = [r for r in rows if r["arch"] == a]
+                ax.scatter([r[x] for r in mine], [r[y] for r in mine], s=10, alpha=0.5,
+                           c=f"C{(i + 2) % 10}", label=f"{a} ({len(mine)})")
+        else:
+            ax.scatter([r[x] for r in rows], [r[y] for r in rows], s=10, c="0.7",
+                       label="points")
         front = sorted((r for r in rows if r["pareto"]), key=lambda r: r[x])
         ax.scatter([r[x] for r in front], [r[y] for r in front], s=18, c="tab:blue",
+                   edgecolors="k" if self.parts else "face",
                    label=f"Pareto front ({', '.join(self.objectives)})")
         if chosen is not None:
             ax.scatter([chosen[x]], [chosen[y]], s=120, marker="*", c="tab:red", zorder=3,
@@ -501,19 +532,45 @@ def _combine(rows: list[dict]) -> dict:
     return out
 
 
-def sweep(profiles, arch: str, grid: dict, *, sample: str | None = None, n: int | None = None,
-          seed: int = 0, objectives: Sequence[str] = ("latency_s", "energy_pj", "area_mm2"),
+def _mark_front(rows: list[dict], workloads: list[str], objectives: list[str]) -> None:
+    """Set each row's ``pareto``: on the front of ``objectives`` among the feasible rows of its
+    workload (and of the ``"all"`` rows when there are several workloads)."""
+    for r in rows:
+        r["pareto"] = False
+    for w in ([ALL] if len(workloads) > 1 else []) + list(workloads):
+        sub = [r for r in rows if r["workload"] == w and r["feasible"]]
+        if sub:
+            vals = np.array([[r[o] if OBJECTIVES[o] == "min" else -r[o] for o in objectives]
+                             for r in sub], dtype=float)
+            for r, on in zip(sub, pareto(vals)):
+                r["pareto"] = bool(on)
+
+
+def sweep(profiles, arch: str | Sequence[str], grid: dict | None = None, *,
+          sample: str | None = None, n: int | None = None, seed: int = 0,
+          objectives: Sequence[str] = ("latency_s", "energy_pj", "area_mm2"),
           config: Any = None) -> SweepResult:
     """Cost design ``arch`` at every point of ``grid`` on every profile.
 
     profiles: a Profile, a profile JSON path or a workload name, or a list of them.
+    arch: a design name, or several (a list, or names joined by commas): see sweep_designs.
     grid: {config field: [values]} (``energy.<field>`` for the energy table); every combination
-        is a point, or ``n`` of them with ``sample="random"`` / ``"lhs"`` (``seed``).
+        is a point, or ``n`` of them with ``sample="random"`` / ``"lhs"`` (``seed``). None: the
+        design's ``search_space``.
     objectives: table columns for the Pareto front (OBJECTIVES: latency_s, energy_pj, area_mm2,
         fps, utilization, seconds, cycles, edp).
     config: options under every point (a dict, a TOML path or a config), as hwq.map takes them.
     """
+    archs = _arch_list(arch)
+    if len(archs) > 1:
+        return sweep_designs(profiles, archs, grid, sample=sample, n=n, seed=seed,
+                             objectives=objectives, config=config)
+    arch = archs[0]
     a = get(arch)
+    if grid is None:
+        grid = dict(a.config.search_space)
+        if not grid:
+            raise ValueError(f"arch {arch!r} has no default search space: give a grid")
     objectives = list(objectives)
     if not objectives:
         raise ValueError("objectives is empty: expected at least one of " + ", ".join(OBJECTIVES))
@@ -540,13 +597,97 @@ def sweep(profiles, arch: str, grid: dict, *, sample: str | None = None, n: int 
             rows.append({"point": point, "workload": ALL, **params, **_combine(per)})
     for r in rows:
         r.pop("_capacity", None)
-        r["pareto"] = False
-    for w in ([ALL] if len(profs) > 1 else []) + [p.name for p in profs]:
-        sub = [r for r in rows if r["workload"] == w and r["feasible"]]
-        if sub:
-            vals = np.array([[r[o] if OBJECTIVES[o] == "min" else -r[o] for o in objectives]
-                             for r in sub], dtype=float)
-            for r, on in zip(sub, pareto(vals)):
-                r["pareto"] = bool(on)
+    _mark_front(rows, [p.name for p in profs], objectives)
     return SweepResult(arch=arch, params=names, workloads=[p.name for p in profs],
                        objectives=objectives, rows=rows, base=base, profiles=profs)
+
+
+def _arch_list(arch) -> list[str]:
+    if isinstance(arch, str):
+        names = [a.strip() for a in arch.split(",") if a.strip()]
+    elif isinstance(arch, Sequence) and all(isinstance(a, str) for a in arch):
+        names = list(arch)
+    else:
+        raise ValueError(f"arch={arch!r} is not accepted: expected a design name, several joined "
+                         "by commas, or a list of names")
+    if not names:
+        raise ValueError(f"arch={arch!r} names no design")
+    if len(set(names)) != len(names):
+        raise ValueError(f"arch={arch!r} names a design twice")
+    for name in names:
+        get(name)  # an unknown name: ValueError listing the designs
+    return names
+
+
+def _design_grids(archs: list[str], grid: dict | None) -> dict[str, dict]:
+    """Each design's grid: the keys ``"<design>.<field>"`` (or a ``{design: {field: values}}``
+    entry) are that design's; the other keys go to every design; a design given no key of its
+    own sweeps its ``search_space`` under the shared keys."""
+    if grid is not None and not isinstance(grid, dict):
+        raise ValueError(f"grid={grid!r} is not accepted: expected a dict or None")
+    shared: dict = {}
+    own: dict[str, dict] = {a: {} for a in archs}
+    for k, v in (grid or {}).items():
+        head, dot, field = k.partition(".")
+        if k in own and isinstance(v, dict):
+            own[k].update(v)
+        elif dot and head in own:
+            own[head][field] = v
+        elif k in ARCHS or (dot and head in ARCHS):
+            raise ValueError(f"grid key {k!r} names a design that is not swept; swept: "
+                             f"{', '.join(archs)}")
+        else:
+            shared[k] = v
+    out = {}
+    for a in archs:
+        g = own[a] or dict(get(a).config.search_space)
+        if not g and not shared:
+            raise ValueError(f"arch {a!r} has no default search space: give it a grid "
+                             f"({a}.<field>=...)")
+        out[a] = {**g, **shared}
+    return out
+
+
+def sweep_designs(profiles, archs: Sequence[str], grid: dict | None = None, *,
+                  sample: str | None = None, n: int | None = None, seed: int = 0,
+                  objectives: Sequence[str] = ("latency_s", "energy_pj", "area_mm2"),
+                  config: Any = None) -> SweepResult:
+    """Several designs in one table and one Pareto front: which design to build, and how.
+
+    Each design is swept as ``sweep`` does (its points equal ``hwq.map``), over its own grid:
+    ``grid`` keys ``"<design>.<field>"`` are that design's, other keys are every design's (each
+    must accept them, such as ``freq_hz``), and a design given no key of its own sweeps its
+    ``search_space``. ``sample`` / ``n`` apply to each design's grid. ``config``: options under
+    every point of every design, or ``{design: options}``. The rows gain an ``arch`` column and
+    number the points across designs; parameters a design does not have are None; the front,
+    ``pick``, ``config``, ``report`` and the plots work across designs."""
+    archs = _arch_list(list(archs) if not isinstance(archs, str) else archs)
+    grids = _design_grids(archs, grid)
+    if isinstance(config, dict) and config and set(config) <= set(ARCHS):
+        configs = {a: config.get(a) for a in archs}
+    else:
+        configs = {a: config for a in archs}
+    objectives = list(objectives)
+    parts: dict[str, SweepResult] = {}
+    for a in archs:
+        parts[a] = sweep(profiles, a, grids[a], sample=sample, n=n, seed=seed,
+                         objectives=objectives, config=configs[a])
+    params: list[str] = []
+    for part in parts.values():
+        params += [p for p in part.params if p not in params]
+    rows, local, offset = [], {}, 0
+    for a, part in parts.items():
+        for r in part.rows:
+            row = {"point": offset + r["point"], "arch": a}
+            row.update({k: v for k, v in r.items() if k != "point"})
+            for p in params:
+                row.setdefault(p, None)
+            rows.append(row)
+            local[offset + r["point"]] = r["point"]
+        offset += part.points
+    workloads = parts[archs[0]].workloads
+    _mark_front(rows, workloads, objectives)
+    first = parts[archs[0]]
+    return SweepResult(arch=",".join(archs), params=params, workloads=workloads,
+                       objectives=objectives, rows=rows, profiles=first.profiles, parts=parts,
+                       local=local)

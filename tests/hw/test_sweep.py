@@ -288,3 +288,77 @@ def test_bitfusion_fast_search_equals_the_reference():
     for fn in (bitfusion_tiles.search.__wrapped__, bitfusion_tiles.search_reference):
         with pytest.raises(ValueError, match="fits the buffers"):
             fn(*a)
+
+
+def test_several_designs_one_table_one_front():
+    """hwq.sweep over three designs: each row equals hwq.map with its design and configuration,
+    the grid keys go where they are named (DESIGN.FIELD to one design, other keys to all, a
+    design given none sweeps its search space), the front over all designs' rows equals a brute
+    force, and pick chooses across designs as a brute force does."""
+    p = small_net()
+    grid = {"systolic_ws.rows": [16, 64], "eyeriss.cols": [8, 16], "freq_hz": [5e8, 1e9]}
+    r = hwq.sweep(p, "systolic_ws,eyeriss,stripes", grid)
+    assert r.archs == ["systolic_ws", "eyeriss", "stripes"]
+    by = {a: [row for row in r.rows if row["arch"] == a] for a in r.archs}
+    space = hwq.hw.get("stripes").config.search_space
+    assert len(by["systolic_ws"]) == len(by["eyeriss"]) == 4
+    assert len(by["stripes"]) == 2 * math.prod(len(v) for v in space.values())
+    assert [row["point"] for row in r.rows] == list(range(r.points))  # numbered across designs
+    assert r.params[:2] == ["rows", "freq_hz"] and "cols" in r.params
+    assert {row["cols"] for row in by["systolic_ws"]} == {None}  # not a parameter of that design
+    assert {row["rows"] for row in by["eyeriss"]} == {None}
+    for row in r.rows:
+        t = hwq.map(p, row["arch"], config=r.config(row)).total
+        assert (row["cycles"], row["energy_pj"], row["area_mm2"], row["fps"]) == (
+            t.cycles, t.energy_pj.total, t.area_mm2, t.fps), row["point"]
+    assert r.config(by["systolic_ws"][3]) == {"rows": 64, "freq_hz": 1e9}
+    # one front over every design's points
+    vals = np.array([[row[o] for o in r.objectives] for row in r.rows], dtype=float)
+    assert [row["pareto"] for row in r.rows] == list(brute_front(vals))
+    assert len({row["arch"] for row in r.front()}) >= 2
+    fps = sorted(row["fps"] for row in r.rows)[len(r.rows) // 2]
+    ok = [row for row in r.rows if row["fps"] >= fps]
+    want = min(ok, key=lambda row: (row["area_mm2"], row["energy_pj"], row["latency_s"],
+                                    row["point"]))
+    assert r.pick(fps=fps) is want
+    assert r.report(want).arch == want["arch"]
+    text = r.to_csv()
+    assert text.splitlines()[0].startswith("point,arch,workload,rows,freq_hz")
+    assert json.loads(r.to_json())["archs"] == r.archs
+    assert "arch" in r.table().splitlines()[1]
+
+
+def test_several_designs_bad_inputs_are_named():
+    p = small_net()
+    with pytest.raises(ValueError, match="not swept"):
+        hwq.sweep(p, "systolic_ws,eyeriss", {"stripes.tiles": [4]})
+    with pytest.raises(ValueError, match="twice"):
+        hwq.sweep(p, ["eyeriss", "eyeriss"])
+    with pytest.raises(ValueError, match="nosuch"):
+        hwq.sweep(p, "eyeriss,nosuch")
+    with pytest.raises(ValueError, match="grid key 'lanes'"):  # a shared key one design lacks
+        hwq.sweep(p, "systolic_ws,dadiannao", {"lanes": [16]})
+
+
+def test_cli_several_designs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from hwq.cli import main
+    out = tmp_path / "sw"
+    prof = tmp_path / "p.json"
+    small_net().to_json(prof)
+    rc = main(["sweep", str(prof), "--arch", "systolic_ws,eyeriss", "--grid",
+               "systolic_ws.rows=16,32", "--grid", "eyeriss.rows=8,16", "-o", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "systolic_ws,eyeriss on small: 4 points" in text and "chosen: point" in text
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["arch"], r["rows"]) for r in rows] == [
+        ("systolic_ws", "16"), ("systolic_ws", "32"), ("eyeriss", "8"), ("eyeriss", "16")]
+    for f in ("sweep.json", "pareto.png", "layers.png"):
+        assert (out / f).stat().st_size > 0
+    # no --grid: each design's own search space
+    assert main(["sweep", str(prof), "--arch", "systolic_ws,diannao", "--no-plots"]) == 0
+    n = sum(math.prod(len(v) for v in hwq.hw.get(a).config.search_space.values())
+            for a in ("systolic_ws", "diannao"))
+    assert f"systolic_ws,diannao on small: {n} points" in capsys.readouterr().out
