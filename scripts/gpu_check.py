@@ -46,6 +46,7 @@ def sync() -> None:
 def _load(name: str, rel: str):
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, rel))
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # a dataclass looks its module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -53,6 +54,7 @@ def _load(name: str, rel: str):
 ref = _load("hwq_reference", "hwq/kernels/reference.py")
 cuda_mod = _load("hwq_kernels_cuda", "hwq/kernels/cuda.py")
 OutMode = _load("hwq_out_mode", "hwq/kernels/out_mode.py").OutMode  # conv2d_packed's out_mode
+cases = _load("hwq_kernel_cases", "tests/kernels/cases.py")  # the kernel tests' case generator
 
 
 def device_info() -> str:
@@ -92,37 +94,30 @@ def values(shape, bits, signed, gen):
 EDGE_CHANNELS = [1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129, 191, 255, 256, 257, 300, 320]
 
 
+# Largest work of a drawn case (output values x MACs per value x plane pairs, tests/kernels/cases.py):
+# 1e8 gives 400 cases about the reference work (float64, on the host) of the generator used before.
+GPU_MAX_COST = 1e8
+
+
 def draw_conv_case(rng: random.Random, i: int) -> dict:
+    """Conv case number ``i`` as run_conv_case takes it: the kernel tests' generator
+    (tests/kernels/cases.py: every (a_bits, w_bits) pair in turn, groups, kernels 1-7 including
+    non-square, stride, padding, dilation) with channel counts at tile boundaries and depthwise-like
+    cases added; every third case binary; out_mode and tile configuration drawn here."""
+    c = cases.draw_conv_case(rng, i, GPU_MAX_COST, edge_channels=tuple(EDGE_CHANNELS),
+                             depthwise=0.05)
     binary = i % 3 == 0
-    pairs = [(a, w) for a in range(1, 9) for w in range(1, 9)]
-    a_bits, w_bits = (1, 1) if binary else pairs[(i // 3) % 64]
-    for _ in range(1000):
-        groups = rng.choice([1, 1, 1, 1, 2, 3, 4])
-        cg = rng.choice(EDGE_CHANNELS) if rng.random() < 0.4 else rng.randint(1, 320)
-        og = rng.choice(EDGE_CHANNELS) if rng.random() < 0.4 else rng.randint(1, 320)
-        if rng.random() < 0.05:  # depthwise-like
-            groups, og = rng.randint(2, 32), rng.randint(1, 3)
-            cg = rng.randint(1, 3)
-        k = rng.choice([1, 3, 3, 5]) if rng.random() < 0.95 else rng.choice([2, 7])
-        kh, kw = (k, k) if rng.random() < 0.9 else (k, rng.choice([1, 3]))
-        stride = rng.choice([1, 1, 2]) if rng.random() < 0.95 else 3
-        pad = rng.randint(0, 3)
-        dil = rng.choice([1, 1, 1, 2])
-        n = rng.randint(1, 4)
-        h, w = rng.randint(1, 18), rng.randint(1, 18)
-        if h + 2 * pad < dil * (kh - 1) + 1 or w + 2 * pad < dil * (kw - 1) + 1:
-            continue
-        oh = (h + 2 * pad - dil * (kh - 1) - 1) // stride + 1
-        ow = (w + 2 * pad - dil * (kw - 1) - 1) // stride + 1
-        cost = n * groups * og * cg * kh * kw * oh * ow * a_bits * w_bits
-        if cost > 1.5e8:
-            continue
-        mode = rng.choice([OutMode.INT32, OutMode.INT32, OutMode.INT32, OutMode.FLOAT,
-                           OutMode.PACKED_SIGN])
-        return dict(binary=binary, a_bits=a_bits, w_bits=w_bits, groups=groups, c=cg * groups,
-                    o=og * groups, kh=kh, kw=kw, stride=stride, pad=pad, dil=dil, n=n, h=h, w=w,
-                    mode=mode, config=[-1, 0, 1][i % 3])
-    raise RuntimeError("no case drawn")
+    mode = rng.choice([OutMode.INT32, OutMode.INT32, OutMode.INT32, OutMode.FLOAT,
+                       OutMode.PACKED_SIGN])
+    return dict(binary=binary, a_bits=1 if binary else c.a_bits, w_bits=1 if binary else c.w_bits,
+                groups=c.groups, c=c.cin, o=c.cout, kh=c.k[0], kw=c.k[1], stride=list(c.stride),
+                pad=list(c.padding), dil=list(c.dilation), n=c.n, h=c.h, w=c.w, mode=mode,
+                config=[-1, 0, 1][(i // 3) % 3])
+
+
+def _pair(v) -> tuple[int, int]:
+    """A case's stride / pad / dil: one int for both dimensions, or a pair."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 FIXED_CASES = [
@@ -177,7 +172,7 @@ def run_conv_case(p: dict, gen: torch.Generator, paths=(-1,)) -> str | None:
         return "pack_activations differs from reference"
     if not torch.equal(wp.cpu(), wr):
         return "pack_weights differs from reference"
-    s, pd, d = (p["stride"],) * 2, (p["pad"],) * 2, (p["dil"],) * 2
+    s, pd, d = _pair(p["stride"]), _pair(p["pad"]), _pair(p["dil"])
     if binary:
         want = ref.binary_conv2d_ref(x, wt, s, pd, d, g)
     else:

@@ -58,14 +58,25 @@ def _fits(c: Case) -> bool:
                zip((c.h, c.w), c.padding, c.dilation, c.k))
 
 
-def conv_cases(count: int, seed: int, max_cost: int = 400_000) -> list[Case]:
-    rng = random.Random(seed)
-    out = []
-    i = 0
-    while len(out) < count:
+def draw_conv_case(rng: random.Random, i: int, max_cost: float = 400_000,
+                   edge_channels: tuple[int, ...] = (), depthwise: float = 0.0) -> Case:
+    """Case number ``i`` (its bit widths: a_bits = 1 + i % 8, w_bits = 1 + (i // 8) % 8) drawn
+    from ``rng``; drawn again until it fits and costs at most ``max_cost``.
+
+    Options for scripts/gpu_check.py (off by default; the defaults keep the draws of the CPU tests
+    unchanged): ``edge_channels``: channels per group drawn from this list with probability 0.4
+    (tile boundaries such as 31, 32, 33); ``depthwise``: probability of a depthwise-like case
+    (2..32 groups of 1..3 channels)."""
+    while True:
         groups = rng.choice([1, 1, 1, 1, 2, 3, 4])
         cg = max(1, rng.randint(1, 300) // groups)
         og = max(1, rng.randint(1, 300) // groups)
+        if edge_channels and rng.random() < 0.4:
+            cg = rng.choice(edge_channels)
+        if edge_channels and rng.random() < 0.4:
+            og = rng.choice(edge_channels)
+        if depthwise and rng.random() < depthwise:
+            groups, cg, og = rng.randint(2, 32), rng.randint(1, 3), rng.randint(1, 3)
         k = rng.choice([1, 3, 5, 7])
         k2 = k if rng.random() < 0.8 else rng.choice([1, 3, 5, 7])
         c = Case(n=rng.randint(1, 8), cin=cg * groups, cout=og * groups,
@@ -101,11 +112,13 @@ def conv_cases(count: int, seed: int, max_cost: int = 400_000) -> list[Case]:
                 c.cout = max(1, c.cout // c.groups // 2) * c.groups
             else:
                 c.cin = max(1, c.cin // c.groups // 2) * c.groups
-        if c.cost > max_cost:
-            continue
-        out.append(c)
-        i += 1
-    return out
+        if c.cost <= max_cost:
+            return c
+
+
+def conv_cases(count: int, seed: int, max_cost: int = 400_000) -> list[Case]:
+    rng = random.Random(seed)
+    return [draw_conv_case(rng, i, max_cost) for i in range(count)]
 
 
 def linear_cases(count: int, seed: int) -> list[Case]:
