@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from .._table import text_table
 from ..plan import Plan
 from ..profile import profile as make_profile
 from .common import Bits, Evaluate, apply, check_bits, layer_names, to_plan
@@ -42,11 +43,10 @@ class LayerwiseResult:
         return to_plan(self.bits)
 
     def table(self) -> str:
-        rows = [f"{'layer':<16} {'w_bits':>6} {'a_bits':>6}"]
-        rows += [f"{n:<16} {w:>6} {a:>6}" for n, (w, a) in self.bits.items()]
-        rows.append(f"accuracy {self.accuracy:.2f}% (baseline {self.baseline:.2f}%, tolerance "
-                    f"{self.tolerance} points, {len(self.trace)} evaluations)")
-        return "\n".join(rows)
+        body = [[n, str(w), str(a)] for n, (w, a) in self.bits.items()]
+        return (text_table(["layer", "w_bits", "a_bits"], body)
+                + f"\naccuracy {self.accuracy:.2f}% (baseline {self.baseline:.2f}%, tolerance "
+                f"{self.tolerance} points, {len(self.trace)} evaluations)")
 
 
 def check_search_numbers(**values: Any) -> None:

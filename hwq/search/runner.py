@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .._table import text_table
 from ..profile import profile as make_profile
 from ..train import checkpoint, data as data_mod, engine
 from ..train.determinism import KeepDeterminism, seed_everything
@@ -197,13 +198,12 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
         rows.append(row)
     acc_path = os.path.join(folder, f"{stem}.accuracy.json")
     atomic_write_text(acc_path, json.dumps(rows, indent=1) + "\n")
-    head = f"{'plan':<12} {'ptq_acc':>8} {'tuned_acc':>9} {'energy_uJ':>10} {'latency_ms':>10}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['plan']:<12} {r['accuracy_ptq']:>8.2f} "
-                     f"{r.get('accuracy_finetuned', float('nan')):>9.2f} "
-                     f"{r.get('energy_pj', float('nan')) / 1e6:>10.4f} "
-                     f"{r.get('latency_s', float('nan')) * 1e3:>10.5f}")
-    log("\n".join(lines) + "\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
+    nan = float("nan")
+    table = text_table(["plan", "ptq_acc", "tuned_acc", "energy_uJ", "latency_ms"],
+                       [[r["plan"], f"{r['accuracy_ptq']:.2f}",
+                         f"{r.get('accuracy_finetuned', nan):.2f}",
+                         f"{r.get('energy_pj', nan) / 1e6:.4f}",
+                         f"{r.get('latency_s', nan) * 1e3:.5f}"] for r in rows])
+    log(table + "\n" + "\n".join(f"{k}: {v}" for k, v in paths.items())
         + f"\naccuracy: {acc_path}")
     return res, rows
