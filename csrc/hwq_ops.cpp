@@ -357,6 +357,251 @@ at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t
 }
 
 // ---- convolution ---------------------------------------------------------------------------
+//
+// conv2d_packed runs, per block of kRowBlock output pixels (rows) and group: locate_rows (where
+// each window lies), im2col_rows (its packed words), then per block of kColBlock output channels
+// start_c_block (zeros, or the binary padding correction), multiply_block (the micro-kernels)
+// and epilogue_block (sums to outputs). The border patterns and the padding correction are
+// computed once per call.
+
+// Border patterns. A window's valid taps are the product of its kernel rows and columns that fall
+// inside the image, so the border cases are the distinct (row, column) pairs: 9 for a 3x3 kernel
+// with padding 1.
+struct BorderPatterns {
+  std::vector<int64_t> row_id, col_id;  // per output row / column: index of its pattern
+  int64_t n_col = 0;                    // distinct column patterns (pattern = row * n_col + col)
+  std::vector<uint64_t> taps;           // per pattern: valid-tap mask, bit a * KW + c
+  uint64_t all_taps = 0;                // the mask of a window wholly inside the image
+
+  int64_t count() const { return static_cast<int64_t>(taps.size()); }
+};
+
+// Index of mask m in keys, appended if new.
+static int64_t intern_mask(std::vector<uint64_t>& keys, uint64_t m) {
+  const auto it = std::find(keys.begin(), keys.end(), m);
+  if (it != keys.end()) return static_cast<int64_t>(it - keys.begin());
+  keys.push_back(m);
+  return static_cast<int64_t>(keys.size()) - 1;
+}
+
+// One spatial dimension: bit t of keys[ids[o]] is set when kernel tap t of output position o falls
+// inside the input (0 <= o * stride - pad + t * dilation < in_len).
+static void border_ids(int64_t out_len, int64_t taps_d, int64_t in_len, int64_t stride,
+                       int64_t pad, int64_t dilation, std::vector<uint64_t>& keys,
+                       std::vector<int64_t>& ids) {
+  ids.resize(out_len);
+  for (int64_t o = 0; o < out_len; ++o) {
+    uint64_t m = 0;
+    for (int64_t t = 0; t < taps_d; ++t) {
+      const int64_t i = o * stride - pad + t * dilation;
+      if (i >= 0 && i < in_len) m |= uint64_t{1} << t;
+    }
+    ids[o] = intern_mask(keys, m);
+  }
+}
+
+static BorderPatterns border_patterns(const ConvShape& s) {
+  BorderPatterns bp;
+  std::vector<uint64_t> row_keys, col_keys;
+  border_ids(s.oh, s.kh, s.h, s.sy, s.py, s.dy, row_keys, bp.row_id);
+  border_ids(s.ow, s.kw, s.w, s.sx, s.px, s.dx, col_keys, bp.col_id);
+  bp.n_col = static_cast<int64_t>(col_keys.size());
+  bp.taps.assign(static_cast<int64_t>(row_keys.size()) * bp.n_col, 0);
+  for (int64_t p = 0; p < bp.count(); ++p)
+    for (int64_t a = 0; a < s.kh; ++a)
+      for (int64_t c = 0; c < s.kw; ++c)
+        if ((row_keys[p / bp.n_col] >> a & 1) && (col_keys[p % bp.n_col] >> c & 1))
+          bp.taps[p] |= uint64_t{1} << (a * s.kw + c);
+  bp.all_taps = s.taps == 64 ? ~uint64_t{0} : (uint64_t{1} << s.taps) - 1;
+  return bp;
+}
+
+// Binary padding correction: a zero (padded) activation word against weight word w adds
+// popcount(w) to the XOR count, so per pattern, group and output channel the summed weight
+// popcount of the out-of-image taps is removed (the C block starts at minus it).
+// Indexed [(pattern * groups + g) * og + o].
+static std::vector<int64_t> binary_border_pop(const uint64_t* wp, const ConvShape& s,
+                                              const BorderPatterns& bp) {
+  std::vector<int64_t> wpop(s.taps);
+  std::vector<int64_t> border_pop(bp.count() * s.groups * s.og, 0);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t oo = 0; oo < s.og; ++oo) {
+      const uint64_t* row = wp + (g * s.np + oo / kPanel) * s.k * kPanel + oo % kPanel;
+      for (int64_t t = 0; t < s.taps; ++t) {
+        wpop[t] = 0;
+        for (int64_t cw = 0; cw < s.cwg; ++cw)
+          wpop[t] += __builtin_popcountll(row[(t * s.cwg + cw) * kPanel]);
+      }
+      for (int64_t p = 0; p < bp.count(); ++p) {
+        int64_t sum = 0;
+        for (uint64_t rest = ~bp.taps[p] & bp.all_taps; rest != 0; rest &= rest - 1)
+          sum += wpop[__builtin_ctzll(rest)];
+        border_pop[(p * s.groups + g) * s.og + oo] = sum;
+      }
+    }
+  return border_pop;
+}
+
+// Bit-serial plane weights: c_ij = 2^(i+j), negative for the weight's sign plane j = w_bits - 1;
+// binary: 1.
+static std::vector<int64_t> plane_coefs(const ConvShape& s) {
+  std::vector<int64_t> coef(s.pa * s.pw);
+  for (int64_t i = 0; i < s.pa; ++i)
+    for (int64_t j = 0; j < s.pw; ++j)
+      coef[i * s.pw + j] = s.binary ? 1 : ((j == s.pw - 1) ? -1 : 1) * (int64_t{1} << (i + j));
+  return coef;
+}
+
+// Input word offset of each tap from the window's top-left pixel (for windows fully inside).
+static std::vector<int64_t> tap_offsets(const ConvShape& s) {
+  const int64_t pixel_words = s.groups * s.pa * s.cwg;
+  std::vector<int64_t> tap_offset(s.taps);
+  for (int64_t a = 0; a < s.kh; ++a)
+    for (int64_t c = 0; c < s.kw; ++c)
+      tap_offset[a * s.kw + c] = (a * s.dy * s.w + c * s.dx) * pixel_words;
+  return tap_offset;
+}
+
+// One thread's buffers for a block of kRowBlock output pixels.
+struct BlockScratch {
+  std::vector<uint64_t> abuf;     // packed im2col rows, one block of kRowBlock x K per plane
+  std::vector<int64_t> cbuf;      // the C block, kRowBlock x kColBlock
+  std::vector<uint64_t> valid;    // per row: valid-tap mask
+  std::vector<int64_t> pattern;   // per row: border pattern
+  // Per row: the window's top-left input pixel when the whole window is inside the image, else
+  // -1 and the input pixel of every tap in src_pixel (-1 outside).
+  std::vector<int64_t> corner;
+  std::vector<int64_t> src_pixel;
+  std::vector<int64_t> offset;    // per row: binary K_valid, bit-serial 0 (the epilogue's offset)
+
+  explicit BlockScratch(const ConvShape& s)
+      : abuf(s.pa * kRowBlock * s.k), cbuf(kRowBlock * kColBlock), valid(kRowBlock),
+        pattern(kRowBlock), corner(kRowBlock), src_pixel(kRowBlock * s.taps), offset(kRowBlock) {}
+};
+
+// Where the windows of output pixels m0 .. m0 + mc - 1 lie: pattern, valid taps, corner or
+// per-tap input pixels, and the epilogue's offset.
+static void locate_rows(const ConvShape& s, const BorderPatterns& bp, int64_t m0, int64_t mc,
+                        BlockScratch& sb) {
+  // Output pixel m0 as (image, row, column), then stepped along without divisions.
+  int64_t in = m0 / (s.oh * s.ow), oy = (m0 % (s.oh * s.ow)) / s.ow, ox = m0 % s.ow;
+  for (int64_t r = 0; r < mc; ++r) {
+    const int64_t ih0 = oy * s.sy - s.py, iw0 = ox * s.sx - s.px;
+    sb.pattern[r] = bp.row_id[oy] * bp.n_col + bp.col_id[ox];
+    sb.valid[r] = bp.taps[sb.pattern[r]];
+    if (sb.valid[r] == bp.all_taps) {
+      sb.corner[r] = (in * s.h + ih0) * s.w + iw0;
+    } else {
+      for (int64_t a = 0; a < s.kh; ++a)
+        for (int64_t c = 0; c < s.kw; ++c) {
+          const int64_t ih = ih0 + a * s.dy, iw = iw0 + c * s.dx, t = a * s.kw + c;
+          sb.src_pixel[r * s.taps + t] = sb.valid[r] >> t & 1 ? (in * s.h + ih) * s.w + iw : -1;
+        }
+      sb.corner[r] = -1;
+    }
+    // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
+    sb.offset[r] = s.binary ? s.cg * __builtin_popcountll(sb.valid[r]) : 0;
+    if (++ox == s.ow) {
+      ox = 0;
+      if (++oy == s.oh) {
+        oy = 0;
+        ++in;
+      }
+    }
+  }
+}
+
+// Packed im2col rows of group g, one block per activation plane; rows mc .. mp - 1 are zero.
+static void im2col_rows(const uint64_t* xp, const ConvShape& s, int64_t g, int64_t mc, int64_t mp,
+                        const std::vector<int64_t>& tap_offset, BlockScratch& sb) {
+  const int64_t pixel_words = s.groups * s.pa * s.cwg, k = s.k, cwg = s.cwg, taps = s.taps;
+  for (int64_t i = 0; i < s.pa; ++i) {
+    const uint64_t* xg = xp + (g * s.pa + i) * cwg;
+    for (int64_t r = 0; r < mp; ++r) {
+      uint64_t* dst = sb.abuf.data() + (i * kRowBlock + r) * k;
+      if (r >= mc) {
+        std::memset(dst, 0, k * sizeof(uint64_t));
+      } else if (sb.corner[r] >= 0) {
+        const uint64_t* src = xg + sb.corner[r] * pixel_words;
+        if (cwg == 1)
+          for (int64_t t = 0; t < taps; ++t) dst[t] = src[tap_offset[t]];
+        else
+          for (int64_t t = 0; t < taps; ++t) copy_words(dst + t * cwg, src + tap_offset[t], cwg);
+      } else {
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t pix = sb.src_pixel[r * taps + t];
+          if (pix < 0)
+            std::memset(dst + t * cwg, 0, cwg * sizeof(uint64_t));
+          else
+            copy_words(dst + t * cwg, xg + pix * pixel_words, cwg);
+        }
+      }
+    }
+  }
+}
+
+// The C block of rows < mp, output channels nb * 8 .. of group g, before the products: zero, and
+// for binary rows with out-of-image taps minus what their zero words will add.
+static void start_c_block(const ConvShape& s, const BorderPatterns& bp,
+                          const std::vector<int64_t>& border_pop, int64_t g, int64_t nb,
+                          int64_t cols, int64_t mc, int64_t mp, BlockScratch& sb) {
+  std::fill(sb.cbuf.begin(), sb.cbuf.begin() + mp * kColBlock, 0);
+  if (!s.binary) return;
+  for (int64_t r = 0; r < mc; ++r) {
+    if (sb.valid[r] == bp.all_taps) continue;
+    const int64_t* bpop = border_pop.data() + (sb.pattern[r] * s.groups + g) * s.og + nb * kPanel;
+    int64_t* crow = sb.cbuf.data() + r * kColBlock;
+    for (int64_t c = 0; c < cols; ++c) crow[c] = -bpop[c];
+  }
+}
+
+// C block += every (activation plane, weight plane) product of rows < mp against the panels
+// nb .. of group g, in micro-tiles of kt->mr rows x kt->panels panels; `cols` columns are
+// needed, whole micro-tiles are computed (weights past og are zero panels).
+static void multiply_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
+                           const std::vector<int64_t>& coef, int64_t g, int64_t nb, int64_t cols,
+                           int64_t mp, BlockScratch& sb) {
+  const MicroFn fn = s.binary ? kt->xor_popcount : kt->and_popcount;
+  const int64_t mr = kt->mr, tc = kt->panels * kPanel;  // micro-tile rows, columns
+  const int64_t used = (cols + tc - 1) / tc * tc;       // columns the micro-tiles write
+  const int64_t k = s.k;
+  for (int64_t p = 0; p < used; p += tc)
+    for (int64_t r = 0; r < mp; r += mr)
+      for (int64_t i = 0; i < s.pa; ++i)
+        for (int64_t j = 0; j < s.pw; ++j)
+          fn(sb.abuf.data() + (i * kRowBlock + r) * k, k,
+             wp + ((g * s.pw + j) * s.np + nb + p / kPanel) * k * kPanel, k * kPanel, k,
+             sb.cbuf.data() + r * kColBlock + p, kColBlock, coef[i * s.pw + j]);
+}
+
+// Where the epilogue writes: one of the three outputs, with the per-channel scale and bias.
+struct EpilogueOut {
+  int64_t mode;              // OutMode
+  int32_t* out_i;            // kOutInt32: (M, O) int32
+  float* out_f;              // kOutFloat / kOutFloatRelu: (M, O) float32
+  uint64_t* out_p;           // kOutPackedSign: (M, cwo) words
+  int64_t out_channels, cwo;
+  const float* scale;
+  const float* bias;
+};
+
+// Sums of the C block (rows < mc, `cols` channels from o0, output pixels from m0) to outputs.
+static void epilogue_block(const KernelTable* kt, const ConvShape& s, const EpilogueOut& e,
+                           const BlockScratch& sb, int64_t m0, int64_t mc, int64_t o0,
+                           int64_t cols) {
+  const int64_t beta = s.binary ? -2 : 1;
+  const int64_t* c0 = sb.cbuf.data();
+  if (e.mode == kOutInt32)
+    kt->epilogue_int(c0, kColBlock, mc, cols, sb.offset.data(), beta,
+                     e.out_i + m0 * e.out_channels + o0, e.out_channels);
+  else if (e.out_f != nullptr)
+    kt->epilogue_float(c0, kColBlock, mc, cols, sb.offset.data(), beta, e.scale + o0, e.bias + o0,
+                       e.out_f + m0 * e.out_channels + o0, e.out_channels,
+                       e.mode == kOutFloatRelu);
+  else
+    kt->epilogue_sign(c0, kColBlock, mc, cols, sb.offset.data(), beta, e.scale + o0, e.bias + o0,
+                      o0, e.out_p + m0 * e.cwo, e.cwo);
+}
 
 at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
                          int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
@@ -368,9 +613,6 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   check_packed(w_in, "w", 5);
   const ConvShape cs = check_conv_args(x_in, w_in, in_channels, out_channels, kernel_size, a_bits,
                                        w_bits, binary, stride, padding, dilation, groups, out_mode);
-  const int64_t g_ = cs.groups, cg = cs.cg, og = cs.og, cwg = cs.cwg, pa = cs.pa, pw = cs.pw;
-  const int64_t n = cs.n, h = cs.h, w = cs.w, kh = cs.kh, kw = cs.kw;
-  const int64_t taps = cs.taps, k = cs.k, np = cs.np, oh = cs.oh, ow = cs.ow;
   if (scale.has_value()) check_cpu(*scale, "scale");
   if (bias.has_value()) check_cpu(*bias, "bias");
   const at::Tensor scale_c = check_channel_vector(scale, "scale", out_channels);
@@ -392,12 +634,13 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
   check_padding_bits(x, wt, cs, in_channels, out_channels);
   const auto opts = x.options();
-  const int64_t m_total = n * oh * ow, cwo = words(out_channels);
+  const int64_t m_total = cs.n * cs.oh * cs.ow, cwo = words(out_channels);
   at::Tensor out;
   if (out_mode == kOutPackedSign) {
-    out = at::zeros({n, oh, ow, 1, 1, cwo}, opts.dtype(at::kLong));
+    out = at::zeros({cs.n, cs.oh, cs.ow, 1, 1, cwo}, opts.dtype(at::kLong));
   } else {
-    out = at::empty({n, oh, ow, out_channels}, opts.dtype(out_mode == kOutInt32 ? at::kInt : at::kFloat));
+    out = at::empty({cs.n, cs.oh, cs.ow, out_channels},
+                    opts.dtype(out_mode == kOutInt32 ? at::kInt : at::kFloat));
   }
   auto result = [&]() {
     // (N, OH, OW, O) memory seen as (N, O, OH, OW) in channels-last strides: no copy.
@@ -406,187 +649,45 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   if (m_total == 0 || out_channels == 0) return result();
 
   const KernelTable* kt = current_table();
-  const MicroFn fn = binary ? kt->xor_popcount : kt->and_popcount;
-  const int64_t mr = kt->mr, tc = kt->panels * kPanel;  // micro-tile rows, columns
   const uint64_t* xp = reinterpret_cast<const uint64_t*>(x.const_data_ptr<int64_t>());
   const uint64_t* wp = reinterpret_cast<const uint64_t*>(wt.const_data_ptr<int64_t>());
-
-  // Bit-serial plane weights: c_ij = 2^(i+j), negative for the weight's sign plane j = w_bits - 1.
-  std::vector<int64_t> coef(pa * pw);
-  for (int64_t i = 0; i < pa; ++i)
-    for (int64_t j = 0; j < pw; ++j)
-      coef[i * pw + j] = binary ? 1 : ((j == pw - 1) ? -1 : 1) * (int64_t{1} << (i + j));
-
-  const uint64_t all_taps = taps == 64 ? ~uint64_t{0} : (uint64_t{1} << taps) - 1;
-  // Border patterns. Bit a of row_keys[row_id[oy]]: kernel row a of output row oy falls inside
-  // the image; likewise for columns. A window's valid taps are the product of the two, so the
-  // border cases are the distinct (row, column) pairs: 9 for a 3x3 kernel with padding 1.
-  std::vector<uint64_t> row_keys, col_keys;
-  std::vector<int64_t> row_id(oh), col_id(ow);
-  auto intern = [](std::vector<uint64_t>& keys, uint64_t m) {
-    const auto it = std::find(keys.begin(), keys.end(), m);
-    if (it != keys.end()) return static_cast<int64_t>(it - keys.begin());
-    keys.push_back(m);
-    return static_cast<int64_t>(keys.size()) - 1;
-  };
-  // One spatial dimension d (0 rows, 1 columns): the pattern id of each output position.
-  auto border_ids = [&](int64_t d, int64_t out_len, int64_t taps_d, int64_t in_len,
-                        std::vector<uint64_t>& keys, std::vector<int64_t>& ids) {
-    for (int64_t o = 0; o < out_len; ++o) {
-      uint64_t m = 0;
-      for (int64_t t = 0; t < taps_d; ++t) {
-        const int64_t i = o * stride[d] - padding[d] + t * dilation[d];
-        if (i >= 0 && i < in_len) m |= uint64_t{1} << t;
-      }
-      ids[o] = intern(keys, m);
-    }
-  };
-  border_ids(0, oh, kh, h, row_keys, row_id);
-  border_ids(1, ow, kw, w, col_keys, col_id);
-  const int64_t n_col = static_cast<int64_t>(col_keys.size());
-  const int64_t n_pattern = static_cast<int64_t>(row_keys.size()) * n_col;
-  std::vector<uint64_t> pattern_taps(n_pattern, 0);  // valid-tap mask of each pattern
-  for (int64_t p = 0; p < n_pattern; ++p)
-    for (int64_t a = 0; a < kh; ++a)
-      for (int64_t c = 0; c < kw; ++c)
-        if ((row_keys[p / n_col] >> a & 1) && (col_keys[p % n_col] >> c & 1))
-          pattern_taps[p] |= uint64_t{1} << (a * kw + c);
-
-  // Binary padding correction: a zero (padded) activation word against weight word w adds
-  // popcount(w) to the XOR count, so per pattern, group and output channel the summed weight
-  // popcount of the out-of-image taps is removed (the C block starts at minus it).
-  std::vector<int64_t> border_pop;
-  if (binary) {
-    std::vector<int64_t> wpop(taps);
-    border_pop.assign(n_pattern * g_ * og, 0);
-    for (int64_t g = 0; g < g_; ++g)
-      for (int64_t oo = 0; oo < og; ++oo) {
-        const uint64_t* row = wp + (g * np + oo / kPanel) * k * kPanel + oo % kPanel;
-        for (int64_t t = 0; t < taps; ++t) {
-          wpop[t] = 0;
-          for (int64_t cw = 0; cw < cwg; ++cw)
-            wpop[t] += __builtin_popcountll(row[(t * cwg + cw) * kPanel]);
-        }
-        for (int64_t p = 0; p < n_pattern; ++p) {
-          int64_t s = 0;
-          for (uint64_t rest = ~pattern_taps[p] & all_taps; rest != 0; rest &= rest - 1)
-            s += wpop[__builtin_ctzll(rest)];
-          border_pop[(p * g_ + g) * og + oo] = s;
-        }
-      }
-  }
-
-  const int64_t beta = binary ? -2 : 1;
-  const int64_t pixel_words = g_ * pa * cwg;
+  const std::vector<int64_t> coef = plane_coefs(cs);
+  const BorderPatterns bp = border_patterns(cs);
+  const std::vector<int64_t> border_pop =
+      binary ? binary_border_pop(wp, cs, bp) : std::vector<int64_t>();
+  const std::vector<int64_t> tap_offset = tap_offsets(cs);
+  const bool float_out = out_mode == kOutFloat || out_mode == kOutFloatRelu;
+  const EpilogueOut eo{out_mode,
+                       out_mode == kOutInt32 ? out.data_ptr<int32_t>() : nullptr,
+                       float_out ? out.data_ptr<float>() : nullptr,
+                       out_mode == kOutPackedSign
+                           ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>())
+                           : nullptr,
+                       out_channels,
+                       cwo,
+                       sc,
+                       bi};
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
-  int32_t* out_i = out_mode == kOutInt32 ? out.data_ptr<int32_t>() : nullptr;
-  const bool relu = out_mode == kOutFloatRelu;
-  float* out_f = out_mode == kOutFloat || relu ? out.data_ptr<float>() : nullptr;
-  uint64_t* out_p =
-      out_mode == kOutPackedSign ? reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>()) : nullptr;
-  // Input word offset of each tap from the window's top-left pixel (for windows fully inside).
-  std::vector<int64_t> tap_offset(taps);
-  for (int64_t a = 0; a < kh; ++a)
-    for (int64_t c = 0; c < kw; ++c)
-      tap_offset[a * kw + c] = (a * dilation[0] * w + c * dilation[1]) * pixel_words;
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
   at::parallel_for(0, n_blocks, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<uint64_t> abuf(pa * kRowBlock * k);
-    std::vector<int64_t> cbuf(kRowBlock * kColBlock);
-    std::vector<uint64_t> valid(kRowBlock);
-    std::vector<int64_t> pattern(kRowBlock);
-    // Per row: the window's top-left input pixel when the whole window is inside the image,
-    // else -1 and the input pixel of every tap in src_pixel (-1 outside).
-    std::vector<int64_t> corner(kRowBlock);
-    std::vector<int64_t> src_pixel(kRowBlock * taps);
-    std::vector<int64_t> offset(kRowBlock);
+    BlockScratch sb(cs);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t m0 = b * kRowBlock;
       const int64_t mc = std::min(kRowBlock, m_total - m0);
-      const int64_t mp = (mc + mr - 1) / mr * mr;
-      // Output pixel m0 as (image, row, column), then stepped along without divisions.
-      int64_t in = m0 / (oh * ow), oy = (m0 % (oh * ow)) / ow, ox = m0 % ow;
-      for (int64_t r = 0; r < mc; ++r) {
-        const int64_t ih0 = oy * stride[0] - padding[0], iw0 = ox * stride[1] - padding[1];
-        pattern[r] = row_id[oy] * n_col + col_id[ox];
-        valid[r] = pattern_taps[pattern[r]];
-        if (valid[r] == all_taps) {
-          corner[r] = (in * h + ih0) * w + iw0;
-        } else {
-          for (int64_t a = 0; a < kh; ++a)
-            for (int64_t c = 0; c < kw; ++c) {
-              const int64_t ih = ih0 + a * dilation[0], iw = iw0 + c * dilation[1], t = a * kw + c;
-              src_pixel[r * taps + t] = valid[r] >> t & 1 ? (in * h + ih) * w + iw : -1;
-            }
-          corner[r] = -1;
-        }
-        // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
-        offset[r] = binary ? cg * __builtin_popcountll(valid[r]) : 0;
-        if (++ox == ow) {
-          ox = 0;
-          if (++oy == oh) {
-            oy = 0;
-            ++in;
-          }
-        }
-      }
-      for (int64_t g = 0; g < g_; ++g) {
-        // Packed im2col rows of this group, one block per activation plane; rows past mc are 0.
-        for (int64_t i = 0; i < pa; ++i) {
-          const uint64_t* xg = xp + (g * pa + i) * cwg;
-          for (int64_t r = 0; r < mp; ++r) {
-            uint64_t* dst = abuf.data() + (i * kRowBlock + r) * k;
-            if (r >= mc) {
-              std::memset(dst, 0, k * sizeof(uint64_t));
-            } else if (corner[r] >= 0) {
-              const uint64_t* src = xg + corner[r] * pixel_words;
-              if (cwg == 1)
-                for (int64_t t = 0; t < taps; ++t) dst[t] = src[tap_offset[t]];
-              else
-                for (int64_t t = 0; t < taps; ++t) copy_words(dst + t * cwg, src + tap_offset[t], cwg);
-            } else {
-              for (int64_t t = 0; t < taps; ++t) {
-                const int64_t pix = src_pixel[r * taps + t];
-                if (pix < 0)
-                  std::memset(dst + t * cwg, 0, cwg * sizeof(uint64_t));
-                else
-                  copy_words(dst + t * cwg, xg + pix * pixel_words, cwg);
-              }
-            }
-          }
-        }
+      const int64_t mp = (mc + kt->mr - 1) / kt->mr * kt->mr;
+      locate_rows(cs, bp, m0, mc, sb);
+      for (int64_t g = 0; g < cs.groups; ++g) {
+        im2col_rows(xp, cs, g, mc, mp, tap_offset, sb);
         // Output channels in blocks of kColBlock (whole panels: np is a multiple of 4), each
         // covered by micro-tiles of kt->panels panels; one epilogue call per block.
-        for (int64_t nb = 0; nb < np && nb * kPanel < og; nb += kColBlock / kPanel) {
-          const int64_t cols = std::min(kColBlock, og - nb * kPanel), o0 = g * og + nb * kPanel;
-          const int64_t used = (cols + tc - 1) / tc * tc;  // columns the micro-tiles write
-          std::fill(cbuf.begin(), cbuf.begin() + mp * kColBlock, 0);
-          if (binary)  // out-of-image taps: start at minus what their zero words will add
-            for (int64_t r = 0; r < mc; ++r) {
-              if (valid[r] == all_taps) continue;
-              const int64_t* bp = border_pop.data() + (pattern[r] * g_ + g) * og + nb * kPanel;
-              int64_t* crow = cbuf.data() + r * kColBlock;
-              for (int64_t c = 0; c < cols; ++c) crow[c] = -bp[c];
-            }
-          for (int64_t p = 0; p < used; p += tc)
-            for (int64_t r = 0; r < mp; r += mr)
-              for (int64_t i = 0; i < pa; ++i)
-                for (int64_t j = 0; j < pw; ++j)
-                  fn(abuf.data() + (i * kRowBlock + r) * k, k,
-                     wp + ((g * pw + j) * np + nb + p / kPanel) * k * kPanel, k * kPanel, k,
-                     cbuf.data() + r * kColBlock + p, kColBlock, coef[i * pw + j]);
-          const int64_t* c0 = cbuf.data();
-          if (out_mode == kOutInt32)
-            kt->epilogue_int(c0, kColBlock, mc, cols, offset.data(), beta,
-                             out_i + m0 * out_channels + o0, out_channels);
-          else if (out_f != nullptr)
-            kt->epilogue_float(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0,
-                               out_f + m0 * out_channels + o0, out_channels, relu);
-          else
-            kt->epilogue_sign(c0, kColBlock, mc, cols, offset.data(), beta, sc + o0, bi + o0, o0,
-                              out_p + m0 * cwo, cwo);
+        for (int64_t nb = 0; nb < cs.np && nb * kPanel < cs.og; nb += kColBlock / kPanel) {
+          const int64_t cols = std::min(kColBlock, cs.og - nb * kPanel);
+          const int64_t o0 = g * cs.og + nb * kPanel;
+          start_c_block(cs, bp, border_pop, g, nb, cols, mc, mp, sb);
+          multiply_block(kt, cs, wp, coef, g, nb, cols, mp, sb);
+          epilogue_block(kt, cs, eo, sb, m0, mc, o0, cols);
         }
       }
     }

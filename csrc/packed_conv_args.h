@@ -47,6 +47,8 @@ struct ConvShape {
   int64_t n, h, w, kh, kw;      // batch, input size, kernel size
   int64_t taps, k, np;          // KH * KW, words per output column (taps * cwg), weight panels
   int64_t oh, ow;               // output size
+  int64_t sy, sx, py, px, dy, dx;  // stride, padding, dilation (rows, columns)
+  bool binary;                  // XOR-popcount of +/-1 values (else AND-popcount of bit planes)
 };
 
 // Checks everything but devices and dtypes: bits, groups, kernel / stride / padding / dilation,
@@ -82,6 +84,13 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
               " is not accepted: expected 0 (int32 sums), 1 (float), 2 (packed signs) or 3 (float "
               "then ReLU)");
 
+  s.sy = stride[0];
+  s.sx = stride[1];
+  s.py = padding[0];
+  s.px = padding[1];
+  s.dy = dilation[0];
+  s.dx = dilation[1];
+  s.binary = binary;
   s.groups = groups;
   s.cg = in_channels / groups;
   s.og = out_channels / groups;
