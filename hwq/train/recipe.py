@@ -250,11 +250,8 @@ def validate(recipe: dict) -> dict:
         raise ValueError(f"recipe: unknown top-level key(s) {unknown}; valid: {list(TOP_KEYS)}")
     out: dict[str, Any] = {"name": recipe.get("name", "recipe")}
     _check_value("name", out["name"], (str,))
-    for section, schema in SECTIONS.items():
-        table = recipe.get(section, {})
-        check_table(section, table, schema)
-        check_section_values(section, section, table)
-        out[section] = {k: copy.deepcopy(table.get(k, d)) for k, (_, d) in schema.items()}
+    for section, cls in SECTION_TYPES.items():  # checked and filled in by the dataclasses
+        out[section] = cls.from_table(recipe.get(section, {})).to_table()
     schemes = recipe.get("schemes")
     if not isinstance(schemes, dict) or not schemes:
         raise ValueError(f"recipe key schemes = {schemes!r} is not accepted: expected a table "
