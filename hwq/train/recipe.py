@@ -49,7 +49,8 @@ from .._io import read_toml, tomllib
 from ..models.build import ACTS
 
 # The TOML types a field's annotation accepts (an int where a float is meant; an array where a
-# tuple is meant). None is "not set": TOML has no null, so a file cannot write it.
+# tuple is meant). None is "not set": TOML has no null, so a file cannot write it. A field with an
+# annotation not listed here fails at import (Section.keys), not in a user's run.
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
     "tuple[int, ...] | None": (list,), "dict | None": (dict,)}
@@ -84,7 +85,7 @@ class Section:
             v = getattr(self, f.name)
             if isinstance(v, list):  # the file form's arrays: a frozen config holds tuples
                 object.__setattr__(self, f.name, v := tuple(v))
-            if v is not None or f.default is not None:
+            if v is not None or f.default is not None:  # None passes only as "not set"
                 set_values[f.name] = list(v) if isinstance(v, tuple) else v
         check_table(self.section, set_values, self.keys())
         check_section_values(self.section, self.section, set_values)
