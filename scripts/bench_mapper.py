@@ -95,10 +95,11 @@ def main() -> None:
         print(f"{arch:<16}{t * 1e3:>9.1f}{r.total.speedup:>9.2f}x{r.total.energy_efficiency:>11.2f}x")
     print(f"{'all designs':<16}{total * 1e3:>9.1f}   (target: under 1000 ms; each map also costs "
           "the baseline)")
-    from hwq.hw.bitfusion_tiles import search
+    from hwq.hw.bitfusion_tiles import _walked, search
 
     def cold():
         search.cache_clear()
+        _walked.cache_clear()
         hwq.map(profile, "bitfusion")
     t = best(cold, args.repeat)
     layers = len({(l.kernel, l.stride, l.in_shape, l.out_shape, l.groups) for l in profile.layers})
@@ -146,16 +147,18 @@ def bench_sweep(profile) -> None:
 
     # BitFusion: each new array or bandwidth runs the authors' tiling search on every distinct
     # layer (a few hundred tilings x 120 loop orders each), cached per layer and configuration;
-    # timed with hwq's search (order classes, pruned tilings) and with the direct enumeration of
-    # every tiling under every order (search_reference) in its place, on the same points
+    # timed with hwq's search (order classes, pruned tilings, walks shared across bandwidths)
+    # and with the direct enumeration of every tiling under every order (search_reference) in
+    # its place, on the same points; then the design's whole search space, cold
     import functools
-    from hwq.hw import bitfusion
+    from hwq.hw import bitfusion, bitfusion_tiles
     from hwq.hw.bitfusion_tiles import search_reference
     grid = {"rows": (8, 16), "cols": (16, 32), "bandwidth_bits_per_cycle": (128, 192)}
     reference = functools.lru_cache(maxsize=8192)(search_reference)
     rates = {}
     for label, fn in (("bitfusion cold", search), ("  reference", reference)):
         fn.cache_clear()
+        bitfusion_tiles._walked.cache_clear()
         bitfusion.search = fn
         try:
             t = time.perf_counter()
@@ -171,6 +174,14 @@ def bench_sweep(profile) -> None:
     warm = time.perf_counter() - t
     print(f"{'bitfusion warm':<16}{r2.points:>7}{warm:>9.2f}{60 * r2.points / warm:>12,.0f}"
           "   (the same arrays and bandwidths at 5 clocks: searches cached)")
+    search.cache_clear()
+    bitfusion_tiles._walked.cache_clear()
+    space = dict(hwq.hw.get("bitfusion").config.search_space)
+    t = time.perf_counter()
+    r3 = hwq.sweep(profile, "bitfusion", space)
+    cold = time.perf_counter() - t
+    print(f"{'bitfusion space':<16}{r3.points:>7}{cold:>9.2f}{60 * r3.points / cold:>12,.0f}"
+          "   (its search space, cold: rows x cols x bandwidth)")
     print(f"bitfusion cold: {rates['bitfusion cold'] / rates['  reference']:.1f}x the direct "
           "search (same results, tests/hw/test_sweep.py)")
 

@@ -182,16 +182,18 @@ def _walk(t: _Tilings, o: np.ndarray, ti: np.ndarray) -> tuple[list, list]:
     size = [t.tiles[ns][ti] for ns in range(3)]
     kept = [s.copy() for s in size]
     keep = [np.ones(len(ti), dtype=bool) for _ in range(3)]
+    flat_counts = t.counts.ravel()
+    n_t = t.counts.shape[1]
     for level in range(len(LOOPS)):
-        cnt = t.counts[LOOP_AT[o, level], ti]
+        cnt = flat_counts[LOOP_AT[o, level] * n_t + ti]
+        deps = DEP_AT[o, level]
         for ns in range(3):
-            dep = DEP_AT[o, level, ns]
-            grow = ~keep[ns] | dep
-            size[ns] = np.where(grow, size[ns] * cnt, size[ns])
-            fits_now = size[ns] <= t.caps[ns]
+            dep = deps[:, ns]
+            np.multiply(size[ns], cnt, out=size[ns], where=dep | ~keep[ns])
             newly = keep[ns] & dep
-            kept[ns] = np.where(newly & fits_now, size[ns], kept[ns])
-            keep[ns] = np.where(newly & ~fits_now, False, keep[ns])
+            fits_now = size[ns] <= t.caps[ns]
+            np.copyto(kept[ns], size[ns], where=newly & fits_now)
+            keep[ns] &= fits_now | ~newly
     return size, kept
 
 
@@ -237,13 +239,22 @@ def _cycles(c: _Candidates, bandwidth: int) -> tuple[np.ndarray, np.ndarray]:
     return c.compute + stall, stall
 
 
-def _best(c: _Candidates, bandwidth: int) -> Tiled:
-    """The fastest candidate at ``bandwidth``, then the least energy, then the first."""
+def _pick(c: _Candidates, bandwidth: int) -> tuple[tuple, int, np.ndarray, np.ndarray]:
+    """The fastest of ``c`` at ``bandwidth``, then the least energy, then the first: its key
+    (cycles, energy, flat), index, and the cycles and stalls of all."""
     cycles, stall = _cycles(c, bandwidth)
     # fastest, then least energy, then the first (lexicographic, as np.lexsort over all orders)
     best = cycles == cycles.min()
     best &= c.energy_pj == c.energy_pj[best].min()
     i = int(np.flatnonzero(best)[np.argmin(c.flat[best])])
+    return (cycles[i], c.energy_pj[i], c.flat[i]), i, cycles, stall
+
+
+def _best(parts: list[_Candidates], bandwidth: int) -> Tiled:
+    """The fastest candidate of all ``parts`` at ``bandwidth``, then the least energy, then the
+    first."""
+    picks = [(_pick(c, bandwidth), c) for c in parts]
+    (_, i, cycles, stall), c = min(picks, key=lambda pc: pc[0][0])  # keys differ: flat is unique
     (s_w, s_a, s_o), (in_w, in_a, in_o) = c.sizes, c.inner
     return Tiled(cycles=int(cycles[i]), stall_cycles=int(stall[i]),
                  compute_cycles=int(c.compute[i]), wbuf_reads=float(in_w[i]),
@@ -314,6 +325,33 @@ def lower_bound(t: _Tilings, bandwidth: int) -> np.ndarray:
     return np.maximum(t.compute + fill, np.ceil(least / bandwidth))
 
 
+class _Walked:
+    """The tilings of one layer on one array, buffers and energy table, and the candidates
+    walked so far (the walk does not depend on the bandwidth): searches that differ only in
+    bandwidth walk each tiling once between them."""
+
+    def __init__(self, t: _Tilings, energy: BufferEnergy):
+        self.t, self.energy = t, energy
+        self.walked = np.zeros(t.counts.shape[1], dtype=bool)
+        self.parts: list[_Candidates] = []
+
+    def walk(self, tilings: np.ndarray) -> None:
+        new = tilings[~self.walked[tilings]]
+        if len(new):
+            self.walked[new] = True
+            self.parts.append(_evaluate(self.t, *_expand(self.t, new), self.energy))
+
+
+@functools.lru_cache(maxsize=48)
+def _walked(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits, im2col,
+            n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits, energy) -> _Walked:
+    """The layer's _Walked state, kept for the 48 most recent (layer, array, buffers, energy):
+    two ResNet-50 configurations, at most about 1 MB each."""
+    return _Walked(_tilings(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits,
+                            w_bits, im2col, n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits),
+                   energy)
+
+
 @functools.lru_cache(maxsize=8192)
 def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: int, oc_full: int,
            batch: int, a_bits: int, w_bits: int, im2col: bool, n: int, m: int, pmax: int,
@@ -324,14 +362,18 @@ def search(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: i
 
     The same result as ``search_reference``, bit for bit (tests/hw/test_sweep.py), from fewer
     candidates: each class of orders that walk the same loops for a tiling (``_classes``) is
-    evaluated once, and a tiling whose ``lower_bound`` exceeds the cycles already reached by
-    the SEED_TILINGS most promising ones is not evaluated (it cannot be the fastest, nor tie)."""
-    t = _tilings(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits,
-                 im2col, n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits)
-    bound = lower_bound(t, bandwidth)
-    seeds = np.sort(np.argsort(bound, kind="stable")[:SEED_TILINGS])
-    reached = _cycles(_evaluate(t, *_expand(t, seeds), energy), bandwidth)[0].min()
-    return _best(_evaluate(t, *_expand(t, np.flatnonzero(bound <= reached)), energy), bandwidth)
+    walked once; a tiling whose ``lower_bound`` exceeds the cycles already reached by the
+    SEED_TILINGS most promising ones is not walked (it can be neither the fastest nor tied);
+    and the walks are kept for the next search that differs only in bandwidth (``_Walked``).
+    Picking among more candidates than needed (walked for another bandwidth) is still exact:
+    each is a real candidate, and the best one is among them."""
+    state = _walked(kh, kw, oh_full, ow_full, stride, ic_full, oc_full, batch, a_bits, w_bits,
+                    im2col, n, m, pmax, pmin, wbuf_bits, ibuf_bits, obuf_bits, energy)
+    bound = lower_bound(state.t, bandwidth)
+    state.walk(np.sort(np.argsort(bound, kind="stable")[:SEED_TILINGS]))
+    reached = min(_cycles(c, bandwidth)[0].min() for c in state.parts)
+    state.walk(np.flatnonzero(bound <= reached))
+    return _best(state.parts, bandwidth)
 
 
 def search_reference(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, ic_full: int,
@@ -345,4 +387,4 @@ def search_reference(kh: int, kw: int, oh_full: int, ow_full: int, stride: int, 
     n_t = t.counts.shape[1]
     o = np.repeat(np.arange(len(ORDERS)), n_t)
     ti = np.tile(np.arange(n_t), len(ORDERS))
-    return _best(_evaluate(t, o, ti, energy), bandwidth)
+    return _best([_evaluate(t, o, ti, energy)], bandwidth)

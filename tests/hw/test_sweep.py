@@ -271,7 +271,7 @@ def _bitfusion_cases():
 
 def test_bitfusion_fast_search_equals_the_reference():
     """hwq.hw.bitfusion_tiles.search (each class of equivalent loop orders once, tilings pruned
-    by a lower bound) against search_reference (every tiling under all 120 orders, as the
+    by a lower bound, walks shared across bandwidths) against search_reference (every tiling under all 120 orders, as the
     authors' simulator enumerates them): the same Tiled, bit for bit, or the same refusal. The
     sweep's BitFusion points are hwq.map's, which calls search."""
     from hwq.hw import bitfusion, bitfusion_tiles
@@ -282,6 +282,14 @@ def test_bitfusion_fast_search_equals_the_reference():
             layer.name, cfg)
         seen += 1
     assert seen == 44
+    # one layer at four bandwidths in turn: later searches reuse the walks of earlier ones
+    bitfusion_tiles._walked.cache_clear()
+    layer = hwq.workloads.build("resnet50", w_bits=8, a_bits=8).layers[2]
+    for bw in (192, 16, 4096, 64):
+        a = bitfusion.search_args(layer, bitfusion.BitFusionConfig(bandwidth_bits_per_cycle=bw),
+                                  False)
+        assert bitfusion_tiles.search.__wrapped__(*a) == bitfusion_tiles.search_reference(*a), bw
+    assert bitfusion_tiles._walked.cache_info().hits == 3
     # a buffer no tile fits: both refuse
     a = bitfusion.search_args(small_net().layers[1], bitfusion.BitFusionConfig(wbuf_bytes=64),
                               False)
