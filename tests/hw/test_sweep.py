@@ -271,9 +271,9 @@ def _bitfusion_cases():
 
 def test_bitfusion_fast_search_equals_the_reference():
     """hwq.hw.bitfusion_tiles.search (each class of equivalent loop orders once, tilings pruned
-    by a lower bound, walks shared across bandwidths) against search_reference (every tiling under all 120 orders, as the
-    authors' simulator enumerates them): the same Tiled, bit for bit, or the same refusal. The
-    sweep's BitFusion points are hwq.map's, which calls search."""
+    by a lower bound, walks shared across bandwidths) against search_reference (every tiling
+    under all 120 orders, as the authors' simulator enumerates them): the same Tiled, bit for
+    bit, or the same refusal. The sweep's BitFusion points are hwq.map's, which calls search."""
     from hwq.hw import bitfusion, bitfusion_tiles
     seen = 0
     for layer, cfg, first in _bitfusion_cases():
