@@ -1,4 +1,5 @@
-// Byte-table popcount micro-kernel for CPUs without a vector popcount instruction (AVX2, AVX-512BW).
+// Byte-table popcount micro-kernel (the MicroFn contract of isa.h), for rows too short for the AVX2
+// path's Harley-Seal kernel (kernels_avx2.cpp).
 //
 // popcount of each byte = table[low nibble] + table[high nibble] (two vpshufb); the byte counts of
 // successive words accumulate in 8-bit lanes and are summed into 64-bit lanes (vpsadbw) every 31
@@ -10,7 +11,7 @@
 namespace HWQ_LUT_NS {
 
 template <bool XOR, int MR, int NV>
-static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+static void micro_lut(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
                   int64_t* C, int64_t ldc, int64_t coef) {
   constexpr int L = V::lanes;  // 64-bit words per vector
   // coef is +/-2^s (1 for binary): the byte sums are shifted and added to or subtracted from C

@@ -1,10 +1,11 @@
 """Word counts K that the random conv cases (tests/kernels/cases.py, K = taps * words <= 245) do
-not reach, on every kernel path: the avx512bw Harley-Seal kernel counts 8 words per carry-save
-block, seeds its state with the K % 8 words past the last block, uses a plain table loop for
-K < 9, runs 16 rows per call as four 4-row tiles, and folds its byte counters into 64-bit sums every 31 blocks (248 words); the byte-table
-kernels (avx2) fold every 31 words. A mistake at any of these boundaries shows at K around
-multiples of 8, 31 and 248, and all-ones operands (every bit counted) are what overflows a byte
-counter. Each K is one 1x1 conv (linear) with 64 * K - d input channels (d > 0: a channel tail of
+not reach, on every kernel path: the Harley-Seal kernels (avx512bw, avx2) count 8 words per
+carry-save block, seed their state with the K % 8 words past the last block, use a plain table
+loop below 9 (avx512bw) or 27 (avx2) words, run 16 rows per call as 4-row (avx512bw) or 2-row x
+half-panel (avx2) tiles, and fold their byte counters into 64-bit sums every 31 blocks (248
+words); the byte-table loops fold every 31 words. A mistake at any of these boundaries shows at K
+around multiples of 8, 31 and 248 and at the table / Harley-Seal switch, and all-ones operands
+(every bit counted) are what overflows a byte counter. Each K is one 1x1 conv (linear) with 64 * K - d input channels (d > 0: a channel tail of
 zero bits), compared with float64 sums and, for the all-ones operands, with the count by hand."""
 import pytest
 import torch
@@ -14,9 +15,10 @@ from hwq.kernels import reference as R
 
 needs_ext = pytest.mark.skipif(not K.HAVE_EXTENSION, reason="hwq._C is not built")
 
-# Word counts: the table loop (< 8), one block + 0..7 seed words, 2 and 3 blocks, one byte-flush
+# Word counts: the table loops (< 9, < 27), one block + 0..7 seed words, 2 and 3 blocks, one byte-flush
 # chunk of 31 blocks and its neighbours, 2 and 3 chunks, and long rows with every tail.
-WORDS = ([1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 24, 25, 30, 31, 32, 33]
+WORDS = ([1, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 23, 24, 25, 26, 27, 28, 30, 31,
+          32, 33]
          + [247, 248, 249, 255, 256, 257, 495, 496, 497, 503, 504, 505, 744, 745, 751]
          + [1000, 1003, 1021])
 ROWS = 9   # not a multiple of any path's row tile: padded rows are counted and thrown away

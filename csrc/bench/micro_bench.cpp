@@ -1,0 +1,119 @@
+// Micro-kernel rate of each compiled kernel path, outside torch: one driver block (48 rows x 32
+// output channels, as conv2d_packed's kRowBlock x kColBlock) of K packed words, hot in cache,
+// called as the driver calls it (kt->mr rows x kt->panels panels per call), timed with rdtsc.
+// Prints binary MACs (bits) per core cycle: the core clock is counted with a chain of dependent
+// one-cycle adds, as torch.ops.hwq.cycle_probe does. Each figure is the fastest of many short
+// runs, so on a machine shared with other jobs it is the least-disturbed one.
+//
+// Not part of the extension (setup.py builds csrc/*.cpp only). Build and run from the repository
+// root (the kernel files include no torch headers):
+//   g++ -O3 -std=c++17 -ffp-contract=off -Icsrc csrc/bench/micro_bench.cpp csrc/kernels_*.cpp \
+//       -o /tmp/micro_bench && /tmp/micro_bench [path ...]
+#include <x86intrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../isa.h"
+
+namespace {
+
+constexpr int64_t kRows = 48, kCols = 32;
+
+// TSC ticks per core cycle: 8 dependent adds per iteration take 8 cycles.
+double tsc_per_cycle() {
+  double best = 1e30;
+  for (int rep = 0; rep < 50; ++rep) {
+    int64_t x = 0;
+    const int64_t iters = 200000;
+    const uint64_t t0 = __rdtsc();
+    for (int64_t i = 0; i < iters; ++i)
+      __asm__ volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    best = std::min(best, double(__rdtsc() - t0) / (8.0 * iters));
+  }
+  return best;
+}
+
+// Binary MACs per core cycle of t's XOR kernel on one block of K words.
+double block_rate(const hwq::KernelTable* t, int64_t K, double tsc_cycle) {
+  std::mt19937_64 rng(K);
+  std::vector<uint64_t> A(kRows * K), B(kCols / 8 * K * 8);
+  for (auto& v : A) v = rng();
+  for (auto& v : B) v = rng();
+  std::vector<int64_t> C(kRows * kCols);
+  const int64_t tc = 8 * t->panels;
+  auto block = [&]() {
+    std::fill(C.begin(), C.end(), 0);
+    for (int64_t p = 0; p < kCols; p += tc)
+      for (int64_t r = 0; r < kRows; r += t->mr)
+        t->xor_popcount(A.data() + r * K, K, B.data() + (p / 8) * K * 8, K * 8, K,
+                        C.data() + r * kCols + p, kCols, 1);
+  };
+  // check against scalar popcounts once
+  block();
+  for (int64_t r = 0; r < kRows; ++r)
+    for (int64_t c = 0; c < kCols; ++c) {
+      int64_t s = 0;
+      for (int64_t k = 0; k < K; ++k)
+        s += __builtin_popcountll(A[r * K + k] ^ B[(c / 8) * K * 8 + k * 8 + c % 8]);
+      if (s != C[r * kCols + c]) {
+        std::printf("MISMATCH %s K=%ld r=%ld c=%ld\n", t->name, (long)K, (long)r, (long)c);
+        return 0;
+      }
+    }
+  const int64_t reps = std::max<int64_t>(1, 1000 / K);  // runs of 0.1-0.5 ms
+  double best = 1e30;
+  for (int run = 0; run < 1500; ++run) {
+    const uint64_t t0 = __rdtsc();
+    for (int64_t i = 0; i < reps; ++i) block();
+    best = std::min(best, double(__rdtsc() - t0) / reps);
+  }
+  return double(kRows * kCols * K * 64) / (best / tsc_cycle);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const hwq::KernelTable* (*tables[])() = {hwq::table_avx512_vpopcntdq, hwq::table_avx512bw,
+                                           hwq::table_avx2, hwq::table_scalar_popcnt};
+  const double tsc = tsc_per_cycle();
+  std::printf("TSC ticks per core cycle: %.3f\n", tsc);
+  const int64_t ks[] = {4, 8, 9, 16, 18, 24, 27, 36, 72, 144, 576};
+  std::printf("%-18s", "path \\ K words");
+  for (int64_t k : ks) std::printf("%7ld", (long)k);
+  std::printf("\n");
+  for (auto tf : tables) {
+    const hwq::KernelTable* t = tf();
+    if (t == nullptr) continue;
+    bool want = argc < 2;
+    for (int i = 1; i < argc; ++i) want |= std::string(argv[i]) == t->name;
+    if (!want) continue;
+    if (std::string(t->name) != "avx2" && std::string(t->name) != "scalar_popcnt" &&
+        !__builtin_cpu_supports("avx512bw"))
+      continue;
+    if (std::string(t->name) == "avx512_vpopcntdq" && !__builtin_cpu_supports("avx512vpopcntdq"))
+      continue;
+    std::printf("%-18s", t->name);
+    for (int64_t k : ks) std::printf("%7.0f", block_rate(t, k, tsc));
+    // The path's register-resident ceiling (KernelTable::peak, bench_kernels.py's "binary").
+    double best = 1e30;
+    const int64_t iters = 20000;
+    for (int run = 0; run < 200; ++run) {
+      const uint64_t t0 = __rdtsc();
+      volatile int64_t sink = t->peak(iters);
+      (void)sink;
+      best = std::min(best, double(__rdtsc() - t0));
+    }
+    std::printf("   binary MAC / cycle (register peak %.0f)\n",
+                double(t->peak_macs) * iters / (best / tsc));
+  }
+  return 0;
+}
