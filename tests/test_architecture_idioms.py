@@ -105,3 +105,10 @@ def test_the_documented_import_path_of_functions_named_like_their_module():
         assert callable(getattr(hwq, name)) and getattr(hwq, name) is getattr(module, name)
     import hwq.profile as hp  # what the docs warn about: Python gives the attribute of hwq
     assert hp is hwq.profile and not hasattr(hp, "Profile")
+
+
+def test_text_table_notes_follow_their_rows():
+    t = text_table(["layer", "bits"], [["a", "8"], ["bb", "4"]], notes=["pinned", ""])
+    assert t == "layer  bits\n-----------\na         8  pinned\nbb        4"
+    with pytest.raises(ValueError, match=r"1 given for 2 rows"):
+        text_table(["layer", "bits"], [["a", "8"], ["bb", "4"]], notes=["x"])

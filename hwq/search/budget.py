@@ -50,6 +50,7 @@ from torch import nn
 
 from .. import hw
 from .._io import atomic_write, atomic_write_text
+from .._table import text_table
 from ..hw.cost import NO_STATS
 from ..profile import Profile
 from ..profile import profile as make_profile
@@ -371,17 +372,14 @@ class BudgetResult:
 
     def table(self) -> str:
         metrics = [m for m in METRICS if m in self.totals]
-        head = (f"{'layer':<20} {'w_bits':>6} {'a_bits':>6} {'omega':>10} "
-                + " ".join(f"{m + '_' + UNITS[m][0]:>14}" for m in metrics))
-        rows = [head, "-" * len(head)]
-        for n, (w, a) in self.bits.items():
-            pin = "  pinned" if n in self.pinned else ""
-            rows.append(f"{n:<20} {w:>6} {a:>6} {self.omega(n, (w, a)):>10.3e} "
-                        + " ".join(f"{shown(m, self.costs[n][(w, a)][m]):>14.6g}"
-                                   for m in metrics) + pin)
-        rows.append("-" * len(head))
-        rows.append(f"{'total':<20} {'':>6} {'':>6} {self.objective:>10.3e} "
-                    + " ".join(f"{shown(m, self.totals[m]):>14.6g}" for m in metrics))
+        rows = [text_table(
+            ["layer", "w_bits", "a_bits", "omega"] + [f"{m}_{UNITS[m][0]}" for m in metrics],
+            [[n, str(w), str(a), f"{self.omega(n, (w, a)):.3e}"]
+             + [f"{shown(m, self.costs[n][(w, a)][m]):.6g}" for m in metrics]
+             for n, (w, a) in self.bits.items()],
+            total=["total", "", "", f"{self.objective:.3e}"]
+            + [f"{shown(m, self.totals[m]):.6g}" for m in metrics],
+            notes=["pinned" if n in self.pinned else "" for n in self.bits])]
         for b in self.budgets:
             m = b.metric
             rows.append(f"budget {b.text}: {m} <= {_fmt(m, self.limits[m])} "

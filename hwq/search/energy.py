@@ -22,6 +22,7 @@ from torch import nn
 
 from .. import hw
 from .._io import atomic_write, atomic_write_text
+from .._table import text_table
 from ..profile import profile as make_profile
 from .common import Bits, Evaluate, apply, check_bits, layer_names, to_plan
 from .layerwise import check_search_numbers, layerwise
@@ -68,13 +69,12 @@ class EnergySearchResult:
     arch: str
 
     def table(self) -> str:
-        head = f"{'candidate':<18} {'accuracy':>8} {'energy_uJ':>10} {'cycles':>12}  pareto"
-        rows = [head, "-" * len(head)]
-        for c in sorted(self.candidates, key=lambda c: c.energy_pj):
-            mark = "*" if c.pareto else ""
-            mark += "  <- chosen" if c is self.chosen else ""
-            rows.append(f"{c.name:<18} {c.accuracy:>8.2f} {c.energy_pj / 1e6:>10.3f} "
-                        f"{c.cycles:>12,.0f}  {mark}")
+        cands = sorted(self.candidates, key=lambda c: c.energy_pj)
+        rows = [text_table(
+            ["candidate", "accuracy", "energy_uJ", "cycles", "pareto"],
+            [[c.name, f"{c.accuracy:.2f}", f"{c.energy_pj / 1e6:.3f}", f"{c.cycles:,.0f}",
+              "*" if c.pareto else ""] for c in cands],
+            notes=["<- chosen" if c is self.chosen else "" for c in cands])]
         pick = (f"chosen: {self.chosen.name} ({self.chosen.accuracy:.2f}%, "
                 f"{self.chosen.energy_pj / 1e6:.3f} uJ)" if self.chosen else
                 "chosen: none meets the target")

@@ -49,6 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import quant
+from .._table import text_table
 from ..nn import QuantLayer
 from .common import check_bits, layer_names, spec_with_bits
 
@@ -139,16 +140,14 @@ class Sensitivity:
 
     def table(self) -> str:
         b = self.bits
-        head = (f"{'layer':<20} {'w_trace':>10} {'+-':>9} {'a_trace':>10} {'+-':>9} "
-                + " ".join(f"{'Ow' + str(x):>9}" for x in b) + " "
-                + " ".join(f"{'Oa' + str(x):>9}" for x in b))
-        rows = [head, "-" * len(head)]
-        for l in self.layers:
-            rows.append(f"{l.name:<20} {l.w_trace:>10.3e} {l.w_trace_se:>9.1e} {l.a_trace:>10.3e} "
-                        f"{l.a_trace_se:>9.1e} " + " ".join(f"{l.omega_w(x):>9.2e}" for x in b)
-                        + " " + " ".join(f"{l.omega_a(x):>9.2e}" for x in b)
-                        + ("  (negative trace counted as 0)" if min(l.w_trace, l.a_trace) < 0
-                           else ""))
+        rows = [text_table(
+            ["layer", "w_trace", "+-", "a_trace", "+-"] + [f"Ow{x}" for x in b]
+            + [f"Oa{x}" for x in b],
+            [[l.name, f"{l.w_trace:.3e}", f"{l.w_trace_se:.1e}", f"{l.a_trace:.3e}",
+              f"{l.a_trace_se:.1e}"] + [f"{l.omega_w(x):.2e}" for x in b]
+             + [f"{l.omega_a(x):.2e}" for x in b] for l in self.layers],
+            notes=["(negative trace counted as 0)" if min(l.w_trace, l.a_trace) < 0 else ""
+                   for l in self.layers])]
         noisy = self.unresolved()
         if noisy:
             rows.append(f"within 2 standard errors of 0 (noise; raise iters or use fisher): "
