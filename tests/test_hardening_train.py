@@ -210,6 +210,32 @@ def test_later_run_with_other_schemes_keeps_earlier_results(tmp_path):
         "weights"] == "fixed:4"
 
 
+def test_a_run_in_parallel_into_the_same_folder_keeps_the_others_results(tmp_path, monkeypatch):
+    """Two runs into one folder at once (scripts/cifar10_table.sh's two lanes): a scheme the other
+    run finishes while this one trains survives this run's later writes of results.json."""
+    out = str(tmp_path / "r")
+    recipe = recipes.load(recipes.find("digits"), ["train.epochs=1", "train.progress=false",
+                                                   "schemes.w8a8.epochs=1",
+                                                   "report.stats_batches=1"])
+    other = {}
+    fit = engine.fit
+
+    def fit_while_the_other_lane_finishes(*a, **kw):
+        if kw.get("desc") == "w8a8":  # the other run writes its result between our schemes
+            path = os.path.join(out, "results.json")
+            saved = json.load(open(path))
+            other.update(saved["float"], test_acc=12.5)  # a whole entry, of another scheme
+            saved["w1a1"] = other
+            with open(path, "w") as f:
+                json.dump(saved, f)
+        return fit(*a, **kw)
+
+    monkeypatch.setattr(engine, "fit", fit_while_the_other_lane_finishes)
+    hwq.train.run(recipe, out, schemes=["float", "w8a8"], log=lambda s: None)
+    saved = json.load(open(os.path.join(out, "results.json")))
+    assert set(saved) == {"float", "w8a8", "w1a1"} and saved["w1a1"] == other
+
+
 def test_unreadable_earlier_results_are_refused_before_training(tmp_path):
     out = tmp_path / "r"
     out.mkdir()

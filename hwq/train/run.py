@@ -244,8 +244,10 @@ def _run(recipe, out, schemes, resume, log):
                 + report.table())
         model.to(device)
         results[name] = r
-        all_results[name] = r
         if rank == 0:  # after each scheme: an interrupted run keeps the schemes it finished
+            # Read the file again: another run into the same folder (other --schemes, e.g. the
+            # second lane of scripts/cifar10_table.sh) may have finished a scheme since we began.
+            all_results = {**_previous(os.path.join(out, "results.json")), **results}
             atomic_write_text(os.path.join(out, "results.json"),
                               json.dumps(all_results, indent=1) + "\n")
     if rank == 0:
