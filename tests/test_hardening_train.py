@@ -94,6 +94,39 @@ def test_bad_checkpoint_is_one_line_naming_the_file(good_ckpt, tmp_path, damage,
     assert "bad.pt" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("change,named", [
+    ({"epochs": 3}, "epochs = 2 there, 3 here"),
+    ({"optim": {**OPTIM, "lr": 0.1}}, "optim.lr = 0.05 there, 0.1 here"),
+    ({"schedule": {"name": "cosine"}}, "schedule.name = 'constant' there, 'cosine' here"),
+    ({"seed": 1}, "seed = 0 there, 1 here")])
+def test_resume_under_another_schedule_is_refused(tmp_path, change, named):
+    """A 2-epoch run stopped after its first epoch, resumed with more epochs or another learning
+    rate, would train on under a schedule no recipe describes (a cosine restarted mid-way)."""
+    path = tmp_path / "last.pt"
+    first = _fit(_model(), path, epochs=2)
+    state = torch.load(path, weights_only=True)
+    state["epoch"], state["metrics"] = 1, state["metrics"][:1]  # as if stopped after epoch 1
+    torch.save(state, path)
+    kw = {"epochs": 2, "optim": OPTIM, "schedule": SCHEDULE, **change}
+    with pytest.raises(ValueError, match="another schedule") as e:
+        engine.fit(_model(), _data(), _data(32, 1), batch_size=16, checkpoint_path=str(path),
+                   resume=True, **kw)
+    assert named in str(e.value) and "last.pt" in str(e.value)
+    again = engine.fit(_model(), _data(), _data(32, 1), epochs=2, batch_size=16, optim=OPTIM,
+                       schedule=SCHEDULE, checkpoint_path=str(path), resume=True)
+    assert [m["test_acc"] for m in again] == [m["test_acc"] for m in first]  # same plan: resumed
+
+
+def test_resume_of_a_checkpoint_without_its_plan_warns(tmp_path):
+    path = tmp_path / "last.pt"
+    _fit(_model(), path, epochs=1)
+    state = torch.load(path, weights_only=True)
+    del state["plan"]  # as written by hwq before checkpoints recorded their plan
+    torch.save(state, path)
+    with pytest.warns(UserWarning, match="does not record the schedule"):
+        _fit(_model(), path, epochs=2, resume=True)
+
+
 def test_load_model_state_names_file_and_shapes(tmp_path):
     m = _model()
     with pytest.raises(ValueError, match=r"x\.pt.*0\.weight \(8, 7\) \(model: \(8, 6\)\)"):

@@ -222,6 +222,32 @@ def _check_training_state(state: dict, path: str, epochs: int) -> tuple[int, lis
     return done, list(metrics)
 
 
+def _check_same_plan(saved: dict | None, plan: dict, path: str) -> None:
+    """Refuse to resume under another schedule than the checkpoint's (epochs, batch, seed,
+    optimizer, learning-rate schedule). A checkpoint written before hwq recorded its plan cannot
+    be checked: that is said, not refused."""
+    if saved is None:
+        warnings.warn(f"checkpoint {path!r} does not record the schedule it was trained under "
+                      "(written by an older hwq): resuming without checking that epochs, "
+                      "optimizer and schedule are the same as this run's", stacklevel=3)
+        return
+
+    def flat(d: dict, pre: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+        return out
+
+    old, new = flat(saved), flat(plan)
+    diff = [f"{k} = {old.get(k)!r} there, {new.get(k)!r} here"
+            for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if diff:
+        raise ValueError(f"checkpoint {path!r} was trained under another schedule ("
+                         + "; ".join(diff) + "): resuming would train its remaining epochs under "
+                         "a schedule that no recipe describes. Resume with the settings it was "
+                         "trained with, or start afresh (without --resume, or another --out)")
+
+
 def _check_fit_args(**args) -> None:
     """The plain arguments of fit: integers where counts are meant, finite numbers in range."""
     for name in ("epochs", "batch_size", "test_batch_size"):
@@ -302,6 +328,10 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(schedule, s, steps_per_epoch, epochs, base_lr))
 
+    # What fixes the learning rate of every step: a checkpoint keeps it, and resuming under
+    # another (more epochs, another lr) would silently give a run no schedule describes.
+    plan = {"epochs": epochs, "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+            "seed": seed, "optim": optim.to_table(), "schedule": schedule.to_table()}
     start, history = 0, []
     if resume and os.path.exists(checkpoint_path):
         state = checkpoint.load(checkpoint_path)
@@ -315,6 +345,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
             raise ValueError(f"checkpoint {checkpoint_path!r}: its optimizer, scheduler or random "
                              f"state does not fit this run ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        _check_same_plan(state.get("plan"), plan, checkpoint_path)
     else:
         first = epoch_batches(len(train_set), batch_size, seed, 0)[0]
         x0 = torch.stack([train_set[i][0] for i in first]).to(device)
@@ -388,7 +419,7 @@ def fit(model: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int,
                     "format": FORMAT, "version": VERSION, "epoch": epoch + 1,
                     "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(),
-                    "metrics": history})
+                    "metrics": history, "plan": plan})
             distributed.barrier()
             if progress and rank == 0 and not bar_on:
                 print(f"{desc + ' ' if desc else ''}epoch {epoch + 1}/{epochs}: train loss "
