@@ -17,9 +17,6 @@ from .cost import Cost, dadn_steps, memory, passes, reduction, wide_note
 from .energy import accumulator_bits
 from .dadiannao import DaDianNaoConfig, dadn_area
 
-POW2_KINDS = ("pow2", "binary", "ternary")
-
-
 @dataclasses.dataclass(frozen=True)
 class ShiftConfig(DaDianNaoConfig):
     acc_bits: int = 0
@@ -34,9 +31,9 @@ class ShiftConfig(DaDianNaoConfig):
 
 def cost(layer: LayerProfile, cfg: ShiftConfig) -> Cost:
     notes = wide_note(layer, cfg.width, "the shift design")
-    if not layer.w_quant.startswith(POW2_KINDS):
-        notes.append(f"w_quant={layer.w_quant!r} is not power-of-two: costed as if the weights "
-                     "were (a shift per MAC)")
+    if not layer.w_pow2:  # the profile says what the quantizer declared (power_of_two)
+        notes.append(f"w_quant={layer.w_quant!r} is not power-of-two (w_pow2 false): costed as if "
+                     "the weights were (a shift per MAC)")
     p = passes(layer.a_bits, cfg.width)
     filters = cfg.filters * cfg.tiles
     cycles = dadn_steps(layer, cfg.lanes, filters) * layer.windows * p

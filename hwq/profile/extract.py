@@ -95,16 +95,19 @@ def _static(name: str, m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> La
         _check_profilable(wq, f"layer {name!r} weight")
         _check_profilable(aq, f"layer {name!r} activation")
         w_float, a_float = wq.is_float, aq.is_float
+        w_pow2 = not w_float and wq.config.power_of_two
         w_name, a_name = m.w_quant, m.a_quant
         w_bits = BASELINE_BITS if w_float else m.w_bits
         a_bits = BASELINE_BITS if a_float else m.a_bits
     else:
         w_float = a_float = True
+        w_pow2 = False
         w_name = a_name = "float"
         w_bits = a_bits = BASELINE_BITS
     layer = LayerProfile(name=name, kind=kind, in_shape=in_shape, out_shape=out_shape, **geo,
                          macs=0, weights=m.weight.numel(), w_bits=w_bits, a_bits=a_bits,
-                         w_quant=w_name, a_quant=a_name, w_float=w_float, a_float=a_float)
+                         w_quant=w_name, a_quant=a_name, w_float=w_float, a_float=a_float,
+                         w_pow2=w_pow2)
     layer.macs = layer.expected_macs()
     return layer
 

@@ -70,6 +70,9 @@ class LayerProfile:
     w_quant: str = "fixed:16"
     a_quant: str = "fixed:16"
     w_float: bool = False
+    w_pow2: bool = False
+    """Every weight is 0 or +/-2^k times a scale (the quantizer's ``power_of_two``): a MAC is a
+    shift and an add, as the shift design of hwq.hw assumes."""
     a_float: bool = False
     w_frac: int | None = None
     """Fraction bits of the weight codes (scale = 2^-w_frac) when one power-of-two scale is used."""
@@ -158,7 +161,7 @@ class LayerProfile:
         for f in ("w_quant", "a_quant"):
             if not isinstance(getattr(self, f), str):
                 raise _fail(name, f, getattr(self, f), "a string such as 'fixed:8'")
-        for f in ("w_float", "a_float"):
+        for f in ("w_float", "a_float", "w_pow2"):
             if not isinstance(getattr(self, f), bool):
                 raise _fail(name, f, getattr(self, f), "true or false")
         for f in ("w_frac", "a_frac"):

@@ -15,6 +15,8 @@ config class and methods of the quantizer (the quantizer-to-deploy contract):
                       codes_signed()            and int8 kernels), hwq.export (Quant, QDQ nodes)
   bipolar             quantize_int(x)           hwq.deploy (XNOR-popcount), hwq.export
                                                 (BipolarQuant)
+  power_of_two        (none: a fact of values)  hwq.profile (LayerProfile.w_pow2), read by the
+                                                shift design of hwq.hw (a multiply is a shift)
   (float passthrough) is_float                  all three: no quantization, nothing to pack
 
 Callers ask the flags, never the quantizer's name, so a new quantizer (one file and one
@@ -58,6 +60,9 @@ class QuantConfig:
     bipolar: ClassVar[bool] = False
     """Needs integer_codes. quantize_int(x)'s codes are sign(x) in {-1, +1} with sign(0) = +1 (bit 1 where x < 0, the
     packed kernels' convention), and for activations the scale is 1: the XNOR-popcount input."""
+    power_of_two: ClassVar[bool] = False
+    """Every value forward(x) gives is 0 or +/-2^k times one scale per tensor or channel, so a
+    multiply by it is a shift and a sign (Tann et al., DAC 2017). Needs no method."""
 
     @property
     def n_bits(self) -> int:

@@ -31,6 +31,7 @@ class BinaryConfig(QuantConfig):
     fixed_bits = 1
     integer_codes = True
     bipolar = True  # codes sign(x), sign(0) = +1; activations unscaled
+    power_of_two = True  # +/-1 times the scale
     scale: str = "none"
     grad: str = "ste"
 

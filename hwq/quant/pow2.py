@@ -25,6 +25,7 @@ class Pow2Config(QuantConfig):
     roles = ("weight",)
     bit_range = (2, 8)
     integer_codes = True  # +/-2^k and 0 times 2^e_low
+    power_of_two = True
     bits: int = 4
     per_channel: bool = False
 

@@ -24,6 +24,7 @@ class TernaryConfig(QuantConfig):
     roles = ("weight",)
     fixed_bits = 2
     integer_codes = True  # -1, 0, +1 times a
+    power_of_two = True
     per_channel: bool = False
 
     def __post_init__(self):

@@ -174,7 +174,7 @@ def layer_costs(profile: Profile, arch: str | None, arch_config: Any = None,
 def _with_bits(profile: Profile, pair: Pair) -> Profile:
     w, a = pair
     layers = [dataclasses.replace(l, w_bits=w, a_bits=a, w_quant=f"fixed:{w}", a_quant=f"fixed:{a}",
-                                  w_float=False, a_float=False, w_frac=None, a_frac=None,
+                                  w_float=False, a_float=False, w_pow2=False, w_frac=None, a_frac=None,
                                   stats=None) for l in profile.layers]
     return Profile(layers, name=profile.name, input_shape=profile.input_shape,
                    meta=dict(profile.meta))

@@ -57,7 +57,7 @@ def build(name: str, w_bits: int | None = None, a_bits: int | None = None) -> Pr
     p = BUILDERS[name]()
     for layer in p.layers:
         if w_bits is not None:
-            layer.w_bits, layer.w_quant = w_bits, f"fixed:{w_bits}"
+            layer.w_bits, layer.w_quant, layer.w_pow2 = w_bits, f"fixed:{w_bits}", False
         if a_bits is not None:
             layer.a_bits, layer.a_quant = a_bits, f"fixed:{a_bits}"
     p.validate()

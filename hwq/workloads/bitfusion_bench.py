@@ -35,6 +35,7 @@ def _fc(net: Net, name: str, out: int, w_bits: int, a_bits: int) -> Net:
 def _finish(net: Net, name: str, shape: tuple[int, ...], source: str) -> Profile:
     for layer in net.layers:
         layer.w_quant = "binary" if layer.w_bits == 1 else f"fixed:{layer.w_bits}"
+        layer.w_pow2 = layer.w_bits == 1  # +/-1 weights
         layer.a_quant = "binary" if layer.a_bits == 1 else f"fixed:{layer.a_bits}"
     return net.profile(name, shape, f"BitFusion benchmark {source} (hsharma35/bitfusion)")
 

@@ -30,6 +30,7 @@ def _binary(net: Net, name: str, source: str, shape) -> Profile:
     for layer in net.layers:
         layer.w_bits = layer.a_bits = 1
         layer.w_quant = layer.a_quant = "binary"
+        layer.w_pow2 = True
     return net.profile(name, shape, source)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 import hwq
 from hwq.hw import map
+from hwq.profile import Profile
 
 from hwq.workloads.builder import single as one_layer
 
@@ -106,8 +107,23 @@ def test_shift_design_notes_non_pow2_weights():
     r = map(p, "shift")
     assert r.layers[0].cycles == cycles(p, "dadiannao")
     assert any("not power-of-two" in n for n in r.notes)
-    p[0].w_quant = "pow2:4"
+    p[0].w_quant, p[0].w_pow2 = "pow2:4", True
     assert not map(p, "shift").notes
+
+
+@pytest.mark.parametrize("weights,pow2", [("pow2:4", True), ("ternary", True), ("binary", True),
+                                          ("fixed:4", False), ("lsq:4", False)])
+def test_profile_records_power_of_two_weights_from_the_quantizer(weights, pow2, tmp_path):
+    """w_pow2 comes from the quantizer's declared capability (QuantConfig.power_of_two), not from
+    its name, and survives the profile's JSON."""
+    import torch
+    model = hwq.quantize(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                                             torch.nn.Linear(64, 2)), weights=weights, acts="fixed:8")
+    prof = hwq.profile(model, torch.randn(1, 3, 6, 6))
+    assert [l.w_pow2 for l in prof.layers] == [pow2, pow2]
+    prof.to_json(tmp_path / "p.json")
+    assert [l.w_pow2 for l in Profile.from_json(tmp_path / "p.json").layers] == [pow2, pow2]
+    assert any("not power-of-two" in n for n in map(prof, "shift").notes) is not pow2
 
 
 def test_utilization_never_above_one_on_workloads():
