@@ -361,3 +361,15 @@ def test_fit_with_an_empty_test_set():
     with pytest.raises(ValueError, match="test_set is empty"):  # before: ZeroDivisionError
         engine.fit(_model(), _data(), TensorDataset(torch.zeros(0, 6), torch.zeros(0).long()),
                    epochs=1, batch_size=16, optim=OPTIM, schedule=SCHEDULE)
+
+
+def test_clip_weights_clips_sign_weight_layers_only():
+    """clip_weights acts on layers whose weight quantizer declares bipolar (sign weights), by that
+    capability: a 2-bit layer's latent weights beyond 1 stay."""
+    model = hwq.quantize(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), weights="binary",
+                         acts="fixed:8", layers={"1": {"weights": "fixed:2"}})
+    with torch.no_grad():
+        for m in model:
+            m.weight.fill_(3.0)
+    engine.clip_binary_weights(model, 1.0)
+    assert torch.all(model[0].weight == 1.0) and torch.all(model[1].weight == 3.0)

@@ -96,7 +96,7 @@ def clip_binary_weights(model: nn.Module, c: float) -> None:
     the clipped straight-through gradient is zero, so the weight could never come back)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, QuantLayer) and m.weight_quant.config.kind == "binary":
+            if isinstance(m, QuantLayer) and m.weight_quant.config.bipolar:  # sign weights
                 m.weight.clamp_(-c, c)
 
 
