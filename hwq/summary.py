@@ -99,8 +99,8 @@ class Summary:
 
 def _is_deployed(m: nn.Module) -> bool:
     """A layer of hwq.deploy (PackedConv2d, Int8Conv2d, ...): packed weights and a kernel name."""
-    from .deploy import _DeployedLayer  # deploy imports the kernels; summary need not, until here
-    return isinstance(m, _DeployedLayer)
+    from .deploy import DeployedLayer  # deploy imports the kernels; summary need not, until here
+    return isinstance(m, DeployedLayer)
 
 
 def _macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, batch: int) -> int | None:

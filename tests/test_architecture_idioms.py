@@ -91,6 +91,11 @@ def test_star_import_shadows_no_builtin_and_hwq_map_still_works():
     assert not set(hwq.__all__) & set(dir(builtins))
     assert all(hasattr(hwq, n) for n in hwq.__all__)
     assert callable(hwq.map) and hwq.map.__module__ == "hwq.hw.mapper"
+    import hwq.hw  # its star import too, and every public package of hwq
+    import hwq.search
+    import hwq.train
+    for pkg in (hwq.hw, hwq.search, hwq.train):
+        assert not set(getattr(pkg, "__all__", ())) & set(dir(builtins)), pkg.__name__
 
 
 def test_the_documented_import_path_of_functions_named_like_their_module():

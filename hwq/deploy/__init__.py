@@ -23,7 +23,7 @@ docs/kernels.md describes each implementation, the passes and measured speed.
 from .. import kernels  # noqa: F401  (modules whose attributes tests patch through hwq.deploy)
 from ..kernels import int8  # noqa: F401
 from .candidates import Candidate, default_max_plane_products
-from .layers import (Int8Conv2d, Int8Linear, PackedConv2d, PackedLinear, _DeployedLayer,
+from .layers import (Int8Conv2d, Int8Linear, PackedConv2d, PackedLinear, DeployedLayer,
                      is_packed_signs)
 from .nan import _NAN_CHECKS
 from .passes import deploy
@@ -32,4 +32,4 @@ from .timing import TIMING_RUNS
 
 __all__ = ["deploy", "default_max_plane_products", "DeployReport", "LayerDecision", "Candidate",
            "PackedConv2d", "PackedLinear", "Int8Conv2d", "Int8Linear", "is_packed_signs",
-           "TIMING_RUNS", "_DeployedLayer", "_NAN_CHECKS"]
+           "TIMING_RUNS", "DeployedLayer", "_NAN_CHECKS"]

@@ -23,7 +23,7 @@ from .. import kernels
 from ..kernels import int8
 from ..nn import QuantConv2d, QuantLayer
 from ..quant import Quantizer
-from .layers import CLASSES, _DeployedLayer
+from .layers import CLASSES, DeployedLayer
 from .report import LayerDecision
 
 
@@ -55,7 +55,7 @@ class Candidate(NamedTuple):
     a_bits: int
     w_bits: int    # bits of the two's-complement weight codes (1: binary weights on XNOR)
 
-    def build(self, layer: QuantLayer) -> _DeployedLayer:
+    def build(self, layer: QuantLayer) -> DeployedLayer:
         """The deployed layer of this implementation for the QAT ``layer`` (weights packed)."""
         cls = CLASSES[(self.kernel, isinstance(layer, QuantConv2d))]
         return cls(layer, self.act_mode, self.a_bits, self.w_bits, self.impl)

@@ -26,7 +26,7 @@ def is_packed_signs(x: torch.Tensor) -> bool:
     return x.dtype == torch.int64 and x.dim() == 6
 
 
-class _DeployedLayer(nn.Module):
+class DeployedLayer(nn.Module):
     """What every deployed layer holds: the QAT activation quantizer (it computes the activation
     codes exactly as in training), the weight scale, and a per-channel output scale and bias into
     which a following batch norm is folded. Subclasses add a kernel (packed or int8) and a shape
@@ -98,7 +98,7 @@ class _DeployedLayer(nn.Module):
                 + (f", bn={self.bn_name!r} folded" if self.bn_name else ""))
 
 
-class _PackedKernel(_DeployedLayer):
+class _PackedKernel(DeployedLayer):
     """hwq's own kernels (hwq.kernels): XNOR-popcount or bit-serial on bit-packed weights."""
 
     packed_output = False  # set by deploy: hand sign bits straight to the next binary layer
@@ -142,7 +142,7 @@ class _PackedKernel(_DeployedLayer):
         return self._nan_where(x4, y, (stride, padding, dilation))
 
 
-class _Int8Kernel(_DeployedLayer):
+class _Int8Kernel(DeployedLayer):
     """oneDNN's u8 x s8 kernels (hwq.kernels.int8): weight codes as int8, activations as
     u8 = code + zero point; the prepacked oneDNN weight is made on first use and not saved (it is
     an opaque tensor that cannot be copied or serialized)."""

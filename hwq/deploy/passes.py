@@ -26,7 +26,7 @@ from .. import kernels
 from ..nn import QuantConv2d, QuantLayer, QuantLinear
 from .candidates import Candidate, candidates, default_max_plane_products
 from .graph import bn_after, relu_after, replace, sign_chains, trace
-from .layers import _DeployedLayer, _Int8Kernel, _PackedKernel
+from .layers import DeployedLayer, _Int8Kernel, _PackedKernel
 from .nan import install_hooks
 from .report import DeployReport, LayerDecision
 from .timing import layer_inputs, median_ms
@@ -101,7 +101,7 @@ def _eval_copy_on_cpu(model: nn.Module, example_input) -> nn.Module:
 
 
 def _choose(model: nn.Module, layers: list[tuple[str, QuantLayer]], example_input,
-            max_plane_products: int) -> tuple[dict[str, _DeployedLayer], list[LayerDecision]]:
+            max_plane_products: int) -> tuple[dict[str, DeployedLayer], list[LayerDecision]]:
     """Pass: each layer's implementation. Returns ({name: deployed layer} for the layers that get
     one, a decision per layer in model order); changes nothing in ``model``."""
     inputs = (layer_inputs(model, [n for n, _ in layers], example_input)
@@ -118,7 +118,7 @@ def _choose(model: nn.Module, layers: list[tuple[str, QuantLayer]], example_inpu
 
 
 def _pick(name: str, m: QuantLayer, cands: list[Candidate], x: torch.Tensor | None
-          ) -> tuple[LayerDecision, _DeployedLayer | None]:
+          ) -> tuple[LayerDecision, DeployedLayer | None]:
     """The first candidate, or with the layer's real input ``x`` the fastest of the candidates
     and the QAT layer itself (None when that is the QAT layer)."""
     built = {c.impl: c.build(m) for c in cands}
@@ -135,7 +135,7 @@ def _pick(name: str, m: QuantLayer, cands: list[Candidate], x: torch.Tensor | No
     return decision, (None if best == "kept" else built[best])
 
 
-def _fold_batch_norms(model: nn.Module, graph: fx.Graph, chosen: dict[str, _DeployedLayer],
+def _fold_batch_norms(model: nn.Module, graph: fx.Graph, chosen: dict[str, DeployedLayer],
                       by_name: dict[str, LayerDecision]) -> None:
     """Pass: a BatchNorm2d that alone consumes a deployed conv's output goes into that layer's
     epilogue and becomes an Identity. Before _install: bn_after finds QuantConv2d layers."""
@@ -147,7 +147,7 @@ def _fold_batch_norms(model: nn.Module, graph: fx.Graph, chosen: dict[str, _Depl
         by_name[conv].bn_folded = bn
 
 
-def _install(model: nn.Module, chosen: dict[str, _DeployedLayer]) -> None:
+def _install(model: nn.Module, chosen: dict[str, DeployedLayer]) -> None:
     """Pass: each deployed layer takes the place (every name) of its QAT layer."""
     for name, deployed in chosen.items():
         replace(model, name, deployed)

@@ -76,9 +76,9 @@ class ExportReport:
 
 
 def _deployed_layer(model: nn.Module) -> tuple[str, str] | None:
-    from ..deploy import _DeployedLayer
+    from ..deploy import DeployedLayer
     for name, m in model.named_modules():
-        if isinstance(m, _DeployedLayer):
+        if isinstance(m, DeployedLayer):
             return name, type(m).__name__
     return None
 

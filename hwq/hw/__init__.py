@@ -12,6 +12,7 @@ from .report import Energy, LayerReport, Report, plot, reports_csv
 from .sweep import SweepResult, sweep  # noqa: E402  (hwq.hw.sweep is then the function)
 from .generate import Generated, generate  # noqa: E402
 
-__all__ = ["map", "ARCHS", "Arch", "get", "ArchConfig", "Cost", "EnergyTable", "HOROWITZ_45NM",
+# map is left out: "from hwq.hw import *" keeps the builtin (hwq.hw.map is unchanged)
+__all__ = ["ARCHS", "Arch", "get", "ArchConfig", "Cost", "EnergyTable", "HOROWITZ_45NM",
            "Energy", "LayerReport", "Report", "plot", "reports_csv", "sweep", "SweepResult",
            "generate", "Generated"]
