@@ -118,25 +118,33 @@ def draw(rng: random.Random, i: int):
     binary = i % 3 == 0
     pairs = [(a, b) for a in range(1, 9) for b in range(1, 9)]
     a_bits, w_bits = (1, 1) if binary else pairs[(i * 7) % 64]
+    # Emulation cost ~ blocks * iterations (128 x 128 tiles): keep each case well under a second.
+    return (binary, a_bits, w_bits) + _geometry(
+        rng, cg_choices=[1, 5, 63, 64, 65, 130, 200], og_choices=[1, 7, 8, 9, 33, 130], max_pad=3,
+        fits=lambda blocks, chunks: blocks(128) * a_bits * w_bits * chunks <= 160)
+
+
+def _geometry(rng: random.Random, cg_choices, og_choices, max_pad, fits):
+    """(groups, cg, og, kh, kw, stride, pad, dil, n, h, w) of a random conv whose emulation is
+    cheap: fits(blocks, chunks) with blocks(og_tile) the thread blocks of an og_tile-wide output
+    tile and chunks the reduction's 8-word chunks."""
     while True:
         groups = rng.choice([1, 1, 1, 2, 3])
-        cg = rng.choice([1, 5, 63, 64, 65, 130, 200, rng.randint(1, 260)])
-        og = rng.choice([1, 7, 8, 9, 33, 130, rng.randint(1, 140)])
+        cg = rng.choice(cg_choices + [rng.randint(1, 260)])
+        og = rng.choice(og_choices + [rng.randint(1, 140)])
         k = rng.choice([1, 3, 3, 5])
         kh, kw = (k, k) if rng.random() < 0.85 else (k, rng.choice([1, 2]))
         stride = (rng.choice([1, 2]), rng.choice([1, 2]))
-        pad = (rng.randint(0, 3), rng.randint(0, 3))
+        pad = (rng.randint(0, max_pad), rng.randint(0, max_pad))
         dil = (rng.choice([1, 1, 2]), rng.choice([1, 1, 2]))
         n, h, w = rng.randint(1, 3), rng.randint(1, 12), rng.randint(1, 12)
         if h + 2 * pad[0] < dil[0] * (kh - 1) + 1 or w + 2 * pad[1] < dil[1] * (kw - 1) + 1:
             continue
         oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-        # Emulation cost ~ blocks * iterations: keep each case well under a second.
-        blocks = groups * -(-n * oh * ow // 128) * -(-og // 128)
-        iters = a_bits * w_bits * -(-(kh * kw * -(-cg // 64)) // 8)
-        if blocks * iters <= 160:
-            return binary, a_bits, w_bits, groups, cg, og, kh, kw, stride, pad, dil, n, h, w
+        chunks = -(-(kh * kw * -(-cg // 64)) // 8)
+        if fits(lambda og_tile: groups * -(-n * oh * ow // 128) * -(-og // og_tile), chunks):
+            return groups, cg, og, kh, kw, stride, pad, dil, n, h, w
 
 
 def values(shape, bits, signed, gen):
@@ -210,24 +218,9 @@ SM90_LAYOUTS = [(0, 1), (1, 1), (0, 0)]  # (layout, vec16): swizzled, unswizzled
 def draw_sm90(rng: random.Random, product):
     binary = product is None
     a_bits, w_bits = (1, 1) if binary else product
-    while True:
-        groups = rng.choice([1, 1, 1, 2, 3])
-        cg = rng.choice([1, 63, 64, 65, 128, 129, 200, rng.randint(1, 260)])
-        og = rng.choice([1, 7, 8, 9, 33, 65, 130, rng.randint(1, 140)])
-        k = rng.choice([1, 3, 3, 5])
-        kh, kw = (k, k) if rng.random() < 0.85 else (k, rng.choice([1, 2]))
-        stride = (rng.choice([1, 2]), rng.choice([1, 2]))
-        pad = (rng.randint(0, 2), rng.randint(0, 2))
-        dil = (rng.choice([1, 1, 2]), rng.choice([1, 1, 2]))
-        n, h, w = rng.randint(1, 3), rng.randint(1, 12), rng.randint(1, 12)
-        if h + 2 * pad[0] < dil[0] * (kh - 1) + 1 or w + 2 * pad[1] < dil[1] * (kw - 1) + 1:
-            continue
-        oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
-        ow = (w + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-        blocks = groups * -(-n * oh * ow // 128) * -(-og // 64)
-        chunks = -(-(kh * kw * -(-cg // 64)) // 8)
-        if blocks * chunks * a_bits * w_bits <= 60:
-            return binary, a_bits, w_bits, groups, cg, og, kh, kw, stride, pad, dil, n, h, w
+    return (binary, a_bits, w_bits) + _geometry(  # the wgmma kernel's output tiles are 64 wide
+        rng, cg_choices=[1, 63, 64, 65, 128, 129, 200], og_choices=[1, 7, 8, 9, 33, 65, 130],
+        max_pad=2, fits=lambda blocks, chunks: blocks(64) * chunks * a_bits * w_bits <= 60)
 
 
 @pytest.mark.parametrize("layout", SM90_LAYOUTS, ids=["swizzle64", "noswizzle", "swizzle64-8B"])
