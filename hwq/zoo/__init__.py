@@ -94,15 +94,20 @@ def load(name: str, zoo_dir: str = ZOO_DIR) -> nn.Module:
 def test_set(meta: dict[str, Any], data_dir: str):
     """The test split under ``data_dir`` normalised with the entry's own statistics."""
     from ..train import data as data_mod
-    from ..train.images import ImageTensors
+    from ..train import images
     d = meta["recipe"]["data"]
-    data = data_mod.datasets(d["name"], data_dir, cache_dir=d["cache_dir"])
-    t = data.test
-    if tuple(t.images.shape[1:]) != tuple(meta["input_shape"]):
-        raise ValueError(f"data.dir = {data_dir!r} holds images of shape {tuple(t.images.shape[1:])}"
+    if images.is_image_folder(data_dir):  # the test split alone: the entry carries its statistics
+        cache = images.default_cache_dir() if d["cache_dir"] == "" else d["cache_dir"]
+        split = os.path.join(data_dir, images.find_test_split(data_dir))
+        x, y, classes = images.load_split(split, cache, list(meta["classes"]))
+    else:  # torchvision's files
+        t = data_mod.datasets(d["name"], data_dir, cache_dir=d["cache_dir"]).test
+        x, y, classes = t.images, t.labels, t.classes
+    if tuple(x.shape[1:]) != tuple(meta["input_shape"]):
+        raise ValueError(f"data.dir = {data_dir!r} holds images of shape {tuple(x.shape[1:])}"
                          f" (C, H, W), but zoo entry {meta['name']!r} takes "
                          f"{tuple(meta['input_shape'])}")
-    return ImageTensors(t.images, t.labels, meta["mean"], meta["std"], t.classes)
+    return images.ImageTensors(x, y, meta["mean"], meta["std"], classes)
 
 
 def evaluate(name: str, data_dir: str, deploy: bool = False, batch_size: int = 500,
