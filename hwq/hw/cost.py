@@ -6,16 +6,20 @@ Memory model (first order, the same for every design; assumed):
 * on-chip reads: every MAC needs a weight and an activation, but a value fetched once is shared by
   the ``w_reuse`` windows / ``a_reuse`` filters that the design processes together, so on-chip bits
   = MACs * (w_store / w_reuse + a_store / a_reuse) + outputs * a_store (written once);
-* off-chip (with ``offchip``): the layer's weights and input are read and its output written once,
-  at the stored width (the output at this layer's activation precision, standing in for the
-  consumer's); a design that runs a batch of B images reads the weights once per batch (1/B per
-  image);
-* footprint: the layer's weights and input at the stored width (what must be held on chip).
+* off-chip (with ``offchip``): the layer's weights and the input pixels its windows touch are read
+  and its output written once, at the stored width (the output at this layer's activation
+  precision, standing in for the consumer's); a design that runs a batch of B images reads the
+  weights once per batch (1/B per image). The input read is ``touched_inputs``: all of it when the
+  kernel is at least the stride, a quarter for a 1 x 1 stride-2 convolution (ResNet's downsampling
+  shortcuts), which reads only every other row and column;
+* footprint: the layer's weights and whole input at the stored width (the input tensor as the
+  previous layer leaves it on chip).
 Energies: on-chip bits * SRAM pJ/bit, off-chip bits * DRAM pJ/bit (hwq.hw.energy).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from ..profile import LayerProfile
 from ..profile.stats import hist_mean
@@ -74,6 +78,47 @@ def dadn_steps(layer: LayerProfile, lanes: int, filters: int) -> int:
             * cdiv(layer.filters_per_group, filters) * kh * kw)
 
 
+@functools.lru_cache(maxsize=4096)
+def touched_rows(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
+    """Of ``size`` input rows (or columns), how many ``out`` windows of ``kernel`` taps at
+    ``stride``, over an input padded by ``pad`` on each side, read: the rows i in [0, size) with
+    i = stride * o + f - pad for some output o < out and tap f < kernel. When kernel >= stride the
+    windows leave no gap, so every row from the first to the last one reached is read; when
+    kernel < stride each window reads its own ``kernel`` rows and skips ``stride - kernel``."""
+    if kernel >= stride:
+        last = min(size - 1, stride * (out - 1) + kernel - 1 - pad)
+        return max(0, last + 1)
+    n = 0
+    for o in range(out):
+        first = stride * o - pad
+        n += max(0, min(size - 1, first + kernel - 1) - max(0, first) + 1)
+    return n
+
+
+def touched_inputs(layer: LayerProfile) -> int:
+    """Input activations per sample that the layer's windows read: C * (rows read) * (columns read)
+    for a conv (``touched_rows`` on each axis), all of them for an FC layer.
+
+    This is what a loop nest fetches: ZigZag counts an input dimension's size as the distinct
+    indices of ``ix = stride * ox + fx`` (Mei et al., IEEE Trans. Computers 2021;
+    ``LayerNode.calc_pr_dimension_size``), and SCALE-Sim fetches from DRAM the addresses of its
+    im2col operand matrix, which steps the window origin by the stride (Samajdar et al., ISPASS
+    2020; ``operand_matrix.calc_ifmap_elem_addr``), so a 1 x 1 stride-2 convolution reads a quarter
+    of its input in both. The two differ from this count only at a padded edge: ZigZag subtracts
+    the full padding from both sides even when the last window does not reach the far side's
+    padding (a 3 x 3 stride-2 pad-1 layer on 56 x 56 reads 56 rows; ZigZag counts 55), and
+    SCALE-Sim takes an input padded beforehand. A shape that does not follow from the geometry
+    (a dilated convolution, whose dilation a Profile does not record) is read whole."""
+    if layer.kind != "conv":
+        return layer.inputs
+    c, h, w = layer.in_shape
+    _, ho, wo = layer.out_shape
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    if (h + 2 * ph - kh) // sh + 1 != ho or (w + 2 * pw - kw) // sw + 1 != wo:
+        return layer.inputs
+    return c * touched_rows(h, kh, sh, ph, ho) * touched_rows(w, kw, sw, pw, wo)
+
+
 def memory(layer: LayerProfile, cfg: ArchConfig, w_reuse: float, a_reuse: float,
            cost: Cost, store_bits: int | None = None) -> Cost:
     """Fill ``cost``'s on-chip / off-chip energy and bits (module docstring). Returns ``cost``.
@@ -85,13 +130,14 @@ def memory(layer: LayerProfile, cfg: ArchConfig, w_reuse: float, a_reuse: float,
     word = cfg.storage_bits
     w_bits_total = packed_bits(layer.weights, w_store, word)
     in_bits = packed_bits(layer.inputs, a_store, word)
+    read_bits = packed_bits(touched_inputs(layer), a_store, word)
     out_bits = packed_bits(layer.outputs, a_store, word)
     onchip = layer.macs * (w_store / max(w_reuse, 1) + a_store / max(a_reuse, 1)) + out_bits
     cost.onchip_pj = onchip * cfg.energy.sram_pj_per_bit
     cost.footprint_bits = w_bits_total + in_bits
     # a design that runs a batch fetches the weights once for all of its images
     w_fetch = cdiv(w_bits_total, cfg.batch_size)
-    cost.offchip_bits = (w_fetch + in_bits + out_bits) if cfg.offchip else 0
+    cost.offchip_bits = (w_fetch + read_bits + out_bits) if cfg.offchip else 0
     cost.offchip_pj = cost.offchip_bits * cfg.energy.dram_pj_per_bit
     return cost
 
