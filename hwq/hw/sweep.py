@@ -16,6 +16,12 @@ The grid names config fields (``hwq.hw.get(arch).config.accepted()``), or ``ener
 the energy table. ``sample="random"`` draws ``n`` distinct grid points; ``sample="lhs"`` a Latin
 hypercube: each parameter's values are cut into ``n`` equal strata and every stratum is used once
 (McKay, Beckman and Conover, Technometrics 1979), repeated points dropped.
+
+``SweepResult.to_json`` writes ``{"format": "hwq.sweep", "version": 1, "arch": ..., "archs": [...],
+"params": [...], "workloads": [...], "objectives": [...], "base": {...}, "rows": [...]}`` (a
+metric that is not finite, such as an infeasible point's, as null); ``SweepResult.from_json``
+reads the table back (front, pick, table, CSV, Pareto plot) and refuses a file without that
+header. The profiles are not in the file, so a sweep read back cannot map a point again.
 """
 from __future__ import annotations
 
@@ -31,12 +37,16 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._io import atomic_write, atomic_write_text
+from .._io import atomic_write, atomic_write_text, read_json
 from ..profile import Profile
 from .config import ArchConfig
 from .finn import FinnConfig
 from .mapper import _config, network_total
 from .registry import ARCHS, get
+from .report import check_header
+
+FORMAT = "hwq.sweep"
+VERSION = 1
 
 OBJECTIVES = {"latency_s": "min", "seconds": "min", "cycles": "min", "energy_pj": "min",
               "area_mm2": "min", "edp": "min", "fps": "max", "utilization": "max"}
@@ -125,6 +135,9 @@ class SweepResult:
     """Several designs in one sweep (``sweep_designs``): design -> its own sweep; the rows carry
     an ``arch`` column and global point numbers, ``local`` maps them to the design's own."""
     local: dict = dataclasses.field(default_factory=dict, repr=False)
+    source: str | None = None
+    """The file this table was read from (``from_json``), which holds no profiles and no
+    per-point options: ``config``, ``report`` and ``plot_layers`` are then refused."""
 
     @property
     def archs(self) -> list[str]:
@@ -160,6 +173,7 @@ class SweepResult:
     def config(self, index_or_row: int | dict) -> dict[str, Any]:
         """The options of a point, as ``hwq.map(..., config=...)`` takes them (the base options
         with the point's parameters on top; ``energy.x`` keys gathered into an ``energy`` dict)."""
+        self._needs_run("config")
         row = self.point(index_or_row) if isinstance(index_or_row, int) else index_or_row
         if self.parts:
             part, row = self._part(row)
@@ -212,16 +226,96 @@ class SweepResult:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "archs": self.archs, "params": self.params,
+        return {"format": FORMAT, "version": VERSION,
+                "arch": self.arch, "archs": self.archs, "params": self.params,
                 "workloads": self.workloads,
                 "objectives": self.objectives, "base": self.base,
                 "rows": [{c: _json(r[c]) for c in self.columns()} for r in self.rows]}
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The table as JSON (module docstring); written to ``path`` atomically when given."""
         text = json.dumps(self.to_dict(), indent=1) + "\n"
         if path is not None:
             atomic_write_text(path, text)
         return text
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<dict>") -> "SweepResult":
+        """The table of ``to_dict`` (``source`` names where it came from): ValueError for a
+        missing or other header (``"format"`` must be ``"hwq.sweep"``, ``"version"`` 1) or a
+        field out of the layout. Null metrics read as NaN."""
+        check_header(d, FORMAT, VERSION, "an hwq.sweep table, written by SweepResult.to_json")
+        keys = ("arch", "archs", "params", "workloads", "objectives", "base", "rows")
+        missing = [k for k in keys if k not in d]
+        unknown = sorted(set(d) - set(keys) - {"format", "version"})
+        if missing or unknown:
+            raise ValueError("; ".join(([f"missing field(s) {missing}"] if missing else [])
+                                       + ([f"unknown field(s) {unknown}"] if unknown else []))
+                             + f"; accepted: format, version, {', '.join(keys)}")
+        if not isinstance(d["arch"], str):
+            raise ValueError(f"field 'arch' = {d['arch']!r} is not accepted: expected a string")
+        for k in ("archs", "params", "workloads", "objectives"):
+            if not isinstance(d[k], list) or not all(isinstance(x, str) for x in d[k]) \
+                    or (k != "params" and not d[k]):
+                raise ValueError(f"field {k!r} = {d[k]!r} is not accepted: expected a "
+                                 f"{'' if k == 'params' else 'non-empty '}list of strings")
+        _check_objectives(d["objectives"])
+        if not isinstance(d["base"], dict):
+            raise ValueError(f"field 'base' = {d['base']!r} is not accepted: expected an object")
+        several = len(d["archs"]) > 1
+        cols = (["point"] + (["arch"] if several else []) + ["workload"] + d["params"]
+                + ["feasible", "reason", "pareto"] + list(METRICS))
+        rows = d["rows"]
+        if not isinstance(rows, list) or not rows:
+            raise ValueError(f"field 'rows' is not accepted: expected a non-empty list of "
+                             f"objects with the columns {cols}")
+        out = []
+        for i, r in enumerate(rows):
+            if not isinstance(r, dict) or set(r) != set(cols):
+                got = sorted(r) if isinstance(r, dict) else type(r).__name__
+                raise ValueError(f"rows[{i}] = {got} is not accepted: expected the columns "
+                                 f"{cols}")
+            row = dict(r)
+            for m in METRICS:
+                v = row[m]
+                if v is None:
+                    row[m] = math.nan
+                elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"rows[{i}].{m} = {v!r} is not accepted: expected a number "
+                                     "or null")
+            out.append(row)
+        common = dict(workloads=d["workloads"], objectives=d["objectives"], source=source)
+        if not several:
+            return cls(arch=d["arch"], params=d["params"], rows=out, base=d["base"], **common)
+        # several designs: each design's own table, numbered from 0 as sweep_designs made it
+        parts, local = {}, {}
+        for a in d["archs"]:
+            mine = [r for r in out if r["arch"] == a]
+            number = {p: j for j, p in enumerate(dict.fromkeys(r["point"] for r in mine))}
+            local.update(number)
+            own = [p for p in d["params"] if any(r[p] is not None for r in mine)]
+            parts[a] = cls(arch=a, params=own, rows=[
+                {**{k: v for k, v in r.items() if k not in ("arch", "point")},
+                 "point": number[r["point"]]} for r in mine], **common)
+        return cls(arch=d["arch"], params=d["params"], rows=out, base=d["base"], parts=parts,
+                   local=local, **common)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "SweepResult":
+        """A sweep table written by ``to_json`` (module docstring); ValueError naming the file
+        when it is not one."""
+        path = os.fspath(path)
+        data = read_json(path, "sweep file")
+        try:
+            return cls.from_dict(data, source=path)
+        except ValueError as e:
+            raise ValueError(f"sweep file {path!r}: {e}") from None
+
+    def _needs_run(self, what: str) -> None:
+        if self.source is not None:
+            raise ValueError(f"{what} is not available on a sweep read from {self.source!r}: the "
+                             "file holds the table, not the profiles or each point's options; "
+                             "run hwq.sweep again (its rows give each point's parameters)")
 
     def table(self, rows: Sequence[dict] | None = None) -> str:
         """A text table of ``rows`` (default: the Pareto front)."""
@@ -247,6 +341,7 @@ class SweepResult:
 
     def report(self, index_or_row: int | dict, workload: str | None = None):
         """hwq.map of a point on one of the workloads (default the first): per-layer numbers."""
+        self._needs_run("report")
         row = self.point(index_or_row) if isinstance(index_or_row, int) else index_or_row
         names = [p.name for p in self.profiles]
         name = names[0] if workload is None else workload
