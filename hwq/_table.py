@@ -1,6 +1,6 @@
-"""The one text-table formatter of hwq: the profile, the accelerator report, the model summary,
-the training results and the search results print their tables through it, so they line up the
-same way.
+"""The one text-table formatter of hwq: the profile, the accelerator report and sweep, the model
+summary, the training results, the search results and the export report print their tables
+through it, so they line up the same way.
 
 No dependency (rich, tabulate) is used: four fixed-column tables of plain strings need twenty lines,
 and the output must stay byte-stable for logs, docs and tests that compare it.

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .._io import atomic_write
+from .._table import text_table
 
 FORMATS = ("qonnx", "qdq")
 VERIFY_TOLERANCE = 0.05
@@ -64,12 +65,13 @@ class ExportReport:
         return [q.layer for q in self.quantizers if q.exact]
 
     def table(self) -> str:
+        """The file, its format and the check, then a row per quantizer (hwq's text_table, every
+        column left-aligned; the padding of the last column is stripped)."""
         head = ["quantizer", "spec", "bits", "exported as"]
         rows = [[q.name, q.quantizer, str(q.bits), q.nodes] for q in self.quantizers]
-        widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-        line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-        return "\n".join([f"{self.path} ({self.format}); {self.verified}", line(head),
-                          "-" * len(line(head))] + [line(r) for r in rows])
+        lines = text_table(head, rows, left=len(head)).splitlines()
+        return "\n".join([f"{self.path} ({self.format}); {self.verified}"]
+                         + [line.rstrip() for line in lines])
 
     def __str__(self) -> str:
         return self.table()

@@ -38,6 +38,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .._io import atomic_write, atomic_write_text, read_json
+from .._table import text_table
 from ..profile import Profile
 from .config import ArchConfig
 from .finn import FinnConfig
@@ -327,14 +328,12 @@ class SweepResult:
                 + ["-" if r[p] is None else str(r[p]) for p in self.params]
                 + [_fmt(r["fps"], 1), _fmt(r["latency_s"] * 1e3, 3), _fmt(r["energy_pj"] / 1e6, 2),
                    _fmt(r["area_mm2"], 2), _fmt(r["utilization"], 2)] for r in rows]
-        widths = [max(len(x) for x in col) for col in zip(cols, *body)] if body else \
-            [len(c) for c in cols]
-        line = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))  # noqa: E731
         n_inf = sum(not r["feasible"] for r in self.summary_rows())
         head = (f"{self.arch} on {', '.join(self.workloads)}: {self.points} points, "
                 f"{n_inf} infeasible, {len(self.front())} on the front of "
                 f"{', '.join(self.objectives)}")
-        return "\n".join([head, line(cols), "-" * len(line(cols))] + [line(r) for r in body])
+        # every column right-aligned (left=0), as this table always was (the arch column too)
+        return head + "\n" + text_table(cols, body, left=0)
 
     def __str__(self) -> str:
         return self.table()

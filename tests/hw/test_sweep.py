@@ -133,6 +133,16 @@ def test_hand_worked_systolic_grid():
     assert (lambda x: (x["rows"], x["cols"]))(r.pick(area="3mm2")) == (16, 32)
     with pytest.raises(ValueError, match="best reached: fps 1.1"):
         r.pick(fps=2e6)
+    # the front as a text table (hwq's text_table, every column right-aligned; the same bytes as
+    # the sweep's own formatter gave before): fps = 700e6 / cycles, latency = cycles / 700 MHz,
+    # area and utilization = 64^3 MACs / (cycles * R * C) as above, energy from the model
+    assert r.table() == "\n".join([
+        "systolic_ws on single conv: 4 points, 0 infeasible, 3 on the front of latency_s, area_mm2",
+        "point  rows  cols          fps  latency_ms  energy_uJ  area_mm2  util",
+        "---------------------------------------------------------------------",
+        "    0    16    16    397,727.3       0.003       2.10      1.29  0.58",
+        "    1    16    32    694,444.4       0.001       2.09      2.59  0.51",
+        "    3    32    32  1,107,594.9       0.001       2.09      5.17  0.41"])
 
 
 def test_samples():
