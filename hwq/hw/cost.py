@@ -102,9 +102,9 @@ def touched_inputs(layer: LayerProfile) -> int:
     This is what a loop nest fetches: ZigZag counts an input dimension's size as the distinct
     indices of ``ix = stride * ox + fx`` (Mei et al., IEEE Trans. Computers 2021;
     ``LayerNode.calc_pr_dimension_size``), and SCALE-Sim fetches from DRAM the addresses of its
-    im2col operand matrix, which steps the window origin by the stride (Samajdar et al., ISPASS
-    2020; ``operand_matrix.calc_ifmap_elem_addr``), so a 1 x 1 stride-2 convolution reads a quarter
-    of its input in both. The two differ from this count only at a padded edge: ZigZag subtracts
+    im2col operand matrix, which steps the window origin by the stride (Samajdar et al.,
+    "SCALE-Sim", arXiv 1811.02883; scale-sim-v2's ``operand_matrix.calc_ifmap_elem_addr``), so a
+    1 x 1 stride-2 convolution reads a quarter of its input in both. The two differ from this count only at a padded edge: ZigZag subtracts
     the full padding from both sides even when the last window does not reach the far side's
     padding (a 3 x 3 stride-2 pad-1 layer on 56 x 56 reads 56 rows; ZigZag counts 55), and
     SCALE-Sim takes an input padded beforehand. A shape that does not follow from the geometry
