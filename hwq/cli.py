@@ -69,9 +69,8 @@ def cmd_map(args) -> int:
         raise ValueError(f"--arch {args.arch!r} names no design: expected 'all' or comma-separated "
                          f"names from: {', '.join(hwq.hw.ARCHS)}")
     reports = [hwq.map(profile, a, baseline=args.baseline, config=args.config) for a in archs]
-    if args.format == "json":
-        import json
-        text = json.dumps([r.to_dict() for r in reports], indent=1) + "\n"
+    if args.format == "json":  # a list of reports, each with its header (hwq.hw.read_reports)
+        text = hwq.hw.reports_json(reports)
     elif args.format == "csv":
         text = hwq.hw.reports_csv(reports)
     else:
