@@ -17,18 +17,22 @@ static void epilogue_int(const int64_t* C, int64_t ldc, int64_t rows, int64_t co
 }
 
 // out = float(s) * scale[c] + bias[c]: a multiply then an add, never fused (built with
-// -ffp-contract=off), so every kernel path rounds the same way. RELU: then v < 0 ? 0 : v, which is
+// -ffp-contract=off), so every kernel path rounds the same way. ADD: then + residual[r * ldo + c]
+// (a BasicBlock's shortcut, in the same layout as out). RELU: then v < 0 ? 0 : v, which is
 // torch.relu bit for bit (NaN and -0.0 pass through; a max() would differ on NaN).
-template <bool RELU>
+template <bool ADD, bool RELU>
 static inline void epilogue_float_rows(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                                        const int64_t* offset, int64_t beta, const float* scale,
-                                       const float* bias, float* __restrict out, int64_t ldo) {
+                                       const float* bias, float* __restrict out, int64_t ldo,
+                                       const float* __restrict residual) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t* c = C + r * ldc;
     float* o = out + r * ldo;
+    const float* res = ADD ? residual + r * ldo : nullptr;
     const int32_t off = static_cast<int32_t>(offset[r]), b = static_cast<int32_t>(beta);
     for (int64_t j = 0; j < cols; ++j) {
-      const float v = static_cast<float>(off + b * static_cast<int32_t>(c[j])) * scale[j] + bias[j];
+      float v = static_cast<float>(off + b * static_cast<int32_t>(c[j])) * scale[j] + bias[j];
+      if (ADD) v = v + res[j];
       o[j] = RELU && v < 0.0f ? 0.0f : v;
     }
   }
@@ -36,11 +40,22 @@ static inline void epilogue_float_rows(const int64_t* C, int64_t ldc, int64_t ro
 
 static void epilogue_float(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                            const int64_t* offset, int64_t beta, const float* scale,
-                           const float* bias, float* __restrict out, int64_t ldo, bool relu) {
-  if (relu)
-    epilogue_float_rows<true>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo);
-  else
-    epilogue_float_rows<false>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo);
+                           const float* bias, float* __restrict out, int64_t ldo,
+                           const float* residual, bool relu) {
+  if (residual != nullptr) {
+    if (relu)
+      epilogue_float_rows<true, true>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo,
+                                      residual);
+    else
+      epilogue_float_rows<true, false>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo,
+                                       residual);
+  } else if (relu) {
+    epilogue_float_rows<false, true>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo,
+                                     nullptr);
+  } else {
+    epilogue_float_rows<false, false>(C, ldc, rows, cols, offset, beta, scale, bias, out, ldo,
+                                      nullptr);
+  }
 }
 
 // Sign bits of float(s) * scale + bias for a following binary layer: bit 1 where the value is

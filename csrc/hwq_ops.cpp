@@ -583,6 +583,7 @@ struct EpilogueOut {
   int64_t out_channels, cwo;
   const float* scale;
   const float* bias;
+  const float* residual;     // kOutFloat / kOutFloatRelu: (M, O) float32 added before the ReLU, or null
 };
 
 // Sums of the C block (rows < mc, `cols` channels from o0, output pixels from m0) to outputs.
@@ -597,18 +598,23 @@ static void epilogue_block(const KernelTable* kt, const ConvShape& s, const Epil
   else if (e.out_f != nullptr)
     kt->epilogue_float(c0, kColBlock, mc, cols, sb.offset.data(), beta, e.scale + o0, e.bias + o0,
                        e.out_f + m0 * e.out_channels + o0, e.out_channels,
+                       e.residual ? e.residual + m0 * e.out_channels + o0 : nullptr,
                        e.mode == kOutFloatRelu);
   else
     kt->epilogue_sign(c0, kColBlock, mc, cols, sb.offset.data(), beta, e.scale + o0, e.bias + o0,
                       o0, e.out_p + m0 * e.cwo, e.cwo);
 }
 
-at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
-                         int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
-                         int64_t w_bits, bool binary, at::IntArrayRef stride,
-                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                         const std::optional<at::Tensor>& scale,
-                         const std::optional<at::Tensor>& bias, int64_t out_mode) {
+// conv2d_packed and conv2d_packed_add; residual: undefined, or a float32 (N, OH, OW, O)
+// contiguous tensor added in the float epilogue (checked by conv2d_packed_add).
+static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w_in,
+                                     int64_t in_channels, int64_t out_channels,
+                                     at::IntArrayRef kernel_size, int64_t a_bits, int64_t w_bits,
+                                     bool binary, at::IntArrayRef stride, at::IntArrayRef padding,
+                                     at::IntArrayRef dilation, int64_t groups,
+                                     const std::optional<at::Tensor>& scale,
+                                     const std::optional<at::Tensor>& bias, int64_t out_mode,
+                                     const at::Tensor& residual) {
   check_packed(x_in, "x", 6);
   check_packed(w_in, "w", 5);
   const ConvShape cs = check_conv_args(x_in, w_in, in_channels, out_channels, kernel_size, a_bits,
@@ -666,7 +672,8 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                        out_channels,
                        cwo,
                        sc,
-                       bi};
+                       bi,
+                       residual.defined() ? residual.const_data_ptr<float>() : nullptr};
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
@@ -695,6 +702,86 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   return result();
 }
 
+at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                         int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
+                         int64_t w_bits, bool binary, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                         const std::optional<at::Tensor>& scale,
+                         const std::optional<at::Tensor>& bias, int64_t out_mode) {
+  return conv2d_packed_impl(x_in, w_in, in_channels, out_channels, kernel_size, a_bits, w_bits,
+                            binary, stride, padding, dilation, groups, scale, bias, out_mode,
+                            at::Tensor());
+}
+
+// conv2d_packed's float epilogue with a residual: (float(S) * scale[o] + bias[o]) + residual,
+// then ReLU if relu (torch.relu bit for bit), i.e. a ResNet BasicBlock's `relu(bn2(conv2(x)) +
+// shortcut)` in one pass over the output. residual: float32 (N, O, OH, OW), any strides (read in
+// channels-last order; a channels-last tensor, what deployed layers hand on, is not copied).
+at::Tensor conv2d_packed_add(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                             int64_t out_channels, at::IntArrayRef kernel_size, int64_t a_bits,
+                             int64_t w_bits, bool binary, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                             const std::optional<at::Tensor>& scale,
+                             const std::optional<at::Tensor>& bias, const at::Tensor& residual,
+                             bool relu) {
+  check_packed(x_in, "x", 6);
+  check_packed(w_in, "w", 5);
+  const int64_t mode = relu ? kOutFloatRelu : kOutFloat;
+  const ConvShape cs = check_conv_args(x_in, w_in, in_channels, out_channels, kernel_size, a_bits,
+                                       w_bits, binary, stride, padding, dilation, groups, mode);
+  check_cpu(residual, "residual");
+  TORCH_CHECK(residual.scalar_type() == at::kFloat, "residual has dtype ",
+              residual.scalar_type(), ": expected float32");
+  TORCH_CHECK(residual.dim() == 4 && residual.size(0) == cs.n &&
+                  residual.size(1) == out_channels && residual.size(2) == cs.oh &&
+                  residual.size(3) == cs.ow,
+              "residual has shape ", residual.sizes(), ": expected the output's (", cs.n, ", ",
+              out_channels, ", ", cs.oh, ", ", cs.ow, ")");
+  const at::Tensor r = residual.permute({0, 2, 3, 1}).contiguous();  // (N, OH, OW, O)
+  return conv2d_packed_impl(x_in, w_in, in_channels, out_channels, kernel_size, a_bits, w_bits,
+                            binary, stride, padding, dilation, groups, scale, bias, mode, r);
+}
+
+// y <- y * scale[c] + bias[c] (a multiply then an add, never fused), then ReLU if relu, in place:
+// the epilogue of a layer whose exact sums come from elsewhere (hwq/deploy's fp32-sum layer, whose
+// sums are integers computed exactly by a float32 conv). y: float32, (N, C, H, W) in channels-last
+// memory or (M, C) contiguous, i.e. channel c of row r at r * C + c.
+at::Tensor channel_affine_(at::Tensor y, const at::Tensor& scale, const at::Tensor& bias,
+                           bool relu) {
+  check_cpu(y, "y");
+  TORCH_CHECK(y.scalar_type() == at::kFloat, "y has dtype ", y.scalar_type(),
+              ": expected float32");
+  TORCH_CHECK(y.dim() == 2 || y.dim() == 4, "y has ", y.dim(), " dims: expected (M, C) or (N, C, H, W)");
+  const int64_t c = y.size(1);
+  const bool rows_of_c = y.dim() == 2 ? y.is_contiguous()
+                                      : y.permute({0, 2, 3, 1}).is_contiguous();
+  TORCH_CHECK(rows_of_c, "y has strides ", y.strides(), ": expected a contiguous (M, C) tensor or "
+              "an (N, C, H, W) tensor in channels-last memory");
+  check_cpu(scale, "scale");
+  check_cpu(bias, "bias");
+  const at::Tensor sc = check_channel_vector(scale, "scale", c);
+  const at::Tensor bi = check_channel_vector(bias, "bias", c);
+  if (y.numel() == 0) return y;
+  const int64_t rows = y.numel() / c;
+  float* p = y.data_ptr<float>();
+  const float* s = sc.const_data_ptr<float>();
+  const float* b = bi.const_data_ptr<float>();
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* o = p + r * c;
+      if (relu) {
+        for (int64_t j = 0; j < c; ++j) {
+          const float v = o[j] * s[j] + b[j];
+          o[j] = v < 0.0f ? 0.0f : v;
+        }
+      } else {
+        for (int64_t j = 0; j < c; ++j) o[j] = o[j] * s[j] + b[j];
+      }
+    }
+  });
+  return y;
+}
+
 }  // namespace
 }  // namespace hwq
 
@@ -705,6 +792,12 @@ TORCH_LIBRARY(hwq, m) {
       "conv2d_packed(Tensor x, Tensor w, int in_channels, int out_channels, int[2] kernel_size, "
       "int a_bits, int w_bits, bool binary, int[2] stride, int[2] padding, int[2] dilation, "
       "int groups, Tensor? scale, Tensor? bias, int out_mode) -> Tensor");
+  m.def(
+      "conv2d_packed_add(Tensor x, Tensor w, int in_channels, int out_channels, "
+      "int[2] kernel_size, int a_bits, int w_bits, bool binary, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups, Tensor? scale, Tensor? bias, Tensor residual, bool relu) "
+      "-> Tensor");
+  m.def("channel_affine_(Tensor(a!) y, Tensor scale, Tensor bias, bool relu) -> Tensor(a!)");
   m.def("set_isa(str name) -> ()", &hwq::set_isa);
   m.def("get_isa() -> str", &hwq::get_isa);
   m.def("available_isas() -> str[]", &hwq::available_isas);
@@ -716,6 +809,8 @@ TORCH_LIBRARY_IMPL(hwq, CPU, m) {
   m.impl("pack_activations", &hwq::pack_activations);
   m.impl("pack_weights", &hwq::pack_weights);
   m.impl("conv2d_packed", &hwq::conv2d_packed);
+  m.impl("conv2d_packed_add", &hwq::conv2d_packed_add);
+  m.impl("channel_affine_", &hwq::channel_affine_);
 }
 
 // The module itself is empty: importing it runs the registrations above.

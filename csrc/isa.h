@@ -16,13 +16,14 @@ typedef void (*MicroFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64
                         int64_t* C, int64_t ldc, int64_t coef);
 
 // Epilogues (epilogue.h): s = offset[r] + beta * C[r * ldc + c] for r < rows, c < cols, then
-// int32 s, float(s) * scale[c] + bias[c] (with relu: then v < 0 ? 0 : v), or the sign bits of
-// float(s) * scale[c] + bias[c].
+// int32 s, float(s) * scale[c] + bias[c] (with residual: then + residual[r * ldo + c]; with relu:
+// then v < 0 ? 0 : v), or the sign bits of float(s) * scale[c] + bias[c].
 typedef void (*EpiIntFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                          const int64_t* offset, int64_t beta, int32_t* out, int64_t ldo);
 typedef void (*EpiFloatFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                            const int64_t* offset, int64_t beta, const float* scale,
-                           const float* bias, float* out, int64_t ldo, bool relu);
+                           const float* bias, float* out, int64_t ldo, const float* residual,
+                           bool relu);
 typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t cols,
                           const int64_t* offset, int64_t beta, const float* scale,
                           const float* bias, int64_t o0, uint64_t* out, int64_t ldo);

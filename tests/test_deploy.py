@@ -10,7 +10,8 @@ from torch.nn import functional as F
 
 import hwq
 from hwq import kernels
-from hwq.deploy import Int8Conv2d, Int8Linear, PackedConv2d, PackedLinear
+from hwq.deploy import (Fp32SumConv2d, Fp32SumLinear, Int8Conv2d, Int8Linear, PackedConv2d,
+                        PackedLinear)
 from hwq.kernels import int8
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_EXTENSION, reason="hwq._C is not built")
@@ -126,7 +127,8 @@ def test_binary_resnet18_matches_qat_model():
     assert sum(bool(d.bn_folded) for d in rep.layers) == 19
     # fc (8-bit unsigned activations) runs int8 where oneDNN's 8-bit sums are exact (VNNI / AMX)
     int8_fc = int8.HAVE_ONEDNN_INT8 and int8.u8_exact_max() == 255
-    assert {d.name for d in rep.kept} == ({"conv1"} if int8_fc else {"conv1", "fc"})
+    assert {d.name for d in rep.kept} == {"conv1"}  # float input
+    assert rep.layers[-1].impl == ("int8 W8A8" if int8_fc else "fp32-sum W8A8")
     with torch.no_grad():
         got, want = dep(x), net(x)
     torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()))
@@ -307,9 +309,16 @@ def test_int8_needs_vnni_for_8_bit_activations(monkeypatch):
     conv = hwq.nn.QuantConv2d(4, 4, 3, weights="fixed:8", acts="fixed:8")
     x = torch.randn(2, 4, 6, 6)
     _calibrate(nn.Sequential(conv), x)
-    rep = hwq.deploy(nn.Sequential(conv)).deploy_report
+    # without VNNI the 8-bit layer gets exact sums from the float32 conv instead, not int8
+    rep = hwq.deploy(nn.Sequential(conv), example_input=x).deploy_report
+    assert set(rep.layers[0].timings_ms) == {"fp32-sum W8A8", "kept"}
+    # ... unless its sums can pass 2^24 (K = 128 * 9 = 1152 signed 8-bit products: 18.9 M)
+    wide = hwq.nn.QuantConv2d(128, 4, 3, weights="fixed:8", acts="fixed:8")
+    _calibrate(nn.Sequential(wide), torch.randn(2, 128, 6, 6))
+    rep = hwq.deploy(nn.Sequential(wide)).deploy_report
     assert rep.layers[0].impl == "kept"
     assert "signed activations" in rep.layers[0].reason and "VNNI" in rep.layers[0].reason
+    assert "2^24" in rep.layers[0].reason
 
 
 def _onednn_uses_vnni() -> bool:
@@ -346,16 +355,16 @@ def test_deploy_installs_the_fastest_of_its_own_timings():
     dep = hwq.deploy(net, example_input=x, max_plane_products=4)
     rep = dep.deploy_report
     # layer 0 has signed 8-bit activations: int8 only where one oneDNN call is exact (VNNI/AMX)
-    want_cands = {"0": {"int8 W8A8", "kept"} if _onednn_uses_vnni() else set(),
-                  "3": {"binary", "int8 W2A1", "kept"}, "9": {"bitserial W2A2", "int8 W2A2", "kept"}}
+    want_cands = {"0": ({"int8 W8A8"} if _onednn_uses_vnni() else set()) | {"fp32-sum W8A8", "kept"},
+                  "3": {"binary", "int8 W2A1", "kept"},
+                  "9": {"bitserial W2A2", "int8 W2A2", "fp32-sum W2A2", "kept"}}
     classes = {"kept": (hwq.nn.QuantConv2d, hwq.nn.QuantLinear), "int8": (Int8Conv2d, Int8Linear),
-               "binary": (PackedConv2d, PackedLinear), "bitserial": (PackedConv2d, PackedLinear)}
+               "binary": (PackedConv2d, PackedLinear), "bitserial": (PackedConv2d, PackedLinear),
+               "fp32-sum": (Fp32SumConv2d, Fp32SumLinear)}
     for d in rep.layers:
         if d.name in want_cands:
             assert set(d.timings_ms) == want_cands[d.name], d
-        if not d.timings_ms:
-            assert d.name == "0" and d.impl == "kept" and "VNNI" in d.reason, d
-            continue
+        assert d.timings_ms, d  # every layer of this net has a candidate on every CPU
         assert all(t > 0 for t in d.timings_ms.values())
         assert d.impl == min(d.timings_ms, key=d.timings_ms.get)
         assert d.reason == "fastest measured"

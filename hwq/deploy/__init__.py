@@ -3,7 +3,8 @@ kernels, weights packed once, batch norm folded into a per-channel epilogue.
 
 Per layer (QuantConv2d / QuantLinear, in eval mode) the implementations that apply are
 (candidates.py): "binary" (XNOR-popcount), "bitserial WxAy" (AND-popcount over bit planes) and
-"int8 WxAy" (oneDNN's u8 x s8 kernels). The first that applies is used, or, given an example input,
+"int8 WxAy" (oneDNN's u8 x s8 kernels), "fp32-sum WxAy" (exact integer sums from oneDNN's float32
+conv on the codes, where they stay below 2^24). The first that applies is used, or, given an example input,
 the fastest measured (the QAT layer included). Anything else stays the QAT layer and is listed in
 the report with the reason. Which layers have candidates is decided by asking their quantizers
 (hwq.quant.Quantizer's capabilities), never by their names.
@@ -23,13 +24,14 @@ docs/kernels.md describes each implementation, the passes and measured speed.
 from .. import kernels  # noqa: F401  (modules whose attributes tests patch through hwq.deploy)
 from ..kernels import int8  # noqa: F401
 from .candidates import Candidate, default_max_plane_products
-from .layers import (Int8Conv2d, Int8Linear, PackedConv2d, PackedLinear, DeployedLayer,
-                     is_packed_signs)
+from .layers import (DeployedLayer, Fp32SumConv2d, Fp32SumLinear, Int8Conv2d, Int8Linear,
+                     PackedConv2d, PackedLinear, is_packed_signs)
 from .nan import _NAN_CHECKS
 from .passes import deploy
 from .report import DeployReport, LayerDecision
 from .timing import TIMING_RUNS
 
 __all__ = ["deploy", "default_max_plane_products", "DeployReport", "LayerDecision", "Candidate",
-           "PackedConv2d", "PackedLinear", "Int8Conv2d", "Int8Linear", "is_packed_signs",
+           "PackedConv2d", "PackedLinear", "Int8Conv2d", "Int8Linear", "Fp32SumConv2d",
+           "Fp32SumLinear", "is_packed_signs",
            "TIMING_RUNS", "DeployedLayer", "_NAN_CHECKS"]

@@ -4,7 +4,10 @@
   "bitserial WxAy"  unsigned <= 8-bit activation codes and weight codes that fit a signed <= 8-bit
                     two's complement, when x * y <= max_plane_products (hwq.kernels);
   "int8 WxAy"       the same codes, signed activations and binary ones too, on oneDNN's u8 x s8
-                    kernels (hwq.kernels.int8), where their sums are exact on this CPU.
+                    kernels (hwq.kernels.int8), where their sums are exact on this CPU;
+  "fp32-sum WxAy"   multi-bit codes whose sums stay below 2^24: oneDNN's float32 conv on the codes
+                    gives them exactly (for what the integer kernels do not take on this CPU, such
+                    as 8-bit activations without VNNI).
 Anything else (float activations or weights, weight codes wider than 8 bits, padding modes other
 than zeros) has no candidate: the layer stays the QAT layer, with the reason in the report.
 
@@ -130,6 +133,35 @@ def candidates(name: str, m: QuantLayer, max_plane_products: int
     else:
         a_name = "A1" if act_mode == "binary" else f"A{a_bits}"
         out.append(Candidate(f"int8 W{w_bits}{a_name}", "int8", act_mode, a_bits, w_bits))
+    fp32 = _fp32_sum_candidate(m, act_mode, a_bits, w_bits)
+    if isinstance(fp32, Candidate):
+        out.append(fp32)
+    else:
+        why.append(fp32)
     if not out:
         return LayerDecision(name, "kept", "; ".join(why)), []
     return None, out
+
+
+# float32 represents every integer of magnitude <= 2^24 exactly
+_FP32_EXACT = 2 ** 24
+
+
+def _fp32_sum_candidate(m: QuantLayer, act_mode: str, a_bits: int, w_bits: int
+                        ) -> Candidate | str:
+    """The "fp32-sum" candidate (exact integer sums from oneDNN's float32 conv on the codes,
+    layers.Fp32SumConv2d), or why it does not apply: multi-bit codes only, whose sums are exact in
+    float32, i.e. K * max|x| * max|w| <= 2^24 (every product and partial sum is then an integer
+    float32 holds exactly, whatever the order of the additions), and a torch with oneDNN (its
+    direct convolution; torch's other CPU backends include NNPACK's Winograd, which is not exact)."""
+    if act_mode == "binary":
+        return "binary activations with multi-bit weights: no fp32-sum layer"
+    if not torch.backends.mkldnn.is_available():
+        return "torch has no oneDNN (mkldnn) float32 convolution for exact fp32 sums"
+    k = m.weight[0].numel()  # C/groups * KH * KW (linear: C)
+    max_x = 2 ** (a_bits - 1) if act_mode == "signed" else 2 ** a_bits - 1
+    bound = k * max_x * 2 ** (w_bits - 1)
+    if bound > _FP32_EXACT:
+        return (f"fp32 sums of K={k} W{w_bits}A{a_bits} products reach {bound} > 2^24: not exact "
+                "in float32")
+    return Candidate(f"fp32-sum W{w_bits}A{a_bits}", "fp32", act_mode, a_bits, w_bits)

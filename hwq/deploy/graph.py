@@ -18,10 +18,14 @@ and fuses nothing, and its report says so.
 """
 from __future__ import annotations
 
+import operator
+
+import torch
 from torch import fx, nn
+from torch.nn import functional as F
 
 from ..nn import QuantConv2d, QuantLayer
-from .layers import PackedConv2d
+from .layers import DeployedLayer, PackedConv2d
 
 
 class _LeafTracer(fx.Tracer):
@@ -123,3 +127,136 @@ def relu_after(graph: fx.Graph, model: nn.Module, kinds: tuple) -> list[tuple[st
             if not isinstance(mod, nn.Identity):  # only a folded batch norm may come between
                 break
     return pairs
+
+
+# ---- residual blocks: a rewrite of one block's own forward ------------------------------------
+#
+# A torchvision BasicBlock runs relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut) with ONE nn.ReLU
+# module called twice, so the model-wide queries above (a ReLU called once) fuse neither ReLU, and
+# the residual add is a function call, not a module. Here each module is traced alone, its
+# children as leaves, and its graph is rewritten at the call sites:
+#   conv -> (Identity: folded BN) -> ReLU         the conv's epilogue applies the ReLU;
+#   conv -> (Identity) -> add(., r) [-> ReLU]     conv(x, r, residual_relu=...): the add and the ReLU
+#                                                 in the epilogue (PackedConv2d only);
+# and the module is replaced by an fx.GraphModule of the rewritten graph (same class name, same
+# child names, the public plain attributes copied), which computes the same float32 values.
+
+_ADDS = (operator.add, operator.iadd, torch.add)
+_RELU_FUNCTIONS = (torch.relu, F.relu)
+
+
+class _ChildLeaves(fx.Tracer):
+    """Traces one module's own forward: every module it calls is a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return True
+
+
+def _module(block: nn.Module, node: fx.Node) -> nn.Module | None:
+    return block.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def _is_relu(block: nn.Module, node: fx.Node, arg: fx.Node) -> bool:
+    """Whether ``node`` is ReLU(arg) and nothing else (an nn.ReLU, torch.relu or F.relu call)."""
+    if node.args != (arg,) or node.kwargs:
+        return False
+    if node.op == "call_module":
+        return isinstance(_module(block, node), nn.ReLU)
+    return node.op == "call_function" and node.target in _RELU_FUNCTIONS
+
+
+def _conv_behind(block: nn.Module, graph: fx.Graph, node: fx.Node, kinds
+                 ) -> tuple[fx.Node, list[fx.Node]] | None:
+    """(the deployed layer's node, the Identity nodes after it) when ``node`` is that layer's
+    float output, through Identity modules only (folded batch norms), each used only there."""
+    between = []
+    while (node.op == "call_module" and isinstance(_module(block, node), nn.Identity)
+           and len(node.users) == 1 and len(node.args) == 1 and not node.kwargs):
+        between.append(node)
+        node = node.args[0]
+    m = _module(block, node)
+    if (not isinstance(m, kinds) or len(node.users) != 1 or len(node.args) != 1 or node.kwargs
+            or not _called_once(graph, node.target) or m.fuse_relu
+            or getattr(m, "packed_output", False)):
+        return None
+    return node, between
+
+
+def _registered_once(model: nn.Module, m: nn.Module) -> bool:
+    """Whether ``m`` has one name in ``model`` (a flag set on it changes no other call site)."""
+    return sum(c is m for p in model.modules() for c in p._modules.values()) == 1
+
+
+def _rewrite(model: nn.Module, block: nn.Module, graph: fx.Graph, relu_kinds
+             ) -> list[tuple[str, str, str]]:
+    """Rewrite ``graph`` (of ``block``) in place; [(conv child name, "relu" | "add" | "add + relu",
+    ReLU child name or "")] for each fusion made."""
+    done = []
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in _ADDS or node.kwargs \
+                or len(node.args) != 2 or not all(isinstance(a, fx.Node) for a in node.args):
+            continue
+        for i in (0, 1):
+            found = _conv_behind(block, graph, node.args[i], PackedConv2d)
+            if found is not None and _registered_once(model, _module(block, found[0])):
+                break
+        else:
+            continue
+        conv, between = found
+        other = node.args[1 - i]
+        relu = next(iter(node.users)) if len(node.users) == 1 else None
+        relu = relu if relu is not None and _is_relu(block, relu, node) else None
+        last = relu if relu is not None else node
+        with graph.inserting_before(last):
+            fused = graph.call_module(conv.target, (conv.args[0], other),
+                                      {"residual_relu": relu is not None})
+        last.replace_all_uses_with(fused)
+        for n in ([relu] if relu is not None else []) + [node] + between + [conv]:
+            graph.erase_node(n)
+        done.append((conv.target, "add + relu" if relu is not None else "add",
+                     relu.target if relu is not None and relu.op == "call_module" else ""))
+    for node in list(graph.nodes):  # conv -> (Identity) -> ReLU at one call site of a shared ReLU
+        if node.op not in ("call_module", "call_function") or len(node.args) != 1 \
+                or not isinstance(node.args[0], fx.Node) or not _is_relu(block, node, node.args[0]):
+            continue
+        found = _conv_behind(block, graph, node.args[0], relu_kinds)
+        if found is None or not _registered_once(model, _module(block, found[0])):
+            continue
+        conv, between = found
+        _module(block, conv).fuse_relu = True
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+        done.append((conv.target, "relu", node.target if node.op == "call_module" else ""))
+    return done
+
+
+def fuse_residual_blocks(model: nn.Module, relu_kinds: tuple
+                         ) -> list[tuple[str, str, str, str]]:
+    """Rewrite every submodule of ``model`` (not the model itself) whose own forward has a deployed
+    layer followed by a ReLU at one call site, or a PackedConv2d followed by a residual add (and a
+    ReLU), as described above; each such module is replaced by an fx.GraphModule under its name.
+    relu_kinds: the deployed layer classes that can apply a ReLU. Returns [(module name, conv
+    child name, "relu" | "add" | "add + relu", ReLU child name or "")]. A module fx cannot trace is
+    left as it is."""
+    done = []
+    for name, block in list(model.named_modules()):
+        if (not name or not block._modules or isinstance(block, (DeployedLayer, QuantLayer))
+                or isinstance(block, fx.GraphModule)):
+            continue
+        try:
+            graph = _ChildLeaves().trace(block)
+        except Exception:  # noqa: BLE001 - data-dependent control flow: leave the module
+            continue
+        fused = _rewrite(model, block, graph, relu_kinds)
+        if not fused:
+            continue
+        graph.lint()
+        gm = fx.GraphModule(block, graph, class_name=type(block).__name__)
+        for key, value in vars(block).items():  # e.g. a BasicBlock's stride, downsample=None
+            if (not key.startswith("_") and key != "training" and not hasattr(gm, key)
+                    and isinstance(value, (int, float, bool, str, tuple, type(None)))):
+                setattr(gm, key, value)
+        gm.train(block.training)
+        replace(model, name, gm)
+        done.extend((name, *f) for f in fused)
+    return done

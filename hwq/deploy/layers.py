@@ -196,6 +196,28 @@ class _Int8Kernel(DeployedLayer):
         super()._load_from_state_dict(*args, **kwargs)
 
 
+class _Fp32SumKernel(DeployedLayer):
+    """Exact integer sums from torch's float32 conv / matmul on the integer codes: every product
+    and partial sum is an integer below 2^24 (deploy offers this only where the layer's bound
+    K * max|x| * max|w| is), so float32 holds each exactly and the order of the additions does
+    not matter; then the float epilogue of the packed layers, float(S) * scale[o] + bias[o] (and
+    ReLU), in one pass (torch.ops.hwq.channel_affine_). For layers no integer kernel takes on
+    this CPU, e.g. a ResNet's first conv (3 input channels, 8-bit activations) where oneDNN's
+    int8 sums are not exact without VNNI: it still folds the batch norm and the ReLU."""
+
+    def _store_weights(self, w4: torch.Tensor) -> None:
+        self.register_buffer("w_codes", w4.float().contiguous(memory_format=torch.channels_last))
+
+    def _sums(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        codes, a_scale = self.act_quant.quantize_int(x)
+        s = self._sums(codes.float())
+        scale = (self.w_scale * a_scale * self.bn_scale).float()
+        return torch.ops.hwq.channel_affine_(s, scale, self.out_bias, self.fuse_relu)
+
+
 class PackedConv2d(_PackedKernel):
     """A QuantConv2d running hwq.kernels; output (N, O, OH, OW) float32 in channels-last memory."""
 
@@ -203,8 +225,31 @@ class PackedConv2d(_PackedKernel):
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_nan_aware(x, self.stride, self.padding, self.dilation)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                residual_relu: bool = False) -> torch.Tensor:
+        """The conv; with ``residual`` (deploy's rewrite of a residual block, graph.residual_adds)
+        ``relu(conv(x) + residual)`` (``conv(x) + residual`` without residual_relu), the add and
+        ReLU done in the epilogue (torch.ops.hwq.conv2d_packed_add) when the residual is a float32
+        tensor of the output's shape, else in torch, with the same float32 rounding either way."""
+        if residual is None:
+            return self._conv_nan_aware(x, self.stride, self.padding, self.dilation)
+        if (self.packed_output or self.fuse_relu or _has_nan(x)
+                or residual.dtype != torch.float32 or residual.shape != self._out_shape(x)):
+            y = self._conv_nan_aware(x, self.stride, self.padding, self.dilation) + residual
+            return torch.relu(y) if residual_relu else y
+        px, a_scale = self._packed_input(x)
+        scale = (self.w_scale * a_scale * self.bn_scale).float()
+        return torch.ops.hwq.conv2d_packed_add(
+            px, self.w_packed, self.in_channels, self.out_channels, list(self.kernel_size),
+            self.a_bits, self.w_bits, self.binary, list(self.stride), list(self.padding),
+            list(self.dilation), self.groups, scale, self.out_bias, residual, residual_relu)
+
+    def _out_shape(self, x: torch.Tensor) -> torch.Size:
+        """(N, O, OH, OW) of this conv for the input x (float NCHW or packed sign bits NHW...)."""
+        h, w = (x.shape[1], x.shape[2]) if is_packed_signs(x) else (x.shape[2], x.shape[3])
+        o = [(size + 2 * p - d * (k - 1) - 1) // st + 1 for size, p, d, k, st in
+             zip((h, w), self.padding, self.dilation, self.kernel_size, self.stride)]
+        return torch.Size((x.shape[0], self.out_channels, *o))
 
     def extra_repr(self) -> str:
         return self._conv_repr() + (", packed sign output" if self.packed_output else "") + (
@@ -277,6 +322,60 @@ class Int8Linear(_Int8Kernel):
         return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"
 
 
+class Fp32SumConv2d(_Fp32SumKernel):
+    """A QuantConv2d whose exact integer sums come from torch's float32 conv (oneDNN) on the codes;
+    output (N, O, OH, OW) float32 in channels-last memory."""
+
+    def __init__(self, conv: QuantConv2d, act_mode: str, a_bits: int, w_bits: int, impl: str):
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        super().__init__(conv, act_mode, a_bits, w_bits, impl, conv.groups)
+
+    def _sums(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = codes.contiguous(memory_format=torch.channels_last)
+        # oneDNN's direct convolution (deploy offers this layer only where torch has it), not
+        # F.conv2d, whose backend choice may include NNPACK's Winograd, which is not exact
+        s = torch.ops.aten.mkldnn_convolution(codes, self.w_codes, None, list(self.padding),
+                                              list(self.stride), list(self.dilation), self.groups)
+        return s.contiguous(memory_format=torch.channels_last)  # no copy when it already is
+
+    # Eager under torch.compile (a graph break): aten.mkldnn_convolution has no fake kernel.
+    @torch.compiler.disable
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _has_nan(x):
+            return self._run(x)
+        conv_args = (self.stride, self.padding, self.dilation)
+        return self._nan_where(x, self._run(_without_nan(x)), conv_args)
+
+    def extra_repr(self) -> str:
+        return self._conv_repr() + (", relu fused" if self.fuse_relu else "")
+
+
+class Fp32SumLinear(_Fp32SumKernel):
+    """A QuantLinear whose exact integer sums come from torch's float32 matmul on the codes."""
+
+    def __init__(self, linear: QuantLinear, act_mode: str, a_bits: int, w_bits: int, impl: str):
+        super().__init__(linear, act_mode, a_bits, w_bits, impl, 1)
+
+    def _sums(self, codes: torch.Tensor) -> torch.Tensor:
+        lead = codes.shape[:-1]
+        s = codes.reshape(-1, codes.shape[-1]) @ self.w_codes[:, :, 0, 0].t()
+        return s.contiguous().reshape(*lead, self.out_channels)
+
+    @torch.compiler.disable  # as Fp32SumConv2d.forward (torch.compile of channel_affine_)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _has_nan(x):
+            return self._run_2d(x)
+        return self._nan_where(x, self._run_2d(_without_nan(x)))
+
+    def _run_2d(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        return self._run(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_channels)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, impl={self.impl!r}"
+
+
 # (kernel family, is a conv) -> the deployed layer class
 CLASSES = {("packed", True): PackedConv2d, ("packed", False): PackedLinear,
-           ("int8", True): Int8Conv2d, ("int8", False): Int8Linear}
+           ("int8", True): Int8Conv2d, ("int8", False): Int8Linear,
+           ("fp32", True): Fp32SumConv2d, ("fp32", False): Fp32SumLinear}

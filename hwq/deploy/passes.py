@@ -11,9 +11,12 @@
   7. chain binary layers: a packed conv hands a following binary conv its sign bits;
                                                                                    _chain_sign_bits
   8. fuse a ReLU that alone follows a deployed layer into its epilogue;            _fuse_relus
-  9. a conv deploy kept takes its input in channels-last memory;                 _kept_convs_channels_last
- 10. attach the report and the hooks (eval mode only, NaN checks per batch).
-Passes 5, 7 and 8 need the graph: a model fx cannot trace gets none of them.
+  9. in each block, a ReLU at one call site of a shared ReLU module and a residual add (+ ReLU)
+     go into the epilogue of the deployed conv before them (fx rewrite of the block);
+                                                                                   _fuse_residual_blocks
+ 10. a conv deploy kept takes its input in channels-last memory;                 _kept_convs_channels_last
+ 11. attach the report and the hooks (eval mode only, NaN checks per batch).
+Passes 5, 7, 8 and 9 need the graph: a model fx cannot trace gets none of them.
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from torch import fx, nn
 from .. import kernels
 from ..nn import QuantConv2d, QuantLayer, QuantLinear
 from .candidates import Candidate, candidates, default_max_plane_products
-from .graph import bn_after, relu_after, replace, sign_chains, trace
-from .layers import DeployedLayer, _Int8Kernel, _PackedKernel
+from .graph import bn_after, fuse_residual_blocks, relu_after, replace, sign_chains, trace
+from .layers import DeployedLayer, _Fp32SumKernel, _Int8Kernel, _PackedKernel
 from .nan import install_hooks
 from .report import DeployReport, LayerDecision
 from .timing import layer_inputs, median_ms
@@ -59,6 +62,7 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
     if graph is not None:  # these ask the graph after the swaps (names persist: graph.py)
         chained = _chain_sign_bits(out, graph, by_name)
         _fuse_relus(out, graph, by_name, chained)
+        _fuse_residual_blocks(out, by_name)
     _kept_convs_channels_last(out)
     out.deploy_report = DeployReport(decisions, graph is not None)
     install_hooks(out)
@@ -172,12 +176,26 @@ def _fuse_relus(model: nn.Module, graph: fx.Graph, by_name: dict[str, LayerDecis
                 chained: set[str]) -> None:
     """Pass: an nn.ReLU that alone consumes a deployed layer's output (after its folded BN) runs
     in that layer's epilogue and becomes an Identity; not after a layer emitting sign bits."""
-    for layer, relu in relu_after(graph, model, (_PackedKernel, _Int8Kernel)):
+    for layer, relu in relu_after(graph, model, (_PackedKernel, _Int8Kernel, _Fp32SumKernel)):
         if layer in chained:
             continue
         model.get_submodule(layer).fuse_relu = True
         replace(model, relu, nn.Identity())
         by_name[layer].relu_fused = relu
+
+
+def _fuse_residual_blocks(model: nn.Module, by_name: dict[str, LayerDecision]) -> None:
+    """Pass: in each block (a submodule traced alone, graph.fuse_residual_blocks), a ReLU at one
+    call site of a shared nn.ReLU goes into the deployed layer before it, and a residual add (and
+    the ReLU after it) into the epilogue of the PackedConv2d that feeds it; the block becomes an
+    fx.GraphModule. Last of the graph passes: it changes modules the model-wide graph names."""
+    for block, conv, what, relu in fuse_residual_blocks(
+            model, (_PackedKernel, _Int8Kernel, _Fp32SumKernel)):
+        d = by_name[f"{block}.{conv}"]
+        if what == "relu":
+            d.relu_fused = f"{block}.{relu}" if relu else f"{block}: relu"
+        else:
+            d.residual_fused = f"{block}: {what}"
 
 
 def _channels_last_input(module: nn.Module, args: tuple) -> tuple | None:

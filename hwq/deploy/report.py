@@ -13,6 +13,7 @@ class LayerDecision:
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # when measured
     packed_output_to: str = ""  # the binary layer this one hands packed sign bits to, if any
     relu_fused: str = ""  # name of the nn.ReLU applied in this layer's epilogue, if any
+    residual_fused: str = ""  # "<block>: add" or "<block>: add + relu" done in this layer's epilogue
 
 
 @dataclasses.dataclass
@@ -33,6 +34,7 @@ class DeployReport:
             rows.append(f"{d.name:<32} {d.impl:<18} {('bn ' + d.bn_folded + ' ') if d.bn_folded else ''}"
                         f"{('-> signs packed for ' + d.packed_output_to + ' ') if d.packed_output_to else ''}"
                         f"{('relu ' + d.relu_fused + ' ') if d.relu_fused else ''}"
+                        f"{('residual ' + d.residual_fused + ' ') if d.residual_fused else ''}"
                         f"{d.reason}{(' [' + timed + ']') if timed else ''}")
         note = "" if self.traced else ("\n(torch.fx could not trace the model: no batch norm "
                                        "folded, no layers chained)")

@@ -122,3 +122,15 @@ if HAVE_EXTENSION:
             return x.new_empty((n, oh, ow, 1, 1, words(out_channels)), dtype=torch.int64)
         dtype = torch.int32 if out_mode == OutMode.INT32 else torch.float32  # FLOAT, FLOAT_RELU
         return x.new_empty((n, oh, ow, out_channels), dtype=dtype).permute(0, 3, 1, 2)
+
+    @torch.library.register_fake("hwq::conv2d_packed_add")
+    def _conv2d_packed_add_fake(x, w, in_channels, out_channels, kernel_size, a_bits, w_bits,
+                                binary, stride, padding, dilation, groups, scale, bias, residual,
+                                relu):
+        return _conv2d_packed_fake(x, w, in_channels, out_channels, kernel_size, a_bits, w_bits,
+                                   binary, stride, padding, dilation, groups, scale, bias,
+                                   OutMode.FLOAT)
+
+    @torch.library.register_fake("hwq::channel_affine_")
+    def _channel_affine_fake(y, scale, bias, relu):
+        return y
