@@ -54,17 +54,20 @@ def trained(recipe: dict, out: str, scheme: str):
     return model, evaluate, calib, data
 
 
-def finetuner(recipe: dict, scheme: str, data, epochs: int) -> Callable[[nn.Module], None] | None:
-    """Fine-tune a candidate in place for ``epochs`` epochs with the scheme's optimizer settings."""
+def finetuner(recipe: dict, scheme: str, data, epochs: int, seed: int | None = None
+              ) -> Callable[[nn.Module], None] | None:
+    """Fine-tune a candidate in place for ``epochs`` epochs with the scheme's optimizer settings.
+    ``seed`` (default: the recipe's train.seed) sets the data order and augmentation."""
     if epochs <= 0:
         return None
     s, tr, d = recipe_scheme(recipe, scheme), section(recipe, "train"), section(recipe, "data")
+    seed = tr.seed if seed is None else seed
 
     def tune(m: nn.Module) -> None:
         with KeepDeterminism():
-            seed_everything(tr.seed, tr.deterministic)
+            seed_everything(seed, tr.deterministic)
             engine.fit(m, data.train, data.test, epochs=epochs, batch_size=d.batch_size,
-                       optim=s.optim, schedule=s.schedule, seed=tr.seed,
+                       optim=s.optim, schedule=s.schedule, seed=seed,
                        test_batch_size=d.test_batch_size)
     return tune
 
@@ -121,6 +124,82 @@ def uniform_bits(pair: tuple[int, int], names: list[str], pinned: dict) -> dict:
     return {n: pinned.get(n, pair) for n in names}
 
 
+def like_quantizers(recipe: dict, like: str | None, scheme: str) -> tuple[object, object, str]:
+    """(weights template, acts template, scheme to fine-tune as) for ``--like``: that scheme's
+    quantizer kinds and options with bits set per layer; None: fixed:b and ``scheme``'s
+    settings."""
+    if like is None:
+        return "fixed", "fixed", scheme
+    if like not in recipe["schemes"]:
+        raise ValueError(f"--like {like!r} is not accepted: expected one of "
+                         f"{list(recipe['schemes'])}")
+    s = recipe_scheme(recipe, like)
+    if s.weights in (None, "float") or s.acts in (None, "float"):
+        raise ValueError(f"--like {like!r} is not accepted: scheme {like!r} is float, "
+                         "expected a quantized scheme")
+    return s.weights, s.acts, like
+
+
+def uniform_pairs(compare: list[str] | None) -> list[tuple[str, tuple[int, int]]]:
+    """[("w4a4", (4, 4)), ...] from names such as "w4a4"."""
+    import re
+    pairs = []
+    for c in compare or []:
+        m = re.fullmatch(r"w(\d+)a(\d+)", c.strip().lower())
+        if not m:
+            raise ValueError(f"--compare {c!r} is not accepted: expected uniform plans such as "
+                             "w4a4,w8a8")
+        pair = (int(m.group(1)), int(m.group(2)))
+        check_bits("--compare w_bits", pair[0])
+        check_bits("--compare a_bits", pair[1])
+        pairs.append((c.strip().lower(), pair))
+    return pairs
+
+
+def sensitivity_batches(recipe: dict, data) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """SENSITIVITY_SAMPLES training images (un-augmented), drawn with the recipe's seed, in
+    batches of the recipe's batch size."""
+    d = section(recipe, "data")
+    g = torch.Generator().manual_seed(section(recipe, "train").seed)
+    idx = torch.randperm(len(data.train), generator=g)[:SENSITIVITY_SAMPLES].tolist()
+    batches = []
+    for i in range(0, len(idx), d.batch_size):
+        items = [data.train[j] for j in idx[i:i + d.batch_size]]
+        batches.append((torch.stack([x for x, _ in items]),
+                        torch.stack([torch.as_tensor(y) for _, y in items])))
+    return batches
+
+
+def tuning_data(recipe: dict, data, epochs: int):
+    """The data fine-tuning runs on: the augmented training split when the recipe augments."""
+    d = section(recipe, "data")
+    if epochs > 0 and d.augment:  # fine-tune on what training saw: augmented images
+        return data_mod.datasets(d.name, d.dir, d.download, d.augment, d.crop_padding, d.flip,
+                                 d.cache_dir, None, d.subset)
+    return data
+
+
+def measure_plan(model: nn.Module, label: str, bits: dict, calib, weights, acts,
+                 evaluate: Callable[[nn.Module], float], tune: Callable[[nn.Module], None] | None,
+                 epochs: int, arch: str | None, arch_config=None) -> dict:
+    """Apply ``bits`` to a copy of ``model``, evaluate it (PTQ), fine-tune it with ``tune`` and
+    evaluate again; with ``arch``, its energy (pJ per image) and latency (s) on that design."""
+    from .. import hw
+    q = apply(model, bits, calib, weights, acts)
+    row = {"plan": label, "bits": {n: list(p) for n, p in bits.items()},
+           "accuracy_ptq": evaluate(q)}
+    if tune is not None:
+        tune(q)
+        q.eval()
+        row["accuracy_finetuned"] = evaluate(q)
+        row["finetune_epochs"] = epochs
+    if arch is not None:
+        rep = hw.map(make_profile(q, batches=calib[:1], name=label), arch, config=arch_config)
+        row["energy_pj"] = rep.total.energy_pj.total
+        row["latency_s"] = rep.total.seconds
+    return row
+
+
 def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: str | None,
                method: str = "hutchinson", iters: int = 16, bits: list[int] | None = None,
                pinned="ends", finetune_epochs: int = 0, compare: list[str] | None = None,
@@ -132,40 +211,14 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     options, bits set per layer) and fine-tuning optimizer and schedule are used; default: fixed:b
     and the trained scheme's settings."""
     import json
-    import re
 
     from .._io import atomic_write_text
-    from .. import hw
     from .budget import budget
 
-    weights, acts, tune_as = "fixed", "fixed", scheme
-    if like is not None:
-        if like not in recipe["schemes"]:
-            raise ValueError(f"--like {like!r} is not accepted: expected one of "
-                             f"{list(recipe['schemes'])}")
-        s = recipe_scheme(recipe, like)
-        weights, acts, tune_as = s.weights, s.acts, like
-        if weights in (None, "float") or acts in (None, "float"):
-            raise ValueError(f"--like {like!r} is not accepted: scheme {like!r} is float, "
-                             "expected a quantized scheme")
+    weights, acts, tune_as = like_quantizers(recipe, like, scheme)
+    pairs = uniform_pairs(compare)
     model, evaluate, calib, data = trained(recipe, out, scheme)
-    compare = list(compare or [])
-    pairs = []
-    for c in compare:
-        m = re.fullmatch(r"w(\d+)a(\d+)", c.strip().lower())
-        if not m:
-            raise ValueError(f"--compare {c!r} is not accepted: expected uniform plans such as "
-                             "w4a4,w8a8")
-        pairs.append((c.strip().lower(), (int(m.group(1)), int(m.group(2)))))
-    d = section(recipe, "data")
-    g = torch.Generator().manual_seed(section(recipe, "train").seed)
-    idx = torch.randperm(len(data.train), generator=g)[:SENSITIVITY_SAMPLES].tolist()
-    bs = d.batch_size
-    batches = []
-    for i in range(0, len(idx), bs):
-        items = [data.train[j] for j in idx[i:i + bs]]
-        batches.append((torch.stack([x for x, _ in items]),
-                        torch.stack([torch.as_tensor(y) for _, y in items])))
+    batches = sensitivity_batches(recipe, data)
     folder = os.path.join(out, "search")
     stem = f"{scheme}.budget"
     res = budget(model, batches, budgets, arch=arch, arch_config=arch_config, method=method,
@@ -176,26 +229,10 @@ def run_budget(recipe: dict, out: str, scheme: str, budgets: list[str], arch: st
     names = list(res.bits)
     plans = [("allocated", res.bits)] + [(c, uniform_bits(p, names, res.pinned))
                                           for c, p in pairs]
-    tune_data = data
-    if finetune_epochs > 0 and d.augment:  # fine-tune on what training saw: augmented images
-        tune_data = data_mod.datasets(d.name, d.dir, d.download, d.augment, d.crop_padding,
-                                      d.flip, d.cache_dir, None, d.subset)
-    tune = finetuner(recipe, tune_as, tune_data, finetune_epochs)
-    rows = []
-    for label, bits_ in plans:
-        q = apply(model, bits_, calib, weights, acts)
-        row = {"plan": label, "bits": {n: list(p) for n, p in bits_.items()},
-               "accuracy_ptq": evaluate(q)}
-        if tune is not None:
-            tune(q)
-            q.eval()
-            row["accuracy_finetuned"] = evaluate(q)
-            row["finetune_epochs"] = finetune_epochs
-        if arch is not None:
-            rep = hw.map(make_profile(q, batches=calib[:1], name=label), arch, config=arch_config)
-            row["energy_pj"] = rep.total.energy_pj.total
-            row["latency_s"] = rep.total.seconds
-        rows.append(row)
+    tune = finetuner(recipe, tune_as, tuning_data(recipe, data, finetune_epochs),
+                     finetune_epochs)
+    rows = [measure_plan(model, label, bits_, calib, weights, acts, evaluate, tune,
+                         finetune_epochs, arch, arch_config) for label, bits_ in plans]
     acc_path = os.path.join(folder, f"{stem}.accuracy.json")
     atomic_write_text(acc_path, json.dumps(rows, indent=1) + "\n")
     nan = float("nan")
