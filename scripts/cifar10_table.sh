@@ -7,6 +7,8 @@
 #   sh scripts/cifar10_table.sh DATA_DIR [OUT_DIR]        (OUT_DIR defaults to runs/)
 #
 # Lane A: ResNet-20 float (60 epochs), then the schemes fine-tuned from it (30 epochs in all).
+#         Then scripts/budget_pareto.py (issue 15, docs/training.md): budget-allocated plans against
+#         uniform W2A2/W3A3/W4A4 on Loom, 3 fine-tuning epochs each (7 plans; PARETO=0 skips it).
 # Lane B: ResNet-20 W1A1 (30 epochs from scratch), then FINN's CNV: float, W2A2, W1A2, W1A1
 #         (15 epochs each, the quantized ones from the CNV float).
 # Measured on a 2-core AMD EPYC (Zen 4), one torch thread per lane: 225 s a ResNet-20 epoch and
@@ -35,6 +37,11 @@ train() {  # train RECIPE OUT SCHEMES
 
 lane_a() {
     train cifar10 "$OUT/cifar10" float,w8a8,w4a4,w2a2,ternary,pow2,mixed
+    if [ "${PARETO:-1}" != 0 ]; then  # lane B runs hours longer: the budget fronts fit in its shadow
+        "$PY" "$ROOT/scripts/budget_pareto.py" "$ROOT/recipes/cifar10.toml" --data-dir "$DATA" \
+            --out "$OUT/cifar10" --energies 0.30x,0.34x,w3a3,w4a4 --uniform w2a2,w3a3,w4a4 \
+            --finetune 3 --seeds 0
+    fi
 }
 lane_b() {
     train cifar10 "$OUT/cifar10" w1a1
