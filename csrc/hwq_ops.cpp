@@ -371,6 +371,8 @@ struct BorderPatterns {
   std::vector<int64_t> row_id, col_id;  // per output row / column: index of its pattern
   int64_t n_col = 0;                    // distinct column patterns (pattern = row * n_col + col)
   std::vector<uint64_t> taps;           // per pattern: valid-tap mask, bit a * KW + c
+  std::vector<int64_t> n_valid;         // per pattern: valid taps (this file is built without
+                                        // -mpopcnt: a popcount per row was a libgcc call)
   uint64_t all_taps = 0;                // the mask of a window wholly inside the image
 
   int64_t count() const { return static_cast<int64_t>(taps.size()); }
@@ -413,6 +415,8 @@ static BorderPatterns border_patterns(const ConvShape& s) {
         if ((row_keys[p / bp.n_col] >> a & 1) && (col_keys[p % bp.n_col] >> c & 1))
           bp.taps[p] |= uint64_t{1} << (a * s.kw + c);
   bp.all_taps = s.taps == 64 ? ~uint64_t{0} : (uint64_t{1} << s.taps) - 1;
+  bp.n_valid.resize(bp.count());
+  for (int64_t p = 0; p < bp.count(); ++p) bp.n_valid[p] = __builtin_popcountll(bp.taps[p]);
   return bp;
 }
 
@@ -500,7 +504,7 @@ static void locate_rows(const ConvShape& s, const BorderPatterns& bp, int64_t m0
       sb.corner[r] = -1;
     }
     // Binary: s = K_valid - 2 * (XOR count); bit-serial: s = the AND sum.
-    sb.offset[r] = s.binary ? s.cg * __builtin_popcountll(sb.valid[r]) : 0;
+    sb.offset[r] = s.binary ? s.cg * bp.n_valid[sb.pattern[r]] : 0;
     if (++ox == s.ow) {
       ox = 0;
       if (++oy == s.oh) {

@@ -260,7 +260,9 @@ static int64_t peak(int64_t iters) {
 }  // namespace avx2_impl
 
 #define HWQ_EPI_NS avx2_impl
+#define HWQ_EPI_STREAM256
 #include "epilogue.h"
+#undef HWQ_EPI_STREAM256
 #undef HWQ_EPI_NS
 
 #pragma GCC pop_options

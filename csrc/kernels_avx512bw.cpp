@@ -233,8 +233,10 @@ static int64_t peak(int64_t iters) {
 
 
 #define HWQ_EPI_NS avx512bw_impl
+#define HWQ_EPI_STREAM512
 #include "epilogue.h"
 #include "pack_sign_avx512.h"
+#undef HWQ_EPI_STREAM512
 #undef HWQ_EPI_NS
 
 #pragma GCC pop_options

@@ -16,8 +16,10 @@ deployed layers stay in eval mode whatever train() says, and the model refuses t
 mode (which would recalibrate the layers it kept).
 
 deploy() (passes.py) runs named passes over a copy of the model: check, copy, trace, choose, fold
-batch norms, install, chain sign bits, fuse ReLUs. Batch norm, chains and ReLUs are found with
-torch.fx (graph.py); a model fx cannot trace is deployed without them and the report says so. A
+batch norms, install, chain sign bits, fuse ReLUs, fuse residual blocks (a shared ReLU's call sites
+and a residual add + ReLU go into the conv epilogue; the block becomes an fx.GraphModule). Batch
+norm, chains and ReLUs are found with torch.fx (graph.py); a model fx cannot trace is deployed
+without them and the report says so. A
 module registered under several names (``self.b = self.a``) is replaced under every name.
 docs/kernels.md describes each implementation, the passes and measured speed.
 """

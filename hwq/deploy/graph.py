@@ -90,6 +90,21 @@ def bn_after(graph: fx.Graph, model: nn.Module) -> dict[str, str]:
     return pairs
 
 
+def kept_followers(graph: fx.Graph, model: nn.Module) -> dict[str, list[str]]:
+    """{conv name: [its batch norm, and the ReLU after that if one alone follows]}: the modules a
+    deployed conv absorbs (bn_after, then relu_after) and the QAT conv would still run, so deploy
+    times a kept conv together with them. Asked before the swaps."""
+    out = {}
+    for node in _layer_nodes(graph, model, QuantConv2d):
+        chain = list(_sole_users(graph, model, node))[:2]
+        if not chain or not isinstance(chain[0][1], nn.BatchNorm2d) \
+                or chain[0][1].running_mean is None or chain[0][1].running_var is None:
+            continue
+        out[node.target] = [chain[0][0]] + (
+            [chain[1][0]] if len(chain) > 1 and isinstance(chain[1][1], nn.ReLU) else [])
+    return out
+
+
 def _sign_preserving(m: nn.Module) -> bool:
     """Modules after which x < 0 holds exactly where it held before (NaN stays "not < 0")."""
     if isinstance(m, nn.Hardtanh):  # clamps to [min_val, max_val]

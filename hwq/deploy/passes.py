@@ -28,11 +28,12 @@ from torch import fx, nn
 from .. import kernels
 from ..nn import QuantConv2d, QuantLayer, QuantLinear
 from .candidates import Candidate, candidates, default_max_plane_products
-from .graph import bn_after, fuse_residual_blocks, relu_after, replace, sign_chains, trace
+from .graph import (bn_after, fuse_residual_blocks, kept_followers, relu_after, replace,
+                    sign_chains, trace)
 from .layers import DeployedLayer, _Fp32SumKernel, _Int8Kernel, _PackedKernel
 from .nan import install_hooks
 from .report import DeployReport, LayerDecision
-from .timing import layer_inputs, median_ms
+from .timing import fastest_ms, layer_inputs
 
 
 def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
@@ -54,7 +55,8 @@ def deploy(model: nn.Module, example_input: torch.Tensor | None = None,
     graph = trace(out)
     layers = [(n, m) for n, m in out.named_modules()
               if isinstance(m, (QuantConv2d, QuantLinear))]
-    chosen, decisions = _choose(out, layers, example_input, max_plane_products)
+    followers = kept_followers(graph, out) if graph is not None and fold_bn else {}
+    chosen, decisions = _choose(out, layers, example_input, max_plane_products, followers)
     by_name = {d.name: d for d in decisions}
     if graph is not None and fold_bn:
         _fold_batch_norms(out, graph, chosen, by_name)  # asks the graph before the swaps
@@ -105,35 +107,42 @@ def _eval_copy_on_cpu(model: nn.Module, example_input) -> nn.Module:
 
 
 def _choose(model: nn.Module, layers: list[tuple[str, QuantLayer]], example_input,
-            max_plane_products: int) -> tuple[dict[str, DeployedLayer], list[LayerDecision]]:
+            max_plane_products: int, followers: dict[str, list[str]]
+            ) -> tuple[dict[str, DeployedLayer], list[LayerDecision]]:
     """Pass: each layer's implementation. Returns ({name: deployed layer} for the layers that get
-    one, a decision per layer in model order); changes nothing in ``model``."""
+    one, a decision per layer in model order); changes nothing in ``model``. followers: {conv:
+    the batch norm (and ReLU) a deployed layer absorbs}, which a kept conv would run after it (so
+    it is timed with them)."""
     inputs = (layer_inputs(model, [n for n, _ in layers], example_input)
               if example_input is not None else {})
     chosen, decisions = {}, []
     for name, m in layers:
         decision, cands = candidates(name, m, max_plane_products)
         if decision is None:
-            decision, deployed = _pick(name, m, cands, inputs.get(name))
+            after = [model.get_submodule(f) for f in followers.get(name, [])]
+            decision, deployed = _pick(name, m, cands, inputs.get(name), after)
             if deployed is not None:
                 chosen[name] = deployed
         decisions.append(decision)
     return chosen, decisions
 
 
-def _pick(name: str, m: QuantLayer, cands: list[Candidate], x: torch.Tensor | None
-          ) -> tuple[LayerDecision, DeployedLayer | None]:
+def _pick(name: str, m: QuantLayer, cands: list[Candidate], x: torch.Tensor | None,
+          after: list[nn.Module] = ()) -> tuple[LayerDecision, DeployedLayer | None]:
     """The first candidate, or with the layer's real input ``x`` the fastest of the candidates
-    and the QAT layer itself (None when that is the QAT layer)."""
+    and the QAT layer itself (None when that is the QAT layer). ``after``: the batch norm (and
+    ReLU) a deployed candidate absorbs and the QAT layer would keep, so "kept" is timed with them
+    (a ResNet-18's first conv, 8-bit on a CPU without VNNI: 50-56 ms kept against 57-74 ms as
+    fp32-sum, which also quantizes and applies the epilogue; with the batch norm and ReLU the kept
+    one takes 84-93 ms, 1 thread CPU time under load)."""
     built = {c.impl: c.build(m) for c in cands}
     decision = LayerDecision(name, cands[0].impl)
     if x is None:
         return decision, built[cands[0].impl]
     if x.dim() == 4:  # deployed layers hand channels-last tensors to each other
         x = x.contiguous(memory_format=torch.channels_last)
-    for impl, mod in built.items():
-        decision.timings_ms[impl] = median_ms(mod, x)
-    decision.timings_ms["kept"] = median_ms(m, x)
+    decision.timings_ms.update(fastest_ms(
+        {**built, "kept": nn.Sequential(m, *after) if after else m}, x))
     best = min(decision.timings_ms, key=decision.timings_ms.get)
     decision.impl, decision.reason = best, "fastest measured"
     return decision, (None if best == "kept" else built[best])

@@ -1,25 +1,30 @@
 """Timing a layer's candidates on the input it really receives (deploy with an example input)."""
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
 from torch import nn
 
-TIMING_RUNS = 5  # per candidate when deploy measures (after one warm-up run); the median counts
+TIMING_RUNS = 5  # rounds when deploy measures (after one warm-up run each); the fastest counts
 
 
-def median_ms(fn, x) -> float:
-    """Median milliseconds of ``fn(x)`` over TIMING_RUNS runs, after one warm-up run."""
+def fastest_ms(fns: dict, x) -> dict[str, float]:
+    """{name: milliseconds of fn(x)}: the fastest of TIMING_RUNS rounds, each round running every
+    fn once in turn (after one warm-up run each). Interleaved and the minimum because on a shared
+    machine other jobs only ever add time, and a burst of theirs then hits one round of every
+    candidate rather than all the runs of one (a median of one candidate's consecutive runs had
+    deploy keep a ResNet-18's first conv that runs 1.3x slower under two training jobs)."""
+    times = {name: [] for name in fns}
     with torch.no_grad():
-        fn(x)  # warm-up: first-use packing, caches
-        times = []
+        for fn in fns.values():
+            fn(x)  # warm-up: first-use packing, caches
         for _ in range(TIMING_RUNS):
-            t0 = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - t0)
+    return {name: min(t) * 1e3 for name, t in times.items()}
 
 
 def layer_inputs(model: nn.Module, names: list[str], example_input) -> dict[str, torch.Tensor]:

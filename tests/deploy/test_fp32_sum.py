@@ -153,3 +153,28 @@ def test_channel_affine_refuses_bad_input():
         torch.ops.hwq.channel_affine_(torch.zeros(2, 4, dtype=torch.float64), s, b, False)
     with pytest.raises(RuntimeError, match="one per output channel"):
         torch.ops.hwq.channel_affine_(torch.zeros(2, 4), torch.ones(3), b, False)
+
+
+def test_kept_conv_is_timed_with_what_a_candidate_absorbs(monkeypatch):
+    # deploy with example_input times the QAT conv together with the batch norm (and ReLU) that a
+    # deployed candidate would fold, so the comparison is of what each choice really runs
+    import importlib
+    passes = importlib.import_module("hwq.deploy.passes")
+    _force_fp32(monkeypatch)
+    net = hwq.quantize(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                                     nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.Hardtanh()),
+                       weights="fixed:8", acts="fixed:8")
+    x = torch.randn(2, 3, 10, 10)
+    _calibrate(net, x)
+    seen = {}
+    real = passes.fastest_ms
+
+    def spy(fns, inp):
+        kept = fns["kept"]
+        seen[len(seen)] = [type(m).__name__ for m in kept] if isinstance(kept, nn.Sequential) \
+            else [type(kept).__name__]
+        return real(fns, inp)
+
+    monkeypatch.setattr(passes, "fastest_ms", spy)
+    hwq.deploy(net, example_input=x, max_plane_products=0)
+    assert seen == {0: ["QuantConv2d", "BatchNorm2d", "ReLU"], 1: ["QuantConv2d", "BatchNorm2d"]}

@@ -1,0 +1,36 @@
+"""The float epilogue of conv2d_packed on every path against torch's float32 arithmetic on the
+exact int32 sums, bit for bit, for output widths whose rows start on 32- and 64-byte boundaries
+(where the SIMD paths write with non-temporal stores) and widths where they do not; NaN and the
+ReLU included. Each path the CPU runs is compared (hwq.kernels.available_isas)."""
+import pytest
+import torch
+
+from hwq import kernels
+from hwq.kernels import OutMode
+
+pytestmark = pytest.mark.skipif(not kernels.HAVE_EXTENSION, reason="hwq._C is not built")
+
+
+@pytest.mark.parametrize("out_channels", [8, 16, 24, 32, 40, 64, 96, 130])
+def test_float_epilogue_equals_torch_on_every_path(out_channels):
+    gen = torch.Generator().manual_seed(out_channels)
+    x = torch.randn(2, 70, 9, 7, generator=gen).sign()
+    w = torch.randn(out_channels, 70, 3, 3, generator=gen).sign()
+    px, pw = kernels.pack_activations(x), kernels.pack_weights(w)
+    scale, bias = torch.randn(out_channels, generator=gen), torch.randn(out_channels, generator=gen)
+    scale[3] = float("nan")  # a NaN channel: NaN through the ReLU, as torch.relu
+    args = (px.data, pw.data, 70, out_channels, [3, 3], 1, 1, True, [1, 1], [1, 1], [1, 1], 1)
+    for isa in kernels.available_isas():
+        with kernels.use_isa(isa):
+            s = torch.ops.hwq.conv2d_packed(*args, None, None, OutMode.INT32)
+            want = s.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+            got = torch.ops.hwq.conv2d_packed(*args, scale, bias, OutMode.FLOAT)
+            relu = torch.ops.hwq.conv2d_packed(*args, scale, bias, OutMode.FLOAT_RELU)
+            residual = torch.randn(want.shape, generator=gen)
+            added = torch.ops.hwq.conv2d_packed_add(*args, scale, bias, residual, False)
+        assert torch.equal(s.long(), torch.nn.functional.conv2d(x.double(), w.double(),
+                                                                padding=1).long()), isa
+        for a, b in ((got, want), (relu, torch.relu(want)), (added, want + residual)):
+            assert torch.equal(torch.isnan(a), torch.isnan(b)), isa
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()), isa
+        assert bool(torch.isnan(got[:, 3]).all())
