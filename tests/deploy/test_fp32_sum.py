@@ -13,16 +13,10 @@ from hwq import kernels
 from hwq.deploy import Fp32SumConv2d, Fp32SumLinear
 from hwq.kernels import int8
 
+from .helpers import calibrate
+
 pytestmark = pytest.mark.skipif(not kernels.HAVE_EXTENSION or not torch.backends.mkldnn.is_available(),
                                 reason="hwq._C is not built or torch has no oneDNN")
-
-
-def _calibrate(model, x, steps=2):
-    model.train()
-    with torch.no_grad():
-        for _ in range(steps):
-            model(x)
-    return model.eval()
 
 
 def _force_fp32(monkeypatch):
@@ -67,7 +61,7 @@ def test_conv_equals_float64_sum_then_epilogue(seed, monkeypatch):
     x = torch.randn(n, cin, max(hw, 1), max(hw, 1), generator=gen) * 3
     if not signed_x:
         x = x.relu()
-    _calibrate(model, x)
+    calibrate(model, x)
     dep = hwq.deploy(model, max_plane_products=0)
     d = dep.deploy_report.layers[0]
     assert isinstance(dep[0], Fp32SumConv2d) and d.impl.startswith("fp32-sum"), d
@@ -86,7 +80,7 @@ def test_linear_equals_float64_sum_then_epilogue(monkeypatch):
     gen = torch.Generator().manual_seed(3)
     lin = hwq.nn.QuantLinear(512, 10, weights="fixed:8", acts="fixed:8")  # 512*128*128 < 2^24
     x = torch.randn(16, 512, generator=gen)
-    _calibrate(nn.Sequential(lin), x)
+    calibrate(nn.Sequential(lin), x)
     dep = hwq.deploy(nn.Sequential(lin), max_plane_products=0)
     assert isinstance(dep[0], Fp32SumLinear)
     xc, xs = lin.act_quant.quantize_int(x)
@@ -106,7 +100,7 @@ def test_sums_past_2_pow_24_are_not_offered(monkeypatch):
     # unsigned 8-bit x 8-bit weights: 255 * 128 * K; K = 512 is 16,711,680 < 2^24, K = 520 is not
     for cin, ok in ((512, True), (520, False)):
         lin = hwq.nn.QuantLinear(cin, 4, weights="fixed:8", acts="fixed:8")
-        _calibrate(nn.Sequential(lin), torch.rand(4, cin))
+        calibrate(nn.Sequential(lin), torch.rand(4, cin))
         d = hwq.deploy(nn.Sequential(lin), max_plane_products=0).deploy_report.layers[0]
         assert (d.impl == "fp32-sum W8A8") == ok, d
         if not ok:
@@ -117,7 +111,7 @@ def test_nan_follows_the_qat_layer(monkeypatch):
     _force_fp32(monkeypatch)
     conv = hwq.nn.QuantConv2d(3, 8, 3, padding=1, weights="fixed:8", acts="fixed:8")
     x = torch.randn(2, 3, 8, 8)
-    _calibrate(nn.Sequential(conv), x)
+    calibrate(nn.Sequential(conv), x)
     dep = hwq.deploy(nn.Sequential(conv), max_plane_products=0)
     assert isinstance(dep[0], Fp32SumConv2d)
     x[0, 1, 4, 4] = float("nan")
@@ -165,7 +159,7 @@ def test_kept_conv_is_timed_with_what_a_candidate_absorbs(monkeypatch):
                                      nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.Hardtanh()),
                        weights="fixed:8", acts="fixed:8")
     x = torch.randn(2, 3, 10, 10)
-    _calibrate(net, x)
+    calibrate(net, x)
     seen = {}
     real = passes.fastest_ms
 

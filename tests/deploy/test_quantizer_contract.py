@@ -15,6 +15,8 @@ from hwq import kernels
 from hwq.kernels import int8
 from hwq.quant import QuantConfig, Quantizer, registry
 
+from .helpers import calibrate
+
 
 # ---- the new quantizer: what a user writes ------------------------------------------------------
 
@@ -87,11 +89,6 @@ def _net(first_acts="maxabs_test:4", later_acts=UNSIGNED4):
         hwq.nn.QuantLinear(24, 10, weights="maxabs_test:4", acts=later_acts))
 
 
-def _calibrated(model, x):
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 X = torch.randn(4, 3, 10, 10, generator=torch.Generator().manual_seed(1))
@@ -102,7 +99,7 @@ X = torch.randn(4, 3, 10, 10, generator=torch.Generator().manual_seed(1))
 @pytest.mark.skipif(not kernels.HAVE_EXTENSION, reason="hwq._C is not built")
 @pytest.mark.parametrize("max_pp", [64, 0])
 def test_new_quantizer_deploys(registered, max_pp):
-    model = _calibrated(_net(), X)
+    model = calibrate(_net(), X, steps=1)
     dep = hwq.deploy(model, max_plane_products=max_pp)
     impls = [d.impl for d in dep.deploy_report.layers]
     # signed first-layer codes: int8 only; unsigned later ones: bit-serial when allowed
@@ -116,7 +113,7 @@ def test_new_quantizer_deploys(registered, max_pp):
 
 
 def test_new_quantizer_profiles(registered):
-    model = _calibrated(_net(), X)
+    model = calibrate(_net(), X, steps=1)
     prof = hwq.profile(model, X, batches=[X])
     assert [(lay.w_quant, lay.w_bits, lay.a_bits, lay.w_float, lay.a_float)
             for lay in prof.layers] == [("maxabs_test:4", 4, 4, False, False)] * 3
@@ -132,7 +129,7 @@ def test_new_quantizer_profiles(registered):
 def test_new_quantizer_exports(registered, tmp_path, fmt):
     for name in ("onnx", "onnxscript", "onnxruntime", "qonnx"):
         pytest.importorskip(name)
-    model = _calibrated(_net(), X)
+    model = calibrate(_net(), X, steps=1)
     report = hwq.export(model, X, tmp_path / "m.onnx", fmt)  # verify=True: runs the file
     assert report.exact_weights == []
     ops = {r.name: r.op_types for r in report.quantizers}
@@ -214,7 +211,7 @@ def lacking(monkeypatch):
 def test_deploy_keeps_a_layer_whose_quantizer_lacks_the_capability(lacking):
     model = _net(first_acts="log2_test")
     model[3].set_quantizers("bf16_test", UNSIGNED4)
-    model = _calibrated(model, X)
+    model = calibrate(model, X, steps=1)
     rep = hwq.deploy(model, max_plane_products=64).deploy_report
     assert [d.impl for d in rep.layers] == ["kept", "kept", "bitserial W4A4"]
     assert rep.layers[0].reason == ("activation quantizer 'log2_test' has no integer kernel: its "
@@ -226,13 +223,13 @@ def test_deploy_keeps_a_layer_whose_quantizer_lacks_the_capability(lacking):
 def test_profile_refuses_a_quantizer_without_integer_codes(lacking):
     model = _net()
     model[3].set_quantizers("bf16_test", UNSIGNED4)
-    model = _calibrated(model, X)
+    model = calibrate(model, X, steps=1)
     with pytest.raises(ValueError, match=r"layer '3' weight quantizer 'bf16_test' \(BF16Quantizer\) "
                                          r"has no integer codes \(its config BF16Config does not "
                                          r"declare integer_codes\)"):
         hwq.profile(model, X)
     # integer codes without a uniform grid are enough for the profile
-    model = _calibrated(_net(first_acts="log2_test"), X)
+    model = calibrate(_net(first_acts="log2_test"), X, steps=1)
     assert hwq.profile(model, X, batches=[X]).layers[0].a_quant == "log2_test"
 
 
@@ -240,7 +237,7 @@ def test_export_refuses_activations_without_a_grid_naming_them(lacking, tmp_path
     for name in ("onnx", "onnxscript", "onnxruntime", "qonnx"):
         pytest.importorskip(name)
     from hwq.export import ExportError
-    model = _calibrated(_net(first_acts="log2_test"), X)
+    model = calibrate(_net(first_acts="log2_test"), X, steps=1)
     with pytest.raises(ExportError, match=r"layer '0' \(0.act_quant\): activation quantizer "
                                           r"'log2_test' has neither a uniform grid"):
         hwq.export(model, X, tmp_path / "m.onnx", "qdq")

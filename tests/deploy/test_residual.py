@@ -15,16 +15,10 @@ import hwq
 from hwq import kernels
 from hwq.kernels import OutMode
 
+from .helpers import calibrate
+
 pytestmark = pytest.mark.skipif(not kernels.HAVE_EXTENSION, reason="hwq._C is not built")
 passes = importlib.import_module("hwq.deploy.passes")
-
-
-def _calibrate(model, x, steps=2):
-    model.train()
-    with torch.no_grad():
-        for _ in range(steps):
-            model(x)
-    return model.eval()
 
 
 def _randomize_bn(model, gen):
@@ -89,7 +83,7 @@ def _resnet(seed):
                                "fc": dict(weights="fixed:8", acts="fixed:8")})
     _randomize_bn(net, gen)
     x = torch.randn(2, 3, 64, 64, generator=gen)
-    return _calibrate(net, x), x
+    return calibrate(net, x), x
 
 
 @pytest.mark.filterwarnings("ignore:binary activation quantizer got a first batch")
@@ -161,7 +155,7 @@ def test_add_without_relu_and_a_conv_used_twice():
                        acts="binary")
     _randomize_bn(net, gen)
     x = torch.randn(2, 16, 9, 9, generator=gen)
-    _calibrate(net, x)
+    calibrate(net, x)
     dep = hwq.deploy(net)
     assert [d.residual_fused for d in dep.deploy_report.layers] == ["0: add", "1: add"]
     with torch.no_grad():
@@ -181,7 +175,7 @@ def test_add_without_relu_and_a_conv_used_twice():
 
     two = hwq.quantize(nn.Sequential(_UsedTwice(8)), weights="binary", acts="binary")
     x = torch.randn(2, 8, 6, 6, generator=gen)
-    _calibrate(two, x)
+    calibrate(two, x)
     dep = hwq.deploy(two)
     assert not dep.deploy_report.layers[0].residual_fused
     assert not isinstance(dep[0], torch.fx.GraphModule)

@@ -14,6 +14,8 @@ from hwq.hw.cost import touched_inputs, touched_rows
 from hwq.profile import LayerProfile
 from hwq.workloads.builder import single
 
+from .scalesim_config import CONFIG
+
 
 def _read_by_torch(c, h, w, kernel, stride, pad, dilation=(1, 1)):
     """Input elements that F.conv2d reads: those with a non-zero gradient of the sum of a conv
@@ -107,37 +109,6 @@ def test_dram_bits_of_the_downsampling_shortcut_by_hand():
 needs_scalesim = pytest.mark.skipif(importlib.util.find_spec("scalesim") is None,
                                     reason="SCALE-Sim is not installed (pip install hwq[scalesim])")
 
-_CFG = """[general]
-run_name = hwq
-[architecture_presets]
-ArrayHeight = 8
-ArrayWidth = 8
-IfmapSramSzkB = 64
-FilterSramSzkB = 64
-OfmapSramSzkB = 64
-IfmapOffset = 0
-FilterOffset = 10000000
-OfmapOffset = 20000000
-Bandwidth = 10
-Dataflow = ws
-ReadRequestBuffer = 32
-WriteRequestBuffer = 32
-[layout]
-IfmapCustomLayout = False
-IfmapSRAMBankBandwidth = 10
-IfmapSRAMBankNum = 10
-IfmapSRAMBankPort = 2
-FilterCustomLayout = False
-FilterSRAMBankBandwidth = 10
-FilterSRAMBankNum = 10
-FilterSRAMBankPort = 2
-[sparsity]
-SparsitySupport = false
-[run_presets]
-InterfaceBandwidth = CALC
-UseRamulatorTrace = False
-"""
-
 
 def _scalesim_ifmap_addresses(tmp_path, h, kernel, c, stride):
     """The distinct input addresses in SCALE-Sim's im2col operand matrix of one conv layer on an
@@ -147,7 +118,7 @@ def _scalesim_ifmap_addresses(tmp_path, h, kernel, c, stride):
     from scalesim.single_layer_sim import single_layer_sim
     from scalesim.topology_utils import topologies
     cfg = tmp_path / "a.cfg"
-    cfg.write_text(_CFG)
+    cfg.write_text(CONFIG.format(rows=8, cols=8, dataflow="ws"))
     topo = tmp_path / "t.csv"
     topo.write_text("Layer, IFMAP H, IFMAP W, Filter H, Filter W, Channels, Num Filter, Strides,\n"
                     f"L, {h}, {h}, {kernel}, {kernel}, {c}, 8, {stride},\n")

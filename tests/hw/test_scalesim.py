@@ -7,38 +7,10 @@ import pytest
 from hwq.hw import map
 from hwq.workloads.builder import single
 
+from .scalesim_config import CONFIG
+
 scalesim = pytest.importorskip("scalesim")
 
-CONFIG = """[general]
-run_name = hwq
-[architecture_presets]
-ArrayHeight = {rows}
-ArrayWidth = {cols}
-IfmapSramSzkB = 6144
-FilterSramSzkB = 6144
-OfmapSramSzkB = 2048
-IfmapOffset = 0
-FilterOffset = 10000000
-OfmapOffset = 20000000
-Bandwidth = 10
-Dataflow = {dataflow}
-ReadRequestBuffer = 32
-WriteRequestBuffer = 32
-[layout]
-IfmapCustomLayout = False
-IfmapSRAMBankBandwidth = 10
-IfmapSRAMBankNum = 10
-IfmapSRAMBankPort = 2
-FilterCustomLayout = False
-FilterSRAMBankBandwidth = 10
-FilterSRAMBankNum = 10
-FilterSRAMBankPort = 2
-[sparsity]
-SparsitySupport = false
-[run_presets]
-InterfaceBandwidth = CALC
-UseRamulatorTrace = False
-"""
 
 
 def scalesim_cycles(tmp_path, rows, cols, dataflow, h, kernel, c, k, stride):
