@@ -31,6 +31,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>  // _mm_sfence (SSE, part of every x86-64 CPU)
+#endif
+
 #include "isa.h"
 #include "packed_conv_args.h"
 
@@ -45,6 +49,7 @@ constexpr int64_t kRowBlock = 48;  // output pixels per im2col block (a multiple
 // every block is whole panels), whatever the micro-tile's width, so that the epilogue's rows are
 // long enough to vectorize well.
 constexpr int64_t kColBlock = kPanelPad * kPanel;
+constexpr int64_t kMaxMr = 16;  // the largest KernelTable::mr (a divisor of kRowBlock)
 
 // n packed words; the common small counts (64-256 channels per tap) without a memcpy call.
 inline void copy_words(uint64_t* dst, const uint64_t* src, int64_t n) {
@@ -609,6 +614,34 @@ static void epilogue_block(const KernelTable* kt, const ConvShape& s, const Epil
                       o0, e.out_p + m0 * e.cwo, e.cwo);
 }
 
+// Binary float outputs with the epilogue fused into the micro-kernel (kt->xor_popcount_float):
+// per micro-tile, the rows' padding corrections, K_valid and where their outputs go; the sums
+// never leave the registers. Rows mc .. mp - 1 (zero im2col rows) are computed and not written.
+static void fused_float_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
+                              const BorderPatterns& bp, const std::vector<int64_t>& border_pop,
+                              const EpilogueOut& e, int64_t g, int64_t nb, int64_t cols,
+                              int64_t m0, int64_t mc, BlockScratch& sb) {
+  const int64_t mr = kt->mr, tc = kt->panels * kPanel, k = s.k;
+  const int64_t o0 = g * s.og + nb * kPanel;
+  const int64_t* init[kMaxMr];
+  for (int64_t p = 0; p < cols; p += tc) {
+    const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;  // binary: one plane
+    for (int64_t r = 0; r < mc; r += mr) {
+      for (int64_t i = 0; i < mr; ++i)
+        init[i] = r + i < mc && sb.valid[r + i] != bp.all_taps
+                      ? border_pop.data() + (sb.pattern[r + i] * s.groups + g) * s.og + nb * kPanel + p
+                      : nullptr;
+      const int64_t out_at = (m0 + r) * e.out_channels + o0 + p;
+      const FusedFloat f{init, sb.offset.data() + r, e.scale + o0 + p, e.bias + o0 + p,
+                         e.out_f + out_at, e.out_channels,
+                         e.residual ? e.residual + out_at : nullptr,
+                         std::min(mr, mc - r), std::min(tc, cols - p),
+                         e.mode == kOutFloatRelu};
+      kt->xor_popcount_float(sb.abuf.data() + r * k, k, b, k * kPanel, k, f);
+    }
+  }
+}
+
 // conv2d_packed and conv2d_packed_add; residual: undefined, or a float32 (N, OH, OW, O)
 // contiguous tensor added in the float epilogue (checked by conv2d_packed_add).
 static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w_in,
@@ -679,6 +712,8 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
                        bi,
                        residual.defined() ? residual.const_data_ptr<float>() : nullptr};
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
+  // Binary float outputs: the epilogue fused into the micro-kernel, where the path has one.
+  const bool fused = binary && float_out && kt->xor_popcount_float != nullptr;
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
@@ -696,12 +731,19 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
         for (int64_t nb = 0; nb < cs.np && nb * kPanel < cs.og; nb += kColBlock / kPanel) {
           const int64_t cols = std::min(kColBlock, cs.og - nb * kPanel);
           const int64_t o0 = g * cs.og + nb * kPanel;
+          if (fused) {
+            fused_float_block(kt, cs, wp, bp, border_pop, eo, g, nb, cols, m0, mc, sb);
+            continue;
+          }
           start_c_block(cs, bp, border_pop, g, nb, cols, mc, mp, sb);
           multiply_block(kt, cs, wp, coef, g, nb, cols, mp, sb);
           epilogue_block(kt, cs, eo, sb, m0, mc, o0, cols);
         }
       }
     }
+#if defined(__x86_64__)
+    if (fused) _mm_sfence();  // order this thread's non-temporal stores before the join
+#endif
   });
   return result();
 }

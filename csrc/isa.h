@@ -28,6 +28,30 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
                           const int64_t* offset, int64_t beta, const float* scale,
                           const float* bias, int64_t o0, uint64_t* out, int64_t ldo);
 
+// The float epilogue fused into a binary micro-kernel (used where one call covers the whole
+// reduction: binary layers, one plane pair). For rows r < rows and columns c < cols of the tile:
+//   S = sum_{k < K} popcount(A[r * lda + k] XOR B_c[k]) - (init[r] ? init[r][c] : 0)
+//   s = int32(offset[r]) - 2 * int32(S)                   (int32 arithmetic, as epilogue_int)
+//   v = float(s) * scale[c] + bias[c]  (then + residual[r * ldo + c]; then v < 0 ? 0 : v)
+//   out[r * ldo + c] = v
+// exactly the values of the unfused route (C block, MicroFn, EpiFloatFn with beta = -2); rows past
+// `rows` are computed and dropped. init[r] is the row's binary padding correction (the summed
+// weight popcount of its out-of-image taps, per column) or nullptr. Non-temporal stores may be
+// used: the caller issues _mm_sfence() before its results are read by another thread.
+struct FusedFloat {
+  const int64_t* const* init;  // per tile row: padding correction at the tile's first column, or null
+  const int64_t* offset;       // per tile row: K_valid
+  const float* scale;          // at the tile's first column
+  const float* bias;
+  float* out;                  // at the tile's first row and column
+  int64_t ldo;
+  const float* residual;       // the layout of out, or nullptr
+  int64_t rows, cols;          // rows (<= mr) and columns (<= 8 * panels) written
+  bool relu;
+};
+typedef void (*MicroFloatFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb,
+                             int64_t K, const FusedFloat& f);
+
 // Sign bits of float32 values, for binary layers fed by float outputs in channels-last memory:
 // dst[p * dst_stride] = sum_c (src[p * pixel_stride + c] < 0) << c for c < nc <= 64, p < pixels.
 typedef void (*PackSignFn)(const float* src, int64_t pixels, int64_t pixel_stride, int64_t nc,
@@ -49,6 +73,9 @@ struct KernelTable {
   // peak_macs binary MACs (bits).
   int64_t (*peak)(int64_t iters);
   int64_t peak_macs;
+  // xor_popcount with the float epilogue fused (FusedFloat), same mr x panels tile; nullptr where
+  // the path has none (the driver then runs the C block, xor_popcount and epilogue_float).
+  MicroFloatFn xor_popcount_float;
 };
 
 // Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.

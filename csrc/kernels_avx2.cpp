@@ -279,7 +279,7 @@ const KernelTable* table_avx2() {
   static const KernelTable t = {"avx2", 16, 1, avx2_impl::micro<true, 16>,
                                 avx2_impl::micro<false, 16>,
                                 avx2_impl::epilogue_int, avx2_impl::epilogue_float, avx2_impl::epilogue_sign,
-                                avx2_impl::pack_sign_f32, avx2_impl::peak, 2 * 8 * 256};
+                                avx2_impl::pack_sign_f32, avx2_impl::peak, 2 * 8 * 256, nullptr};
   return &t;
 #else
   return nullptr;

@@ -38,6 +38,82 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
     }
 }
 
+// micro<true, MR, 4> with the float epilogue fused (isa.h, FusedFloat): the 4 x MR accumulators go
+// from registers to float outputs, with no C block to zero, add into, write back and read again.
+// Per row, two accumulators (16 channels of int64 counts) are narrowed into one vector of int32
+// (vpermt2d picks the low halves: the counts are < 2^31, as the driver's int32 bound ensures),
+// then s = offset - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as a
+// compare and blend, torch.relu bit for bit) and one 64-byte store: non-temporal where the row
+// is whole and 64-byte aligned (the output does not stay in cache, and a non-temporal store of a
+// whole line skips reading it first), masked where the tile is cut by the last channel.
+template <int MR, bool ADD, bool RELU>
+static inline __attribute__((always_inline)) void micro_float_impl(
+    const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+    const hwq::FusedFloat& f) {
+  constexpr int NV = 4;
+  const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
+  __m512i acc[MR][NV];
+  for (int r = 0; r < MR; ++r) {
+    const int64_t* init = f.init[r];
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = init == nullptr
+                      ? _mm512_setzero_si512()
+                      : _mm512_sub_epi64(_mm512_setzero_si512(),
+                                         _mm512_maskz_loadu_epi64(
+                                             static_cast<__mmask8>(colmask >> (8 * v)),
+                                             (const void*)(init + 8 * v)));
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    __m512i b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512((const void*)(B + v * ldb + k * 8));
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = _mm512_set1_epi64((long long)A[r * lda + k]);
+      for (int v = 0; v < NV; ++v)
+        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(_mm512_xor_si512(a, b[v])));
+    }
+  }
+  const __mmask16 m0 = static_cast<__mmask16>(colmask), m1 = static_cast<__mmask16>(colmask >> 16);
+  const __m512 scale0 = _mm512_maskz_loadu_ps(m0, f.scale), scale1 = _mm512_maskz_loadu_ps(m1, f.scale + 16);
+  const __m512 bias0 = _mm512_maskz_loadu_ps(m0, f.bias), bias1 = _mm512_maskz_loadu_ps(m1, f.bias + 16);
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const bool whole = f.cols >= 32;
+  for (int r = 0; r < MR; ++r) {
+    if (r >= f.rows) break;
+    const __m512i off = _mm512_set1_epi32(static_cast<int32_t>(f.offset[r]));
+    float* o = f.out + r * f.ldo;
+    const float* res = ADD ? f.residual + r * f.ldo : nullptr;
+    const bool stream = whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
+    for (int h = 0; h < 2; ++h) {
+      const __m512i x = _mm512_permutex2var_epi32(acc[r][2 * h], low_halves, acc[r][2 * h + 1]);
+      const __m512i s = _mm512_sub_epi32(off, _mm512_add_epi32(x, x));
+      const __mmask16 m = h == 0 ? m0 : m1;
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), h == 0 ? scale0 : scale1),
+                               h == 0 ? bias0 : bias1);
+      if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
+      if (RELU)
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
+                                 _mm512_setzero_ps());
+      if (stream)
+        _mm512_stream_ps(o + 16 * h, v);
+      else
+        _mm512_mask_storeu_ps(o + 16 * h, m, v);
+    }
+  }
+}
+
+template <int MR>
+static void micro_float(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+                        const hwq::FusedFloat& f) {
+  if (f.residual != nullptr) {
+    if (f.relu) micro_float_impl<MR, true, true>(A, lda, B, ldb, K, f);
+    else micro_float_impl<MR, true, false>(A, lda, B, ldb, K, f);
+  } else if (f.relu) {
+    micro_float_impl<MR, false, true>(A, lda, B, ldb, K, f);
+  } else {
+    micro_float_impl<MR, false, false>(A, lda, B, ldb, K, f);
+  }
+}
+
 // 16 independent (vpxorq, vpopcntq, vpaddq) chains per iteration on 2 x 8 register operands; the
 // empty asm makes the compiler treat b0, b1 as changed each iteration, so nothing is hoisted.
 static int64_t peak(int64_t iters) {
@@ -78,7 +154,8 @@ const KernelTable* table_avx512_vpopcntdq() {
   static const KernelTable t = {"avx512_vpopcntdq", 6, 4, vpopcnt_impl::micro<true, 6, 4>,
                                 vpopcnt_impl::micro<false, 6, 4>,
                                 vpopcnt_impl::epilogue_int, vpopcnt_impl::epilogue_float, vpopcnt_impl::epilogue_sign,
-                                vpopcnt_impl::pack_sign_f32, vpopcnt_impl::peak, 16 * 512};
+                                vpopcnt_impl::pack_sign_f32, vpopcnt_impl::peak, 16 * 512,
+                                vpopcnt_impl::micro_float<6>};
   return &t;
 #else
   return nullptr;
