@@ -614,29 +614,40 @@ static void epilogue_block(const KernelTable* kt, const ConvShape& s, const Epil
                       o0, e.out_p + m0 * e.cwo, e.cwo);
 }
 
+// The fused kernels' per-row offsets (isa.h, FusedFloat): per border pattern, group and output
+// channel, K_valid + 2 * the binary padding correction, i.e. the s of an output whose XOR count
+// is 0. Indexed [(pattern * groups + g) * og + o]; int32 modulo 2^32 as the kernels compute s.
+static std::vector<int32_t> fused_offsets(const ConvShape& s, const BorderPatterns& bp,
+                                          const std::vector<int64_t>& border_pop) {
+  std::vector<int32_t> off(bp.count() * s.groups * s.og);
+  for (int64_t p = 0; p < bp.count(); ++p)
+    for (int64_t go = 0; go < s.groups * s.og; ++go) {
+      const int64_t i = p * s.groups * s.og + go;
+      off[i] = static_cast<int32_t>(static_cast<uint32_t>(s.cg * bp.n_valid[p] + 2 * border_pop[i]));
+    }
+  return off;
+}
+
 // Binary float outputs with the epilogue fused into the micro-kernel (kt->xor_popcount_float):
-// per micro-tile, the rows' padding corrections, K_valid and where their outputs go; the sums
-// never leave the registers. Rows mc .. mp - 1 (zero im2col rows) are computed and not written.
+// per micro-tile, where each row's offsets start and where its outputs go; the sums never leave
+// the registers. Rows mc .. mp - 1 (zero im2col rows) are computed and not written.
 static void fused_float_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
-                              const BorderPatterns& bp, const std::vector<int64_t>& border_pop,
-                              const EpilogueOut& e, int64_t g, int64_t nb, int64_t cols,
-                              int64_t m0, int64_t mc, BlockScratch& sb) {
+                              const std::vector<int32_t>& offsets, const EpilogueOut& e, int64_t g,
+                              int64_t nb, int64_t cols, int64_t m0, int64_t mc,
+                              const BlockScratch& sb) {
   const int64_t mr = kt->mr, tc = kt->panels * kPanel, k = s.k;
   const int64_t o0 = g * s.og + nb * kPanel;
-  const int64_t* init[kMaxMr];
+  const int32_t* row_offset[kMaxMr];
   for (int64_t p = 0; p < cols; p += tc) {
     const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;  // binary: one plane
     for (int64_t r = 0; r < mc; r += mr) {
-      for (int64_t i = 0; i < mr; ++i)
-        init[i] = r + i < mc && sb.valid[r + i] != bp.all_taps
-                      ? border_pop.data() + (sb.pattern[r + i] * s.groups + g) * s.og + nb * kPanel + p
-                      : nullptr;
+      for (int64_t i = 0; i < mr; ++i)  // rows past mc (not written) repeat row r's
+        row_offset[i] = offsets.data() + (sb.pattern[r + i < mc ? r + i : r] * s.groups + g) * s.og +
+                        nb * kPanel + p;
       const int64_t out_at = (m0 + r) * e.out_channels + o0 + p;
-      const FusedFloat f{init, sb.offset.data() + r, e.scale + o0 + p, e.bias + o0 + p,
-                         e.out_f + out_at, e.out_channels,
-                         e.residual ? e.residual + out_at : nullptr,
-                         std::min(mr, mc - r), std::min(tc, cols - p),
-                         e.mode == kOutFloatRelu};
+      const FusedFloat f{row_offset, e.scale + o0 + p, e.bias + o0 + p, e.out_f + out_at,
+                         e.out_channels, e.residual ? e.residual + out_at : nullptr,
+                         std::min(mr, mc - r), std::min(tc, cols - p), e.mode == kOutFloatRelu};
       kt->xor_popcount_float(sb.abuf.data() + r * k, k, b, k * kPanel, k, f);
     }
   }
@@ -714,6 +725,8 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
   // Binary float outputs: the epilogue fused into the micro-kernel, where the path has one.
   const bool fused = binary && float_out && kt->xor_popcount_float != nullptr;
+  const std::vector<int32_t> offsets =
+      fused ? fused_offsets(cs, bp, border_pop) : std::vector<int32_t>();
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
@@ -732,7 +745,7 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
           const int64_t cols = std::min(kColBlock, cs.og - nb * kPanel);
           const int64_t o0 = g * cs.og + nb * kPanel;
           if (fused) {
-            fused_float_block(kt, cs, wp, bp, border_pop, eo, g, nb, cols, m0, mc, sb);
+            fused_float_block(kt, cs, wp, offsets, eo, g, nb, cols, m0, mc, sb);
             continue;
           }
           start_c_block(cs, bp, border_pop, g, nb, cols, mc, mp, sb);

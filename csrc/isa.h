@@ -30,23 +30,23 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 
 // The float epilogue fused into a binary micro-kernel (used where one call covers the whole
 // reduction: binary layers, one plane pair). For rows r < rows and columns c < cols of the tile:
-//   S = sum_{k < K} popcount(A[r * lda + k] XOR B_c[k]) - (init[r] ? init[r][c] : 0)
-//   s = int32(offset[r]) - 2 * int32(S)                   (int32 arithmetic, as epilogue_int)
+//   S = sum_{k < K} popcount(A[r * lda + k] XOR B_c[k])
+//   s = offset[r][c] - 2 * int32(S)                      (int32 arithmetic, modulo 2^32)
 //   v = float(s) * scale[c] + bias[c]  (then + residual[r * ldo + c]; then v < 0 ? 0 : v)
 //   out[r * ldo + c] = v
-// exactly the values of the unfused route (C block, MicroFn, EpiFloatFn with beta = -2); rows past
-// `rows` are computed and dropped. init[r] is the row's binary padding correction (the summed
-// weight popcount of its out-of-image taps, per column) or nullptr. Non-temporal stores may be
-// used: the caller issues _mm_sfence() before its results are read by another thread.
+// where offset[r][c] = K_valid + 2 * (the row's padding correction at column c), so these are
+// exactly the values of the unfused route (C block starting at minus the correction, MicroFn,
+// EpiFloatFn with beta = -2: the same s modulo 2^32, and the true s fits in int32). Rows past
+// `rows` are computed and dropped. Non-temporal stores may be used: the caller issues
+// _mm_sfence() before its results are read by another thread.
 struct FusedFloat {
-  const int64_t* const* init;  // per tile row: padding correction at the tile's first column, or null
-  const int64_t* offset;       // per tile row: K_valid
-  const float* scale;          // at the tile's first column
+  const int32_t* const* offset;  // per tile row: its offsets, at the tile's first column
+  const float* scale;            // at the tile's first column
   const float* bias;
-  float* out;                  // at the tile's first row and column
+  float* out;                    // at the tile's first row and column
   int64_t ldo;
-  const float* residual;       // the layout of out, or nullptr
-  int64_t rows, cols;          // rows (<= mr) and columns (<= 8 * panels) written
+  const float* residual;         // the layout of out, or nullptr
+  int64_t rows, cols;            // rows (<= mr) and columns (<= 8 * panels) written
   bool relu;
 };
 typedef void (*MicroFloatFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb,

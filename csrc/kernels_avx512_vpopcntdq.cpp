@@ -42,7 +42,7 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // from registers to float outputs, with no C block to zero, add into, write back and read again.
 // Per row, two accumulators (16 channels of int64 counts) are narrowed into one vector of int32
 // (vpermt2d picks the low halves: the counts are < 2^31, as the driver's int32 bound ensures),
-// then s = offset - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as a
+// then s = offset[c] - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as a
 // compare and blend, torch.relu bit for bit) and one 64-byte store: non-temporal where the row
 // is whole and 64-byte aligned (the output does not stay in cache, and a non-temporal store of a
 // whole line skips reading it first), masked where the tile is cut by the last channel.
@@ -52,17 +52,12 @@ static inline __attribute__((always_inline)) void micro_float_impl(
     const hwq::FusedFloat& f) {
   constexpr int NV = 4;
   const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
+  // The accumulators start at zero (no loads: the padding correction is in the offsets, read in
+  // the epilogue; starting them at minus it made GCC build them in memory and load them back,
+  // a sixth of a call at K = 9).
   __m512i acc[MR][NV];
-  for (int r = 0; r < MR; ++r) {
-    const int64_t* init = f.init[r];
-    for (int v = 0; v < NV; ++v)
-      acc[r][v] = init == nullptr
-                      ? _mm512_setzero_si512()
-                      : _mm512_sub_epi64(_mm512_setzero_si512(),
-                                         _mm512_maskz_loadu_epi64(
-                                             static_cast<__mmask8>(colmask >> (8 * v)),
-                                             (const void*)(init + 8 * v)));
-  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
   for (int64_t k = 0; k < K; ++k) {
     __m512i b[NV];
     for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512((const void*)(B + v * ldb + k * 8));
@@ -73,22 +68,28 @@ static inline __attribute__((always_inline)) void micro_float_impl(
     }
   }
   const __mmask16 m0 = static_cast<__mmask16>(colmask), m1 = static_cast<__mmask16>(colmask >> 16);
-  const __m512 scale0 = _mm512_maskz_loadu_ps(m0, f.scale), scale1 = _mm512_maskz_loadu_ps(m1, f.scale + 16);
-  const __m512 bias0 = _mm512_maskz_loadu_ps(m0, f.bias), bias1 = _mm512_maskz_loadu_ps(m1, f.bias + 16);
   const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const bool whole = f.cols >= 32;
+  const __m512 scale_h[2] = {_mm512_maskz_loadu_ps(m0, f.scale), _mm512_maskz_loadu_ps(m1, f.scale + 16)};
+  const __m512 bias_h[2] = {_mm512_maskz_loadu_ps(m0, f.bias), _mm512_maskz_loadu_ps(m1, f.bias + 16)};
+  // Fully unrolled, and no branch on the row count (rows past f.rows get empty masks: a masked
+  // load or store with an empty mask touches no memory): a rolled row loop, or an early exit,
+  // made GCC keep the accumulators in memory (stored after the products, loaded back per row),
+  // a third of a call at K = 9.
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
-    if (r >= f.rows) break;
-    const __m512i off = _mm512_set1_epi32(static_cast<int32_t>(f.offset[r]));
+    const bool row = r < f.rows;
+    const int32_t* off = f.offset[r];
     float* o = f.out + r * f.ldo;
     const float* res = ADD ? f.residual + r * f.ldo : nullptr;
-    const bool stream = whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
+    const bool stream = row && whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
+#pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const __m512i x = _mm512_permutex2var_epi32(acc[r][2 * h], low_halves, acc[r][2 * h + 1]);
-      const __m512i s = _mm512_sub_epi32(off, _mm512_add_epi32(x, x));
-      const __mmask16 m = h == 0 ? m0 : m1;
-      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), h == 0 ? scale0 : scale1),
-                               h == 0 ? bias0 : bias1);
+      const __mmask16 m = row ? (h == 0 ? m0 : m1) : 0;
+      const __m512i s =
+          _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off + 16 * h), _mm512_add_epi32(x, x));
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), scale_h[h]), bias_h[h]);
       if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
       if (RELU)
         v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,

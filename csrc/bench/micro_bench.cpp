@@ -3,7 +3,9 @@
 // called as the driver calls it (kt->mr rows x kt->panels panels per call), timed with rdtsc.
 // Prints binary MACs (bits) per core cycle: the core clock is counted with a chain of dependent
 // one-cycle adds, as torch.ops.hwq.cycle_probe does. Each figure is the fastest of many short
-// runs, so on a machine shared with other jobs it is the least-disturbed one.
+// runs, so on a machine shared with other jobs it is the least-disturbed one. For paths with a
+// fused float epilogue (KernelTable::xor_popcount_float) it then times layer-sized passes of the
+// unfused route (C block, micro-kernel, epilogue) against the fused kernel (layer_rate).
 //
 // Not part of the extension (setup.py builds csrc/*.cpp only). Build and run from the repository
 // root (the kernel files include no torch headers):
@@ -12,6 +14,7 @@
 #include <x86intrin.h>
 
 #include <cstdlib>
+#include <ctime>
 
 #include <algorithm>
 #include <cstdint>
@@ -81,6 +84,29 @@ double block_rate(const hwq::KernelTable* t, int64_t K, double tsc_cycle) {
   return double(kRows * kCols * K * 64) / (best / tsc_cycle);
 }
 
+double thread_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Core cycles per second of thread CPU time: 8 dependent one-cycle adds per iteration.
+double core_hz() {
+  double best = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    int64_t x = 0;
+    const int64_t iters = 2000000;
+    const double t0 = thread_seconds();
+    for (int64_t i = 0; i < iters; ++i)
+      __asm__ volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    best = std::max(best, 8.0 * iters / (thread_seconds() - t0));
+  }
+  return best;
+}
+
 // One "layer" of M output pixels x O channels from the same hot A and B blocks (so no im2col,
 // only the micro-kernel and its epilogue): binary MACs per core cycle of the unfused route (zero
 // the C block, xor_popcount, epilogue_float) against xor_popcount_float, float outputs with ReLU
@@ -101,16 +127,18 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   float* out = static_cast<float*>(std::aligned_alloc(64, M * O * sizeof(float)));
   std::vector<float> ref(kRows * O);
   const int64_t tc = 8 * t->panels;
-  const int64_t* init[64] = {};
+  std::vector<int32_t> row_offsets(O, int32_t(K * 64));  // K_valid, no padding
+  const int32_t* offs[64];
+  for (auto& p : offs) p = row_offsets.data();
   auto run = [&](bool fuse) {
     for (int64_t m0 = 0; m0 + kRows <= M; m0 += kRows)
       for (int64_t nb = 0; nb < O; nb += kCols) {
         if (fuse) {
           for (int64_t p = 0; p < kCols; p += tc)
             for (int64_t r = 0; r < kRows; r += t->mr) {
-              const hwq::FusedFloat f{init, offset.data() + r, scale.data() + nb + p,
-                                      bias.data() + nb + p, out + (m0 + r) * O + nb + p, O,
-                                      nullptr, t->mr, tc, true};
+              for (int i = 0; i < t->mr; ++i) offs[i] = row_offsets.data() + nb + p;
+              const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
+                                      out + (m0 + r) * O + nb + p, O, nullptr, t->mr, tc, true};
               t->xor_popcount_float(A.data() + r * K, K, B.data() + (nb + p) * K, K * 8, K, f);
             }
         } else {
@@ -131,16 +159,19 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   run(true);
   if (std::memcmp(ref.data(), out, ref.size() * sizeof(float)) != 0)
     std::printf("MISMATCH fused %s K=%ld\n", t->name, (long)K);
+  // A pass takes milliseconds, so it is timed in this thread's CPU time (a shared machine's other
+  // jobs preempt it), at the core clock measured the same way.
   double best[2] = {1e30, 1e30};
   for (int rep = 0; rep < 30; ++rep)
     for (int fuse = 0; fuse < 2; ++fuse) {
-      const uint64_t t0 = __rdtsc();
+      const double t0 = thread_seconds();
       run(fuse);
-      best[fuse] = std::min(best[fuse], double(__rdtsc() - t0));
+      best[fuse] = std::min(best[fuse], thread_seconds() - t0);
     }
-  const double macs = double(M / kRows * kRows) * O * K * 64;
-  *unfused = macs / (best[0] / tsc_cycle);
-  *fused = macs / (best[1] / tsc_cycle);
+  const double macs = double(M / kRows * kRows) * O * K * 64, hz = core_hz();
+  (void)tsc_cycle;
+  *unfused = macs / (best[0] * hz);
+  *fused = macs / (best[1] * hz);
   std::free(out);
 }
 
