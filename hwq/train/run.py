@@ -37,17 +37,22 @@ from .recipe import scheme, section
 
 
 def provenance() -> dict[str, str]:
-    """Where a result comes from: the CPU (model name and cores, from /proc/cpuinfo where there
-    is one), torch's version and thread count, and the git commit of hwq's source tree ("+dirty"
+    """Where a result comes from: the CPU (model name, family and model numbers and cores, from
+    /proc/cpuinfo where there is one), torch's version and thread count, and the git commit of hwq's source tree ("+dirty"
     when it has uncommitted changes; "unknown" outside a git checkout)."""
     import platform
     import subprocess
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                          if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        cpu = fields.get("model name", cpu)
+        # A virtual machine may name its CPU only "AMD EPYC": family and model tell its generation.
+        if "cpu family" in fields and "model" in fields:
+            cpu += f" (family {fields['cpu family']} model {fields['model']})"
+    except (OSError, ValueError):
         pass
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
@@ -59,7 +64,9 @@ def provenance() -> dict[str, str]:
             if head.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    return {"machine": f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+    threads = torch.get_num_threads()
+    plural = "s" if threads != 1 else ""
+    return {"machine": f"{cpu}, {os.cpu_count()} cores, {threads} torch thread{plural}",
             "torch": str(torch.__version__), "commit": commit}
 
 
