@@ -79,12 +79,18 @@ def dadn_steps(layer: LayerProfile, lanes: int, filters: int) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def touched_rows(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
+def touched_rows(size: int, kernel: int, stride: int, pad: int, out: int,
+                 dilation: int = 1) -> int:
     """Of ``size`` input rows (or columns), how many ``out`` windows of ``kernel`` taps at
     ``stride``, over an input padded by ``pad`` on each side, read: the rows i in [0, size) with
-    i = stride * o + f - pad for some output o < out and tap f < kernel. When kernel >= stride the
-    windows leave no gap, so every row from the first to the last one reached is read; when
-    kernel < stride each window reads its own ``kernel`` rows and skips ``stride - kernel``."""
+    i = stride * o + dilation * f - pad for some output o < out and tap f < kernel. When kernel >=
+    stride the windows leave no gap, so every row from the first to the last one reached is read;
+    when kernel < stride each window reads its own ``kernel`` rows and skips ``stride - kernel``.
+    Dilated taps leave gaps that neighbouring windows may or may not fill, so those rows are
+    counted one by one (out * kernel of them at most)."""
+    if dilation > 1:
+        rows = {stride * o + dilation * f - pad for o in range(out) for f in range(kernel)}
+        return sum(1 for i in rows if 0 <= i < size)
     if kernel >= stride:
         last = min(size - 1, stride * (out - 1) + kernel - 1 - pad)
         return max(0, last + 1)
@@ -107,16 +113,19 @@ def touched_inputs(layer: LayerProfile) -> int:
     1 x 1 stride-2 convolution reads a quarter of its input in both. The two differ from this count only at a padded edge: ZigZag subtracts
     the full padding from both sides even when the last window does not reach the far side's
     padding (a 3 x 3 stride-2 pad-1 layer on 56 x 56 reads 56 rows; ZigZag counts 55), and
-    SCALE-Sim takes an input padded beforehand. A shape that does not follow from the geometry
-    (a dilated convolution, whose dilation a Profile does not record) is read whole."""
+    SCALE-Sim takes an input padded beforehand. A dilated convolution's taps are ``dilation``
+    apart (ZigZag's ``ix = stride * ox + dilation * fx``). A shape that does not follow from the
+    geometry (a hand-written profile) is read whole, an overcount rather than an undercount."""
     if layer.kind != "conv":
         return layer.inputs
     c, h, w = layer.in_shape
     _, ho, wo = layer.out_shape
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-    if (h + 2 * ph - kh) // sh + 1 != ho or (w + 2 * pw - kw) // sw + 1 != wo:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (layer.kernel, layer.stride, layer.padding,
+                                              layer.dilation)
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if (h + 2 * ph - span_h) // sh + 1 != ho or (w + 2 * pw - span_w) // sw + 1 != wo:
         return layer.inputs
-    return c * touched_rows(h, kh, sh, ph, ho) * touched_rows(w, kw, sw, pw, wo)
+    return c * touched_rows(h, kh, sh, ph, ho, dh) * touched_rows(w, kw, sw, pw, wo, dw)
 
 
 def memory(layer: LayerProfile, cfg: ArchConfig, w_reuse: float, a_reuse: float,

@@ -70,15 +70,16 @@ def workload(profile: Profile, storage_bits: int = 8) -> list[dict[str, Any]]:
         k, c = layer.out_channels, layer.in_channels
         if layer.kind == "conv":
             (fy, fx), (sy, sx), (py, px) = layer.kernel, layer.stride, layer.padding
+            dy, dx = layer.dilation
             oy, ox = layer.out_shape[1], layer.out_shape[2]
         else:  # FC: a 1 x 1 convolution over the tokens
-            fy = fx = sy = sx = 1
+            fy = fx = sy = sx = dy = dx = 1
             py = px = 0
             oy, ox = 1, layer.windows
         node = {
             "id": len(out), "name": layer.name, "operator_type": "Conv",
             "equation": "O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]",
-            "dimension_relations": [f"ix={sx}*ox+1*fx", f"iy={sy}*oy+1*fy"],
+            "dimension_relations": [f"ix={sx}*ox+{dx}*fx", f"iy={sy}*oy+{dy}*fy"],
             "loop_dims": ["B", "K", "C", "OY", "OX", "FY", "FX"],
             "loop_sizes": [1, k, c, oy, ox, fy, fx],
             "operand_precision": {"W": storage_bits, "I": storage_bits,

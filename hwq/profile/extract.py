@@ -87,7 +87,7 @@ def _static(name: str, m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> La
         else:
             pad = (0, 0) if m.padding == "valid" else m.padding
         geo = dict(kernel=tuple(m.kernel_size), stride=tuple(m.stride), padding=tuple(pad),
-                   groups=m.groups)
+                   dilation=tuple(m.dilation), groups=m.groups)
     else:
         geo = {}
     if isinstance(m, QuantLayer):

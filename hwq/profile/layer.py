@@ -62,6 +62,10 @@ class LayerProfile:
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    """Spacing of a conv's taps (PyTorch's ``dilation``). It moves which input pixels a window
+    reads, not the MACs. Written to a file only when it is not (1, 1), so profiles of undilated
+    networks stay readable by earlier versions of hwq."""
     groups: int = 1
     macs: int = 0
     weights: int = 0
@@ -139,9 +143,12 @@ class LayerProfile:
         _ints(name, "kernel", self.kernel, 2, 1)
         _ints(name, "stride", self.stride, 2, 1)
         _ints(name, "padding", self.padding, 2, 0)
+        _ints(name, "dilation", self.dilation, 2, 1)
         _int(name, "groups", self.groups, 1)
         if self.kind == "fc" and tuple(self.kernel) != (1, 1):
             raise _fail(name, "kernel", self.kernel, "(1, 1) for an fc layer")
+        if self.kind == "fc" and tuple(self.dilation) != (1, 1):
+            raise _fail(name, "dilation", self.dilation, "(1, 1) for an fc layer")
         if self.kind == "fc" and self.groups != 1:
             raise _fail(name, "groups", self.groups, "1 for an fc layer")
         if self.in_channels % self.groups or self.out_channels % self.groups:
@@ -195,8 +202,10 @@ class LayerProfile:
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for f in ("in_shape", "out_shape", "kernel", "stride", "padding"):
+        for f in ("in_shape", "out_shape", "kernel", "stride", "padding", "dilation"):
             d[f] = list(d[f])
+        if d["dilation"] == [1, 1]:
+            del d["dilation"]
         return d
 
     @classmethod
@@ -216,7 +225,7 @@ class LayerProfile:
             if f not in d:
                 raise ProfileError(f"layer {name!r}: field {f!r} is missing")
         kw = dict(d)
-        for f in ("in_shape", "out_shape", "kernel", "stride", "padding"):
+        for f in ("in_shape", "out_shape", "kernel", "stride", "padding", "dilation"):
             if f in kw:
                 _ints(name, f, kw[f], None, 0)
                 kw[f] = tuple(kw[f])

@@ -80,16 +80,62 @@ def test_touched_inputs_equal_torch(c, h, w, kernel, stride, pad):
 
 
 def test_a_shape_the_geometry_does_not_give_is_read_whole():
-    # a dilated conv (the Profile records no dilation): 3 x 3, dilation 2, stride 2, pad 2 on
+    # a dilated conv written down without its dilation: 3 x 3, dilation 2, stride 2, pad 2 on
     # 16 x 16 reads only the even rows and columns, but its 8 x 8 output does not follow from
     # kernel 3 / stride 2 / pad 2 (that gives 9 x 9), so the count falls back to the whole input
-    # (the count before touched_inputs, an overcount, never an undercount)
+    # (an overcount, never an undercount); with its dilation recorded, the count is exact
     ref, out = _read_by_torch(2, 16, 16, (3, 3), (2, 2), (2, 2), dilation=(2, 2))
     assert out == (8, 8) and ref == 2 * 8 * 8
     layer = LayerProfile(name="dil", kind="conv", in_shape=(2, 16, 16), out_shape=(1, 8, 8),
                          kernel=(3, 3), stride=(2, 2), padding=(2, 2), macs=8 * 8 * 2 * 9,
                          weights=2 * 9)
     assert touched_inputs(layer) == layer.inputs == 2 * 16 * 16
+    layer.dilation = (2, 2)
+    layer.validate()
+    assert touched_inputs(layer) == ref
+
+
+def test_dilated_touched_rows_equal_torch_for_every_small_geometry():
+    n = 0
+    for size, k, s, p, d in itertools.product(range(1, 14), range(2, 5), range(1, 5), range(0, 4),
+                                              range(2, 4)):
+        if size + 2 * p < d * (k - 1) + 1:
+            continue
+        ref, (out, _) = _read_by_torch(1, size, 1, (k, 1), (s, 1), (p, 0), dilation=(d, 1))
+        assert touched_rows(size, k, s, p, out, d) == ref, (size, k, s, p, d)
+        n += 1
+    assert n > 800
+
+
+def test_profiled_dilated_conv_records_its_dilation_and_reads_what_torch_reads():
+    from hwq.profile import Profile, profile
+    conv = torch.nn.Conv2d(3, 4, 3, stride=(2, 2), padding=(2, 1), dilation=(2, 2), bias=False)
+    model = torch.nn.Sequential(conv, torch.nn.Flatten())
+    p = profile(model, torch.randn(1, 3, 16, 15))
+    (layer,) = p.layers
+    assert layer.dilation == (2, 2)
+    ref, out = _read_by_torch(3, 16, 15, (3, 3), (2, 2), (2, 1), dilation=(2, 2))
+    assert layer.out_shape[1:] == out
+    assert touched_inputs(layer) == ref < layer.inputs
+    back = Profile.from_dict(p.to_dict())
+    assert back.layers[0].dilation == (2, 2) and touched_inputs(back.layers[0]) == ref
+    # an undilated layer writes no dilation, as files of earlier versions did
+    plain = profile(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()),
+                    torch.randn(1, 3, 8, 8))
+    assert "dilation" not in plain.to_dict()["layers"][0]
+    assert Profile.from_dict(plain.to_dict()).layers[0].dilation == (1, 1)
+
+
+def test_bad_dilation_is_refused_by_name():
+    from hwq.profile import ProfileError
+    layer = LayerProfile(name="L", kind="conv", in_shape=(2, 8, 8), out_shape=(1, 6, 6),
+                         kernel=(3, 3), macs=6 * 6 * 2 * 9, weights=2 * 9, dilation=(0, 1))
+    with pytest.raises(ProfileError, match="dilation"):
+        layer.validate()
+    fc = LayerProfile(name="F", kind="fc", in_shape=(8,), out_shape=(2,), macs=16, weights=16,
+                      dilation=(2, 2))
+    with pytest.raises(ProfileError, match="dilation"):
+        fc.validate()
 
 
 def test_dram_bits_of_the_downsampling_shortcut_by_hand():

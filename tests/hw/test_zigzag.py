@@ -123,3 +123,7 @@ def test_workload_shape():
                                          ["C", 2], ["K", 2]]
     with pytest.raises(TypeError, match="profile"):
         zigzag.workload("resnet50")
+    # a dilated layer's taps are dilation apart in ZigZag's input index
+    dilated = copy.deepcopy(p)
+    dilated.layers[1].dilation = (2, 3)
+    assert zigzag.workload(dilated)[1]["dimension_relations"] == ["ix=1*ox+3*fx", "iy=1*oy+2*fy"]
