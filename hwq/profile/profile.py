@@ -28,8 +28,8 @@ VERSION = 1
 SCHEMA, SCHEMA_VERSION = FORMAT, VERSION  # the names of earlier versions, kept for importers
 LEGACY_HEADER = "schema"  # the header key earlier versions wrote instead of "format"
 
-CSV_COLUMNS = ("name", "kind", "in_shape", "out_shape", "kernel", "stride", "padding", "groups",
-               "macs", "weights", "w_bits", "a_bits", "w_quant", "a_quant", "w_float", "a_float",
+CSV_COLUMNS = ("name", "kind", "in_shape", "out_shape", "kernel", "stride", "padding", "dilation",
+               "groups", "macs", "weights", "w_bits", "a_bits", "w_quant", "a_quant", "w_float", "a_float",
                "a_zero_frac", "a_essential_mean", "a_group_prec_mean", "a_pallet_prec_mean",
                "w_zero_frac", "w_essential_mean", "w_group_prec_mean")
 
@@ -182,7 +182,7 @@ class Profile:
         for l in self.layers:
             row = []
             for c in CSV_COLUMNS:
-                if c in ("in_shape", "out_shape", "kernel", "stride", "padding"):
+                if c in ("in_shape", "out_shape", "kernel", "stride", "padding", "dilation"):
                     row.append("x".join(str(v) for v in getattr(l, c)))
                 elif hasattr(l, c):
                     row.append(getattr(l, c))

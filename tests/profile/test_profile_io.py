@@ -32,7 +32,9 @@ def test_csv_and_dnnsim(prof, tmp_path):
     text = prof.to_csv(tmp_path / "p.csv")
     rows = text.strip().split("\n")
     assert rows[0].startswith("name,kind,in_shape")
-    assert rows[1].startswith("0,conv,3x4x4,16x4x4,3x3,1x1,1x1,1,6912,432,16,16,float,float,True,True")
+    assert rows[0].startswith("name,kind,in_shape,out_shape,kernel,stride,padding,dilation,groups")
+    assert rows[1].startswith("0,conv,3x4x4,16x4x4,3x3,1x1,1x1,1x1,1,6912,432,16,16,float,float,True,"
+                              "True")
     prof[0].a_bits, prof[0].a_frac = 9, 4
     prof[1].w_bits = 5
     dn = prof.to_dnnsim(tmp_path / "precision.txt").split("\n")
