@@ -29,7 +29,8 @@ SCHEMA, SCHEMA_VERSION = FORMAT, VERSION  # the names of earlier versions, kept 
 LEGACY_HEADER = "schema"  # the header key earlier versions wrote instead of "format"
 
 CSV_COLUMNS = ("name", "kind", "in_shape", "out_shape", "kernel", "stride", "padding", "dilation",
-               "groups", "macs", "weights", "w_bits", "a_bits", "w_quant", "a_quant", "w_float", "a_float",
+               "groups", "macs", "weights", "w_bits", "a_bits", "w_quant", "a_quant", "w_float",
+               "a_float",
                "a_zero_frac", "a_essential_mean", "a_group_prec_mean", "a_pallet_prec_mean",
                "w_zero_frac", "w_essential_mean", "w_group_prec_mean")
 

@@ -38,8 +38,8 @@ from .recipe import scheme, section
 
 def provenance() -> dict[str, str]:
     """Where a result comes from: the CPU (model name, family and model numbers and cores, from
-    /proc/cpuinfo where there is one), torch's version and thread count, and the git commit of hwq's source tree ("+dirty"
-    when it has uncommitted changes; "unknown" outside a git checkout)."""
+    /proc/cpuinfo where there is one), torch's version and thread count, and the git commit of
+    hwq's source tree ("+dirty" when it has uncommitted changes; "unknown" outside a checkout)."""
     import platform
     import subprocess
     cpu = platform.processor() or platform.machine()
