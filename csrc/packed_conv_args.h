@@ -7,8 +7,62 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
+#include <type_traits>
+
+namespace hwq_packed {
+
+// Error messages are built as one std::string, with numbers formatted by std::to_string and
+// snprintf, never by streaming them into a std::ostream as TORCH_CHECK's own formatting does. The
+// CUDA extension, JIT-built on an H200 machine, carried its own copy of std::ostream::_M_insert<long>
+// and crashed (SIGSEGV) in it on any TORCH_CHECK message holding an integer, while messages of
+// strings alone were raised correctly; this way the extension formats nothing through iostreams.
+// The text is what TORCH_CHECK would print: ints in decimal, doubles as %g (an ostream's default),
+// IntArrayRef as [a, b], bool as 1 / 0.
+namespace detail {
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, char v) { s += v; }
+inline void append(std::string& s, c10::IntArrayRef v) {
+  s += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  s += ']';
+}
+inline void append(std::string& s, at::ScalarType t) { s += c10::toString(t); }
+inline void append(std::string& s, const c10::Device& d) { s += d.str(); }
+template <typename T, std::enable_if_t<std::is_integral_v<T> || std::is_enum_v<T>, int> = 0>
+void append(std::string& s, T v) {
+  if constexpr (std::is_same_v<T, bool>) {
+    s += v ? '1' : '0';
+  } else if constexpr (std::is_enum_v<T>) {
+    s += std::to_string(static_cast<std::underlying_type_t<T>>(v));
+  } else {
+    s += std::to_string(v);
+  }
+}
+inline void append(std::string& s, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  s += buf;
+}
+}  // namespace detail
+
+template <typename... Args>
+std::string message(const Args&... args) {
+  std::string s;
+  (detail::append(s, args), ...);
+  return s;
+}
+
+}  // namespace hwq_packed
+
+// TORCH_CHECK with the message built by hwq_packed::message (only when the check fails).
+#define HWQ_CHECK(cond, ...) TORCH_CHECK(cond, ::hwq_packed::message(__VA_ARGS__))
 
 namespace hwq_packed {
 
@@ -26,15 +80,15 @@ inline int64_t padded_panels(int64_t out_channels) {
 
 inline void check_bits(int64_t bits, bool binary, const char* param) {
   if (binary) {
-    TORCH_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
+    HWQ_CHECK(bits == 1, param, "=", bits, " with binary=True: binary values use 1 bit");
   } else {
-    TORCH_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
+    HWQ_CHECK(bits >= 1 && bits <= 8, param, "=", bits, " is not accepted: expected 1..8");
   }
 }
 
 inline void check_groups(int64_t channels, int64_t groups, const char* what) {
-  TORCH_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
-  TORCH_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
+  HWQ_CHECK(groups >= 1, "groups=", groups, " is not accepted: expected an integer >= 1");
+  HWQ_CHECK(channels % groups == 0, what, "=", channels, " is not divisible by groups=", groups);
 }
 
 // 1: float(sum) * scale + bias; 2: the sign bits of that, packed; 3: mode 1 then ReLU.
@@ -61,26 +115,26 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
                                  int64_t out_mode) {
   check_bits(a_bits, binary, "a_bits");
   check_bits(w_bits, binary, "w_bits");
-  TORCH_CHECK(in_channels >= 0, "in_channels=", in_channels,
+  HWQ_CHECK(in_channels >= 0, "in_channels=", in_channels,
               " is not accepted: expected the input channel count (>= 0)");
-  TORCH_CHECK(out_channels >= 0, "out_channels=", out_channels,
+  HWQ_CHECK(out_channels >= 0, "out_channels=", out_channels,
               " is not accepted: expected the output channel count (>= 0)");
   check_groups(in_channels, groups, "in_channels");
   check_groups(out_channels, groups, "out_channels");
-  TORCH_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
+  HWQ_CHECK(kernel_size.size() == 2 && stride.size() == 2 && padding.size() == 2 &&
                   dilation.size() == 2,
               "kernel_size, stride, padding and dilation must each have 2 values");
   ConvShape s{};
   s.kh = kernel_size[0];
   s.kw = kernel_size[1];
-  TORCH_CHECK(s.kh >= 1 && s.kw >= 1 && s.kh * s.kw <= kMaxTaps, "kernel_size=", kernel_size,
+  HWQ_CHECK(s.kh >= 1 && s.kw >= 1 && s.kh * s.kw <= kMaxTaps, "kernel_size=", kernel_size,
               " is not accepted: expected sizes >= 1 with KH * KW <= ", kMaxTaps);
   for (int d = 0; d < 2; ++d) {
-    TORCH_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
-    TORCH_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
-    TORCH_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
+    HWQ_CHECK(stride[d] >= 1, "stride=", stride, " is not accepted: expected values >= 1");
+    HWQ_CHECK(dilation[d] >= 1, "dilation=", dilation, " is not accepted: expected values >= 1");
+    HWQ_CHECK(padding[d] >= 0, "padding=", padding, " is not accepted: expected values >= 0");
   }
-  TORCH_CHECK(out_mode >= 0 && out_mode <= 3, "out_mode=", out_mode,
+  HWQ_CHECK(out_mode >= 0 && out_mode <= 3, "out_mode=", out_mode,
               " is not accepted: expected 0 (int32 sums), 1 (float), 2 (packed signs) or 3 (float "
               "then ReLU)");
 
@@ -100,7 +154,7 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
   s.n = x.size(0);
   s.h = x.size(1);
   s.w = x.size(2);
-  TORCH_CHECK(x.size(3) == groups && x.size(4) == s.pa && x.size(5) == s.cwg, "x has shape ",
+  HWQ_CHECK(x.size(3) == groups && x.size(4) == s.pa && x.size(5) == s.cwg, "x has shape ",
               x.sizes(), ": expected (N, H, W, ", groups, ", ", s.pa, ", ", s.cwg,
               ") for in_channels=", in_channels, ", groups=", groups,
               binary ? std::string(", binary") : ", a_bits=" + std::to_string(a_bits),
@@ -108,12 +162,12 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
   s.taps = s.kh * s.kw;
   s.k = s.taps * s.cwg;
   s.np = padded_panels(s.og);
-  TORCH_CHECK(wt.size(0) == groups && wt.size(1) == s.pw && wt.size(2) == s.np &&
+  HWQ_CHECK(wt.size(0) == groups && wt.size(1) == s.pw && wt.size(2) == s.np &&
                   wt.size(3) == s.k && wt.size(4) == kPanel,
               "w has shape ", wt.sizes(), ": expected (", groups, ", ", s.pw, ", ", s.np, ", ", s.k,
               ", ", kPanel, ") for out_channels=", out_channels, ", in_channels=", in_channels,
               ", kernel_size=", kernel_size, ", groups=", groups);
-  TORCH_CHECK(s.h + 2 * padding[0] >= dilation[0] * (s.kh - 1) + 1 &&
+  HWQ_CHECK(s.h + 2 * padding[0] >= dilation[0] * (s.kh - 1) + 1 &&
                   s.w + 2 * padding[1] >= dilation[1] * (s.kw - 1) + 1,
               "input size (", s.h, ", ", s.w, ") with padding ", padding,
               " is smaller than the dilated kernel (", dilation[0] * (s.kh - 1) + 1, ", ",
@@ -125,7 +179,7 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
   const double bound = static_cast<double>(s.cg * s.taps) *
                        (binary ? 1.0 : double((int64_t{1} << a_bits) - 1) *
                                            double(int64_t{1} << (w_bits - 1)));
-  TORCH_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", s.cg * s.taps,
+  HWQ_CHECK(bound < 2147483648.0, "in_channels/groups * KH * KW = ", s.cg * s.taps,
               " at a_bits=", a_bits, ", w_bits=", w_bits, " can overflow the int32 output (bound ",
               bound, "): split the input channels into several calls (or groups)");
   return s;
@@ -136,7 +190,7 @@ inline ConvShape check_conv_args(const at::Tensor& x, const at::Tensor& wt, int6
 inline at::Tensor check_channel_vector(const std::optional<at::Tensor>& v, const char* param,
                                        int64_t out_channels) {
   if (!v.has_value()) return at::Tensor();
-  TORCH_CHECK(v->scalar_type() == at::kFloat && v->numel() == out_channels, param, " has dtype ",
+  HWQ_CHECK(v->scalar_type() == at::kFloat && v->numel() == out_channels, param, " has dtype ",
               v->scalar_type(), " and ", v->numel(), " values: expected float32 with ",
               out_channels, " (one per output channel)");
   return v->contiguous();

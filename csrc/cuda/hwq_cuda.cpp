@@ -19,7 +19,7 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 #ifndef HWQ_CUDA_HOST_CHECKS
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #endif
 
@@ -51,7 +51,8 @@ const char* error_string(cudaError_t) { return "host emulation (see host_launch.
 #else
 constexpr bool kHost = false;
 using DeviceGuard = c10::cuda::CUDAGuard;
-cudaStream_t current_stream() { return current_stream(); }
+// The stream PyTorch launches on for the current device (c10::cuda::CUDAStream converts to it).
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream(); }
 const char* error_name(cudaError_t err) { return cudaGetErrorName(err); }
 const char* error_string(cudaError_t err) { return cudaGetErrorString(err); }
 #endif
@@ -60,7 +61,7 @@ std::atomic<int> g_config{-1};
 std::atomic<int> g_path{-1};
 
 void set_path(int64_t path) {
-  TORCH_CHECK(path >= -1 && path < hwq_cuda::kNumPaths, "path=", path,
+  HWQ_CHECK(path >= -1 && path < hwq_cuda::kNumPaths, "path=", path,
               " is not accepted: expected -1 (auto), 0 (mma.sync, sm_80+), 1 (wgmma, sm_90a) or 2 "
               "(wgmma with unswizzled tiles)");
   g_path.store(static_cast<int>(path));
@@ -73,7 +74,7 @@ std::vector<std::string> path_names() {
 }
 
 void set_config(int64_t config) {
-  TORCH_CHECK(config >= -1 && config < hwq_cuda::num_configs(), "config=", config,
+  HWQ_CHECK(config >= -1 && config < hwq_cuda::num_configs(), "config=", config,
               " is not accepted: expected -1 (auto) or 0..", hwq_cuda::num_configs() - 1);
   g_config.store(static_cast<int>(config));
 }
@@ -85,30 +86,30 @@ std::vector<std::string> config_names() {
 }
 
 void check_cuda_ok(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == 0, "hwq CUDA kernel ", what, " failed: ", error_name(err), " (",
+  HWQ_CHECK(err == 0, "hwq CUDA kernel ", what, " failed: ", error_name(err), " (",
               error_string(err), ", code ", static_cast<int>(err), ")");
 }
 
 void check_cuda_tensor(const at::Tensor& t, const char* param) {
   if (kHost) {
-    TORCH_CHECK(t.device().is_cpu(), param, " is on device ", t.device(),
+    HWQ_CHECK(t.device().is_cpu(), param, " is on device ", t.device(),
                 ": the host-check build of the hwq CUDA binding takes CPU tensors");
     return;
   }
-  TORCH_CHECK(t.is_cuda(), param, " is on device ", t.device(),
+  HWQ_CHECK(t.is_cuda(), param, " is on device ", t.device(),
               ": the hwq CUDA kernels take CUDA tensors (this is the CUDA implementation)");
 }
 
 void check_same_device(const at::Tensor& t, const at::Tensor& ref, const char* param) {
-  TORCH_CHECK(t.device() == ref.device(), param, " is on device ", t.device(), " but x is on ",
+  HWQ_CHECK(t.device() == ref.device(), param, " is on device ", t.device(), " but x is on ",
               ref.device(), ": expected all tensors on one device");
 }
 
 void check_packed(const at::Tensor& t, const char* param, int64_t dim) {
   check_cuda_tensor(t, param);
-  TORCH_CHECK(t.scalar_type() == at::kLong, param, " has dtype ", t.scalar_type(),
+  HWQ_CHECK(t.scalar_type() == at::kLong, param, " has dtype ", t.scalar_type(),
               ": packed bits are expected as torch.int64 (from hwq pack ops)");
-  TORCH_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(), "): packed ",
+  HWQ_CHECK(t.dim() == dim, param, " has ", t.dim(), " dims (shape ", t.sizes(), "): packed ",
               param, " has ", dim, " dims");
 }
 
@@ -124,7 +125,7 @@ int dtype_code(at::ScalarType t, const char* param) {
     case at::kInt: return hwq_cuda::kI32;
     case at::kLong: return hwq_cuda::kI64;
     default:
-      TORCH_CHECK(false, param, " has dtype ", t,
+      HWQ_CHECK(false, param, " has dtype ", t,
                   ": expected a real floating or integer dtype (float32/64, float16, bfloat16, "
                   "int8, uint8, int16, int32, int64)");
   }
@@ -133,7 +134,7 @@ int dtype_code(at::ScalarType t, const char* param) {
 
 at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int64_t groups) {
   check_cuda_tensor(x, "x");
-  TORCH_CHECK(x.dim() == 4, "x has shape ", x.sizes(), ": expected (N, C, H, W)");
+  HWQ_CHECK(x.dim() == 4, "x has shape ", x.sizes(), ": expected (N, C, H, W)");
   check_bits(bits, binary, "bits");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   check_groups(c, groups, "channels");
@@ -153,7 +154,7 @@ at::Tensor pack_activations(const at::Tensor& x, int64_t bits, bool binary, int6
 
 at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t groups) {
   check_cuda_tensor(wt, "w");
-  TORCH_CHECK(wt.dim() == 4, "w has shape ", wt.sizes(), ": expected (O, C/groups, KH, KW)");
+  HWQ_CHECK(wt.dim() == 4, "w has shape ", wt.sizes(), ": expected (O, C/groups, KH, KW)");
   check_bits(bits, binary, "bits");
   const int64_t o = wt.size(0), cg = wt.size(1), kh = wt.size(2), kw = wt.size(3);
   check_groups(o, groups, "out_channels");
@@ -186,7 +187,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
                                        w_bits, binary, stride, padding, dilation, groups, out_mode);
   // The CPU op has it (a ReLU in its float epilogue); the CUDA kernel's epilogue has not been
   // extended and tested on a GPU yet.
-  TORCH_CHECK(out_mode != kOutFloatRelu,
+  HWQ_CHECK(out_mode != kOutFloatRelu,
               "out_mode=3 (float then ReLU) is not implemented by the CUDA kernels yet: use "
               "out_mode=1 followed by torch.relu");
   const int64_t g_ = cs.groups, og = cs.og, pa = cs.pa, pw = cs.pw;
@@ -194,12 +195,12 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   const int64_t k = cs.k, oh = cs.oh, ow = cs.ow;
   // The kernel's integer parameters are 32-bit where they index taps, strides and offsets.
   for (int d = 0; d < 2; ++d)
-    TORCH_CHECK(stride[d] < (1 << 20) && padding[d] < (1 << 20) && dilation[d] < (1 << 20),
+    HWQ_CHECK(stride[d] < (1 << 20) && padding[d] < (1 << 20) && dilation[d] < (1 << 20),
                 "stride/padding/dilation values must be below 2^20 for the CUDA kernels");
   // Column blocks of the narrowest tile (64 output channels, the wgmma kernel's bit-serial tiles).
-  TORCH_CHECK((og + 63) / 64 * g_ <= 65535, "out_channels=", out_channels, " with groups=", g_,
+  HWQ_CHECK((og + 63) / 64 * g_ <= 65535, "out_channels=", out_channels, " with groups=", g_,
               " needs more than 65535 column blocks: too many groups for the CUDA kernels");
-  TORCH_CHECK(k < (int64_t{1} << 30), "KH * KW * words(in_channels/groups) = ", k,
+  HWQ_CHECK(k < (int64_t{1} << 30), "KH * KW * words(in_channels/groups) = ", k,
               " is too large for the CUDA kernels (expected < 2^30)");
 
   const DeviceGuard guard(x_in.device());
@@ -215,7 +216,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   const at::Tensor bias_c = check_channel_vector(bias, "bias", out_channels);
   const float* sc = scale_c.defined() ? scale_c.const_data_ptr<float>() : nullptr;
   const float* bi = bias_c.defined() ? bias_c.const_data_ptr<float>() : nullptr;
-  TORCH_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
+  HWQ_CHECK(out_mode != kOutInt32 || (sc == nullptr && bi == nullptr),
               "scale/bias need out_mode 1, 2 or 3: out_mode=0 returns the raw int32 sums");
 
   const at::Tensor x = x_in.contiguous(), wt = w_in.contiguous();
@@ -247,7 +248,7 @@ at::Tensor conv2d_packed(const at::Tensor& x_in, const at::Tensor& w_in, int64_t
   p.out_mode = static_cast<int>(out_mode);
   p.config = g_config.load();
   p.path = g_path.load();
-  TORCH_CHECK(p.path <= 0 || hwq_cuda::wgmma_usable(p), "path=", p.path, " (",
+  HWQ_CHECK(p.path <= 0 || hwq_cuda::wgmma_usable(p), "path=", p.path, " (",
               hwq_cuda::path_name(p.path), ") cannot run this call: the wgmma kernel needs an "
               "extension built for sm_90a running on a compute capability 9.0 GPU, out_mode 0..2 "
               "and at most 4 plane pairs (a_bits * w_bits <= 4); use path -1 (auto) or 0");
@@ -309,6 +310,7 @@ TORCH_LIBRARY(hwq_cuda, m) {
 
 // The module itself is empty: importing it runs the registrations above.
 extern "C" PyObject* PyInit__C_cuda(void) {
-  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C_cuda", nullptr, -1, nullptr};
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C_cuda", nullptr, -1, nullptr,
+                                   nullptr, nullptr, nullptr, nullptr};
   return PyModule_Create(&def);
 }

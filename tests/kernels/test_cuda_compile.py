@@ -6,6 +6,7 @@ tests/kernels/test_cuda_ops.py (skipped without a GPU).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -60,3 +61,34 @@ def test_gencode_flags_and_bad_arch():
 def test_loads_on_a_gpu_machine():
     hcuda.load(jit=True)
     assert hcuda.is_loaded()
+
+
+def _binding_compile_cmd(out: str) -> list[str] | None:
+    """g++ command compiling the CUDA binding (csrc/cuda/hwq_cuda.cpp, the real CUDA build, not the
+    host-check one) with every warning an error, or None where a header folder is missing."""
+    from torch.utils import cpp_extension
+    import sysconfig
+    cuda_inc = os.path.join(HOME, "include") if HOME else None
+    py_inc = sysconfig.get_paths()["include"]
+    if not (cuda_inc and os.path.isfile(os.path.join(py_inc, "Python.h"))):
+        return None
+    incs = [f"-isystem{p}" for p in cpp_extension.include_paths() + [cuda_inc, py_inc]]
+    # -O2: gcc finds infinite recursion (-Winfinite-recursion, in -Wall) only when optimizing.
+    # c++20: the newest torch headers need it (torch 2.11's also compile with it).
+    return ["g++", "-std=c++20", "-O2", "-c", "-Wall", "-Wextra", "-Werror", *incs,
+            f"-I{hcuda.CUDA_DIR}", os.path.join(hcuda.CUDA_DIR, "hwq_cuda.cpp"), "-o", out]
+
+
+@needs_nvcc
+def test_cuda_binding_compiles_without_warnings():
+    """The binding's host code compiles warning-free: its first H200 run hung because the stream
+    getter called itself (`current_stream() { return current_stream(); }`), which -Wall -O2
+    reports as infinite recursion."""
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = _binding_compile_cmd(os.path.join(tmp, "hwq_cuda.o"))
+        if cmd is None:
+            pytest.skip("no Python.h or CUDA headers to compile the binding against")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, "g++ failed on csrc/cuda/hwq_cuda.cpp:\n" + r.stderr[-4000:]
