@@ -5,6 +5,7 @@
     python scripts/gpu_check.py errors  # bad inputs raise argument errors (own process: a crash
                                         # there cannot hide the check results)
     python scripts/gpu_check.py bench   # one table: binary GEMM, binary 3x3 conv, W2A2 GEMM
+    python scripts/gpu_check.py profile # one call per kernel, for ncu (scripts/gpu_profile.sh)
 
 Needs only torch and a CUDA toolkit: hwq is loaded from this checkout by path (no install), and
 where hwq._C (the CPU extension) is not built, the op schemas are defined from Python
@@ -726,6 +727,45 @@ def bench() -> int:
     return 0
 
 
+def profile() -> int:
+    """One call of each kernel worth profiling, for Nsight Compute (scripts/gpu_profile.sh runs this
+    phase under ncu): the binary GEMM 8192^3 (int32 out) on wgmma and on mma.sync 128x128, and the
+    binary 3x3 conv 256ch 14x14 batch 256 on wgmma. No timing here: ncu replays each kernel."""
+    print(f"device: {device_info()}", flush=True)
+    load_ext()
+    gen = torch.Generator(device="cuda").manual_seed(1)
+
+    def pm1(shape):
+        return torch.where(torch.rand(shape, device="cuda", generator=gen) < 0.5, -1.0, 1.0)
+
+    S = 8192
+    xp = torch.ops.hwq.pack_activations(pm1((S, S, 1, 1)), 1, True, 1)
+    wp = torch.ops.hwq.pack_weights(pm1((S, S, 1, 1)), 1, True, 1)
+    n, c, hw = 256, 256, 14
+    cxp = torch.ops.hwq.pack_activations(pm1((n, c, hw, hw)).half(), 1, True, 1)
+    cwp = torch.ops.hwq.pack_weights(pm1((c, c, 3, 3)), 1, True, 1)
+    calls = [("binary GEMM 8192^3, wgmma", 1, -1,
+              lambda: torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 1, 1, True, [1, 1],
+                                                  [0, 0], [1, 1], 1, None, None, OutMode.INT32)),
+             ("binary GEMM 8192^3, mma.sync 128x128", 0, 0,
+              lambda: torch.ops.hwq.conv2d_packed(xp, wp, S, S, [1, 1], 1, 1, True, [1, 1],
+                                                  [0, 0], [1, 1], 1, None, None, OutMode.INT32)),
+             ("binary 3x3 conv 256ch 14x14 b256, wgmma", 1, -1,
+              lambda: torch.ops.hwq.conv2d_packed(cxp, cwp, c, c, [3, 3], 1, 1, True, [1, 1],
+                                                  [1, 1], [1, 1], 1, None, None, OutMode.INT32))]
+    for label, path, cfg, f in calls:
+        cuda_mod.set_path(path)
+        cuda_mod.set_config(cfg)
+        try:
+            f()
+            torch.cuda.synchronize()
+            print(f"profiled: {label}", flush=True)
+        finally:
+            cuda_mod.set_path(-1)
+            cuda_mod.set_config(-1)
+    return 0
+
+
 def main() -> int:
     faulthandler.enable()  # a segfault prints the Python stack (to stderr: the phase's log)
     os.makedirs(OUT, exist_ok=True)
@@ -751,7 +791,9 @@ def main() -> int:
         return error_one(sys.argv[2])
     if what == "bench":
         return bench()
-    print(f"unknown phase {what!r}: expected build, check, errors or bench")
+    if what == "profile":
+        return profile()
+    print(f"unknown phase {what!r}: expected build, check, errors, bench or profile")
     return 2
 
 
