@@ -367,7 +367,10 @@ at::Tensor pack_weights(const at::Tensor& wt, int64_t bits, bool binary, int64_t
 // each window lies), im2col_rows (its packed words), then per block of kColBlock output channels
 // start_c_block (zeros, or the binary padding correction), multiply_block (the micro-kernels)
 // and epilogue_block (sums to outputs). The border patterns and the padding correction are
-// computed once per call.
+// computed once per call. Binary layers with float outputs on a path with a fused kernel
+// (KernelTable::xor_popcount_float) skip im2col and the C block: the kernel reads each window in
+// place from a zero-padded copy of the input (padded_input, locate_rows_padded) and writes the
+// float outputs from its registers (fused_float_block).
 
 // Border patterns. A window's valid taps are the product of its kernel rows and columns that fall
 // inside the image, so the border cases are the distinct (row, column) pairs: 9 for a 3x3 kernel
@@ -482,10 +485,12 @@ struct BlockScratch {
   std::vector<int64_t> corner;
   std::vector<int64_t> src_pixel;
   std::vector<int64_t> offset;    // per row: binary K_valid, bit-serial 0 (the epilogue's offset)
+  std::vector<int64_t> offset_at;  // fused path, per row: where its fused offsets start
 
   explicit BlockScratch(const ConvShape& s)
       : abuf(s.pa * kRowBlock * s.k), cbuf(kRowBlock * kColBlock), valid(kRowBlock),
-        pattern(kRowBlock), corner(kRowBlock), src_pixel(kRowBlock * s.taps), offset(kRowBlock) {}
+        pattern(kRowBlock), corner(kRowBlock), src_pixel(kRowBlock * s.taps), offset(kRowBlock),
+        offset_at(kRowBlock) {}
 };
 
 // Where the windows of output pixels m0 .. m0 + mc - 1 lie: pattern, valid taps, corner or
@@ -628,27 +633,109 @@ static std::vector<int32_t> fused_offsets(const ConvShape& s, const BorderPatter
   return off;
 }
 
+// The fused path reads the activation windows straight from the packed input, without im2col
+// (isa.h, MicroFloatFn): from a copy of x with its zero padding written out (binary pads with zero
+// words, whose XOR counts the fused offsets remove), every window, at the border or not, is kh x
+// kw taps at fixed word offsets from its top-left corner. The copy is about (1 + 2 * padding /
+// size)^2 times the packed input (1.07x at 56x56, about 430 KB for ResNet-18's 64-channel layer
+// at batch 16), against K words per output pixel written and read back by im2col; with no
+// padding x itself is read.
+struct PaddedInput {
+  at::Tensor storage;    // the padded copy; undefined when x is read in place
+  const uint64_t* data;  // (N, hp, wp, G, 1, Cwg) packed words
+  int64_t hp, wp;        // padded height and width
+};
+
+static PaddedInput padded_input(const at::Tensor& x, const uint64_t* xp, const ConvShape& s) {
+  PaddedInput p{at::Tensor(), xp, s.h + 2 * s.py, s.w + 2 * s.px};
+  if (s.py == 0 && s.px == 0) return p;
+  const int64_t pixel_words = s.groups * s.pa * s.cwg, row_words = p.wp * pixel_words;
+  const int64_t side = s.px * pixel_words, inner = s.w * pixel_words;
+  p.storage = at::empty({s.n * p.hp * row_words}, x.options());
+  uint64_t* d = reinterpret_cast<uint64_t*>(p.storage.data_ptr<int64_t>());
+  at::parallel_for(0, s.n * p.hp, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      uint64_t* dst = d + r * row_words;
+      const int64_t ih = r % p.hp - s.py;
+      if (ih < 0 || ih >= s.h) {
+        std::memset(dst, 0, row_words * sizeof(uint64_t));
+        continue;
+      }
+      std::memset(dst, 0, side * sizeof(uint64_t));
+      std::memcpy(dst + side, xp + ((r / p.hp) * s.h + ih) * inner, inner * sizeof(uint64_t));
+      std::memset(dst + side + inner, 0, side * sizeof(uint64_t));
+    }
+  });
+  p.data = d;
+  return p;
+}
+
+// The fused kernels' koff (isa.h): word k = t * cwg + cw of a window is tap t's pixel, word cw,
+// at this offset from the window's first word in the padded input.
+static std::vector<int64_t> padded_word_offsets(const ConvShape& s, const PaddedInput& p) {
+  const int64_t pixel_words = s.groups * s.pa * s.cwg;
+  std::vector<int64_t> koff(s.k);
+  for (int64_t a = 0; a < s.kh; ++a)
+    for (int64_t c = 0; c < s.kw; ++c)
+      for (int64_t cw = 0; cw < s.cwg; ++cw)
+        koff[(a * s.kw + c) * s.cwg + cw] = (a * s.dy * p.wp + c * s.dx) * pixel_words + cw;
+  return koff;
+}
+
+// For the fused path: per output pixel m0 .. m0 + mc - 1, where its border pattern's fused offsets
+// start (offset_at, group 0) and the word offset of its window's top-left pixel in the padded
+// input (corner), stepped along without multiplications.
+static void locate_rows_padded(const ConvShape& s, const BorderPatterns& bp, const PaddedInput& p,
+                               int64_t m0, int64_t mc, BlockScratch& sb) {
+  const int64_t pixel_words = s.groups * s.pa * s.cwg, step = s.sx * pixel_words;
+  const int64_t pattern_len = s.groups * s.og;
+  int64_t in = m0 / (s.oh * s.ow), oy = (m0 % (s.oh * s.ow)) / s.ow, ox = m0 % s.ow;
+  int64_t corner = ((in * p.hp + oy * s.sy) * p.wp + ox * s.sx) * pixel_words;
+  const int64_t* col_id = bp.col_id.data();
+  int64_t row_pattern = bp.row_id[oy] * bp.n_col;
+  for (int64_t r = 0; r < mc; ++r) {
+    sb.offset_at[r] = (row_pattern + col_id[ox]) * pattern_len;
+    sb.corner[r] = corner;
+    corner += step;
+    if (++ox == s.ow) {
+      ox = 0;
+      if (++oy == s.oh) {
+        oy = 0;
+        ++in;
+      }
+      corner = ((in * p.hp + oy * s.sy) * p.wp) * pixel_words;
+      row_pattern = bp.row_id[oy] * bp.n_col;
+    }
+  }
+}
+
 // Binary float outputs with the epilogue fused into the micro-kernel (kt->xor_popcount_float):
-// per micro-tile, where each row's offsets start and where its outputs go; the sums never leave
-// the registers. Rows mc .. mp - 1 (zero im2col rows) are computed and not written.
+// per micro-tile, where each row's window, offsets and outputs are; the sums never leave the
+// registers. Rows of a tile past mc repeat row r (computed, not written).
 static void fused_float_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
+                              const PaddedInput& xpad, const std::vector<int64_t>& koff,
                               const std::vector<int32_t>& offsets, const EpilogueOut& e, int64_t g,
                               int64_t nb, int64_t cols, int64_t m0, int64_t mc,
                               const BlockScratch& sb) {
   const int64_t mr = kt->mr, tc = kt->panels * kPanel, k = s.k;
   const int64_t o0 = g * s.og + nb * kPanel;
+  const uint64_t* xg = xpad.data + g * s.cwg;  // binary: one plane
+  const int32_t* const og0 = offsets.data() + o0;  // [(pattern * groups + g) * og + nb * 8]
   const int32_t* row_offset[kMaxMr];
+  const uint64_t* row_words[kMaxMr];
   for (int64_t p = 0; p < cols; p += tc) {
-    const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;  // binary: one plane
+    const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;
     for (int64_t r = 0; r < mc; r += mr) {
-      for (int64_t i = 0; i < mr; ++i)  // rows past mc (not written) repeat row r's
-        row_offset[i] = offsets.data() + (sb.pattern[r + i < mc ? r + i : r] * s.groups + g) * s.og +
-                        nb * kPanel + p;
+      for (int64_t i = 0; i < mr; ++i) {
+        const int64_t ri = r + i < mc ? r + i : r;
+        row_offset[i] = og0 + sb.offset_at[ri] + p;
+        row_words[i] = xg + sb.corner[ri];
+      }
       const int64_t out_at = (m0 + r) * e.out_channels + o0 + p;
       const FusedFloat f{row_offset, e.scale + o0 + p, e.bias + o0 + p, e.out_f + out_at,
                          e.out_channels, e.residual ? e.residual + out_at : nullptr,
                          std::min(mr, mc - r), std::min(tc, cols - p), e.mode == kOutFloatRelu};
-      kt->xor_popcount_float(sb.abuf.data() + r * k, k, b, k * kPanel, k, f);
+      kt->xor_popcount_float(row_words, koff.data(), b, k * kPanel, k, f);
     }
   }
 }
@@ -727,6 +814,8 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
   const bool fused = binary && float_out && kt->xor_popcount_float != nullptr;
   const std::vector<int32_t> offsets =
       fused ? fused_offsets(cs, bp, border_pop) : std::vector<int32_t>();
+  const PaddedInput xpad = fused ? padded_input(x, xp, cs) : PaddedInput{at::Tensor(), xp, 0, 0};
+  const std::vector<int64_t> koff = fused ? padded_word_offsets(cs, xpad) : std::vector<int64_t>();
 
   // Each task owns whole output rows (pixels), so the packed-sign output, whose words mix
   // channels of every group, is written by one thread per pixel.
@@ -736,6 +825,14 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
       const int64_t m0 = b * kRowBlock;
       const int64_t mc = std::min(kRowBlock, m_total - m0);
       const int64_t mp = (mc + kt->mr - 1) / kt->mr * kt->mr;
+      if (fused) {  // no im2col: the windows are read from the padded input
+        locate_rows_padded(cs, bp, xpad, m0, mc, sb);
+        for (int64_t g = 0; g < cs.groups; ++g)
+          for (int64_t nb = 0; nb < cs.np && nb * kPanel < cs.og; nb += kColBlock / kPanel)
+            fused_float_block(kt, cs, wp, xpad, koff, offsets, eo, g, nb,
+                              std::min(kColBlock, cs.og - nb * kPanel), m0, mc, sb);
+        continue;
+      }
       locate_rows(cs, bp, m0, mc, sb);
       for (int64_t g = 0; g < cs.groups; ++g) {
         im2col_rows(xp, cs, g, mc, mp, tap_offset, sb);
@@ -744,10 +841,6 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
         for (int64_t nb = 0; nb < cs.np && nb * kPanel < cs.og; nb += kColBlock / kPanel) {
           const int64_t cols = std::min(kColBlock, cs.og - nb * kPanel);
           const int64_t o0 = g * cs.og + nb * kPanel;
-          if (fused) {
-            fused_float_block(kt, cs, wp, offsets, eo, g, nb, cols, m0, mc, sb);
-            continue;
-          }
           start_c_block(cs, bp, border_pop, g, nb, cols, mc, mp, sb);
           multiply_block(kt, cs, wp, coef, g, nb, cols, mp, sb);
           epilogue_block(kt, cs, eo, sb, m0, mc, o0, cols);

@@ -30,7 +30,7 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 
 // The float epilogue fused into a binary micro-kernel (used where one call covers the whole
 // reduction: binary layers, one plane pair). For rows r < rows and columns c < cols of the tile:
-//   S = sum_{k < K} popcount(A[r * lda + k] XOR B_c[k])
+//   S = sum_{k < K} popcount(A[r][koff[k]] XOR B_c[k])
 //   s = offset[r][c] - 2 * int32(S)                      (int32 arithmetic, modulo 2^32)
 //   v = float(s) * scale[c] + bias[c]  (then + residual[r * ldo + c]; then v < 0 ? 0 : v)
 //   out[r * ldo + c] = v
@@ -49,8 +49,12 @@ struct FusedFloat {
   int64_t rows, cols;            // rows (<= mr) and columns (<= 8 * panels) written
   bool relu;
 };
-typedef void (*MicroFloatFn)(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb,
-                             int64_t K, const FusedFloat& f);
+// The activations are addressed without an im2col copy: word k of tile row r is A[r][koff[k]]
+// (r < mr; the driver points A[r] at the window's first word in the zero-padded packed input and
+// koff[k] is tap k / cwg's offset from it plus k % cwg; an im2col block is A[r] = block + r * K,
+// koff[k] = k). B, ldb and K as in MicroFn.
+typedef void (*MicroFloatFn)(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
+                             int64_t ldb, int64_t K, const FusedFloat& f);
 
 // Sign bits of float32 values, for binary layers fed by float outputs in channels-last memory:
 // dst[p * dst_stride] = sum_c (src[p * pixel_stride + c] < 0) << c for c < nc <= 64, p < pixels.

@@ -10,6 +10,52 @@
 
 namespace vpopcnt_impl {
 
+// The main loop of both micro-kernels: acc[r][v] += popcount(word(r, k) OP B_v[k]) for k < K,
+// where `rows.at(k)` gives the K-th word of each row (one address computation per k; see the two
+// row addressings below). Always inlined, so each kernel's register allocation is its own (GCC
+// keeps the 24 accumulators, 4 weight vectors and the broadcast in the 32 vector registers).
+template <bool XOR, int MR, int NV, typename Rows>
+static inline __attribute__((always_inline)) void accumulate(__m512i (&acc)[MR][NV],
+                                                             const Rows& rows, const uint64_t* B,
+                                                             int64_t ldb, int64_t K) {
+  for (int64_t k = 0; k < K; ++k) {
+    __m512i b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512((const void*)(B + v * ldb + k * 8));
+    const typename Rows::At word = rows.at(k);
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = _mm512_set1_epi64((long long)word(r));
+      for (int v = 0; v < NV; ++v) {
+        const __m512i t = XOR ? _mm512_xor_si512(a, b[v]) : _mm512_and_si512(a, b[v]);
+        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(t));
+      }
+    }
+  }
+}
+
+// Word k of row r at A[r * lda + k] (an im2col block).
+struct RowsStrided {
+  const uint64_t* A;
+  int64_t lda;
+  struct At {
+    const uint64_t* p;
+    int64_t lda;
+    uint64_t operator()(int r) const { return p[r * lda]; }
+  };
+  At at(int64_t k) const { return {A + k, lda}; }
+};
+
+// Word k of row r at row[r][koff[k]] (windows read in place, isa.h MicroFloatFn).
+struct RowsIndirect {
+  const uint64_t* const* row;
+  const int64_t* koff;
+  struct At {
+    const uint64_t* const* row;
+    int64_t o;
+    uint64_t operator()(int r) const { return row[r][o]; }
+  };
+  At at(int64_t k) const { return {row, koff[k]}; }
+};
+
 // MR rows x NV panels; each panel is one 512-bit vector of 8 output channels (64-bit lanes).
 template <bool XOR, int MR, int NV>
 static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
@@ -17,17 +63,7 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
   __m512i acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < K; ++k) {
-    __m512i b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512((const void*)(B + v * ldb + k * 8));
-    for (int r = 0; r < MR; ++r) {
-      const __m512i a = _mm512_set1_epi64((long long)A[r * lda + k]);
-      for (int v = 0; v < NV; ++v) {
-        const __m512i t = XOR ? _mm512_xor_si512(a, b[v]) : _mm512_and_si512(a, b[v]);
-        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(t));
-      }
-    }
-  }
+  accumulate<XOR, MR, NV>(acc, RowsStrided{A, lda}, B, ldb, K);
   // coef is 1 (binary) or +/-2^(i+j) (bit-serial): one vector multiply-add per accumulator.
   const __m512i cv = _mm512_set1_epi64((long long)coef);
   for (int r = 0; r < MR; ++r)
@@ -42,13 +78,19 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // from registers to float outputs, with no C block to zero, add into, write back and read again.
 // Per row, two accumulators (16 channels of int64 counts) are narrowed into one vector of int32
 // (vpermt2d picks the low halves: the counts are < 2^31, as the driver's int32 bound ensures),
-// then s = offset[c] - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as a
-// compare and blend, torch.relu bit for bit) and one 64-byte store: non-temporal where the row
+// then s = offset[c] - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as
+// max(+0, v), torch.relu bit for bit) and one 64-byte store: non-temporal where the row
 // is whole and 64-byte aligned (the output does not stay in cache, and a non-temporal store of a
 // whole line skips reading it first), masked where the tile is cut by the last channel.
+//
+// The activation words are addressed without im2col (isa.h, MicroFloatFn): word k of tile row r is
+// A[r][koff[k]], so the driver points each row at its window's corner in the (zero-padded) packed
+// input and koff holds the taps' offsets. Per word that is one scalar load of koff[k] and the six
+// broadcasts from six row pointers held in general registers; the loop is bound by the 24 vector
+// popcounts (about 36 cycles per word), so the extra load costs no time (docs/kernels.md).
 template <int MR, bool ADD, bool RELU>
 static inline __attribute__((always_inline)) void micro_float_impl(
-    const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
+    const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
     const hwq::FusedFloat& f) {
   constexpr int NV = 4;
   const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
@@ -58,15 +100,16 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   __m512i acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < K; ++k) {
-    __m512i b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512((const void*)(B + v * ldb + k * 8));
-    for (int r = 0; r < MR; ++r) {
-      const __m512i a = _mm512_set1_epi64((long long)A[r * lda + k]);
-      for (int v = 0; v < NV; ++v)
-        acc[r][v] = _mm512_add_epi64(acc[r][v], _mm512_popcnt_epi64(_mm512_xor_si512(a, b[v])));
-    }
+  // The row pointers as separate scalars, each pinned to a general register by the empty asm:
+  // copied as an array, GCC moved them through the stack in vector registers, a store-forwarding
+  // stall ahead of the first broadcast.
+  const uint64_t* a_row[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    a_row[r] = A[r];
+    __asm__("" : "+r"(a_row[r]));
   }
+  accumulate<true, MR, NV>(acc, RowsIndirect{a_row, koff}, B, ldb, K);
   const __mmask16 m0 = static_cast<__mmask16>(colmask), m1 = static_cast<__mmask16>(colmask >> 16);
   const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const bool whole = f.cols >= 32;
@@ -91,9 +134,9 @@ static inline __attribute__((always_inline)) void micro_float_impl(
           _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off + 16 * h), _mm512_add_epi32(x, x));
       __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), scale_h[h]), bias_h[h]);
       if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
-      if (RELU)
-        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v,
-                                 _mm512_setzero_ps());
+      // max(+0, v) is v < 0 ? 0 : v bit for bit: vmaxps returns its second operand when either
+      // is NaN or both are zeros, so NaN and -0.0 pass through (one instruction for two).
+      if (RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);
       if (stream)
         _mm512_stream_ps(o + 16 * h, v);
       else
@@ -103,15 +146,15 @@ static inline __attribute__((always_inline)) void micro_float_impl(
 }
 
 template <int MR>
-static void micro_float(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
-                        const hwq::FusedFloat& f) {
+static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
+                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
   if (f.residual != nullptr) {
-    if (f.relu) micro_float_impl<MR, true, true>(A, lda, B, ldb, K, f);
-    else micro_float_impl<MR, true, false>(A, lda, B, ldb, K, f);
+    if (f.relu) micro_float_impl<MR, true, true>(A, koff, B, ldb, K, f);
+    else micro_float_impl<MR, true, false>(A, koff, B, ldb, K, f);
   } else if (f.relu) {
-    micro_float_impl<MR, false, true>(A, lda, B, ldb, K, f);
+    micro_float_impl<MR, false, true>(A, koff, B, ldb, K, f);
   } else {
-    micro_float_impl<MR, false, false>(A, lda, B, ldb, K, f);
+    micro_float_impl<MR, false, false>(A, koff, B, ldb, K, f);
   }
 }
 

@@ -130,16 +130,23 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   std::vector<int32_t> row_offsets(O, int32_t(K * 64));  // K_valid, no padding
   const int32_t* offs[64];
   for (auto& p : offs) p = row_offsets.data();
+  // The im2col block as the fused kernel addresses it (isa.h): row r at A + r * K, koff[k] = k.
+  const uint64_t* rows[64];
+  std::vector<int64_t> koff(K);
+  for (int64_t k = 0; k < K; ++k) koff[k] = k;
   auto run = [&](bool fuse) {
     for (int64_t m0 = 0; m0 + kRows <= M; m0 += kRows)
       for (int64_t nb = 0; nb < O; nb += kCols) {
         if (fuse) {
           for (int64_t p = 0; p < kCols; p += tc)
             for (int64_t r = 0; r < kRows; r += t->mr) {
-              for (int i = 0; i < t->mr; ++i) offs[i] = row_offsets.data() + nb + p;
+              for (int i = 0; i < t->mr; ++i) {
+                offs[i] = row_offsets.data() + nb + p;
+                rows[i] = A.data() + (r + i) * K;
+              }
               const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
                                       out + (m0 + r) * O + nb + p, O, nullptr, t->mr, tc, true};
-              t->xor_popcount_float(A.data() + r * K, K, B.data() + (nb + p) * K, K * 8, K, f);
+              t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
             }
         } else {
           std::fill(C.begin(), C.end(), 0);
