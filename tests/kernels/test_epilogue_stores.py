@@ -38,3 +38,42 @@ def test_float_epilogue_equals_torch_on_every_path(out_channels):
             assert torch.equal(torch.isnan(a), torch.isnan(b)), isa
             assert torch.equal(a.nan_to_num(), b.nan_to_num()), isa
         assert bool(torch.isnan(got[:, 3]).all())
+
+
+# (in_channels, out_channels, groups, kernel, stride, padding, dilation): windows that reach far
+# into the padding (wholly inside it for the 1x1 kernel with padding 3), strides and dilations,
+# two words per pixel and group (70 channels per group), no padding (the input read in place).
+BORDER_GEOMETRIES = [
+    (64, 32, 1, (1, 1), (1, 1), (3, 3), (1, 1)),
+    (64, 40, 1, (3, 3), (3, 2), (2, 1), (2, 2)),
+    (140, 48, 2, (3, 5), (2, 1), (1, 2), (1, 1)),
+    (96, 64, 1, (5, 3), (1, 2), (0, 0), (1, 2)),
+    (7, 33, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("geometry", BORDER_GEOMETRIES)
+def test_fused_windows_in_place_match_float64_conv(geometry):
+    """The fused avx512_vpopcntdq kernel reads each window from a zero-padded copy of the packed
+    input (no im2col); every path's float outputs against float64 torch.conv2d sums of the +/-1
+    values with zero padding, then torch's float32 multiply and add."""
+    cin, cout, groups, k, stride, padding, dilation = geometry
+    gen = torch.Generator().manual_seed(cin * cout)
+    x = torch.randn(3, cin, 11, 10, generator=gen).sign()
+    w = torch.randn(cout, cin // groups, *k, generator=gen).sign()
+    sums = torch.nn.functional.conv2d(x.double(), w.double(), stride=stride, padding=padding,
+                                      dilation=dilation, groups=groups)
+    scale, bias = torch.randn(cout, generator=gen), torch.randn(cout, generator=gen)
+    want = sums.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    residual = torch.randn(want.shape, generator=gen)
+    px, pw = kernels.pack_activations(x, groups=groups), kernels.pack_weights(w, groups=groups)
+    args = (px.data, pw.data, cin, cout, list(k), 1, 1, True, list(stride), list(padding),
+            list(dilation), groups, scale, bias)
+    for isa in kernels.available_isas():
+        with kernels.use_isa(isa):
+            got = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT)
+            relu = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT_RELU)
+            added_relu = torch.ops.hwq.conv2d_packed_add(*args, residual, True)
+        assert torch.equal(got, want), isa
+        assert torch.equal(relu, torch.relu(want)), isa
+        assert torch.equal(added_relu, torch.relu(want + residual)), isa
