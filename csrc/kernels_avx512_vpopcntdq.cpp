@@ -11,7 +11,7 @@
 namespace vpopcnt_impl {
 
 // The main loop of both micro-kernels: acc[r][v] += popcount(word(r, k) OP B_v[k]) for k < K,
-// where `rows.at(k)` gives the K-th word of each row (one address computation per k; see the two
+// where `rows.at(k)` gives word k of each row (one address computation per k; see the two
 // row addressings below). Always inlined, so each kernel's register allocation is its own (GCC
 // keeps the 24 accumulators, 4 weight vectors and the broadcast in the 32 vector registers).
 template <bool XOR, int MR, int NV, typename Rows>
@@ -87,7 +87,8 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // A[r][koff[k]], so the driver points each row at its window's corner in the (zero-padded) packed
 // input and koff holds the taps' offsets. Per word that is one scalar load of koff[k] and the six
 // broadcasts from six row pointers held in general registers; the loop is bound by the 24 vector
-// popcounts (about 36 cycles per word), so the extra load costs no time (docs/kernels.md).
+// popcounts (about 36 cycles per word), so the extra load costs no measurable time
+// (csrc/bench/micro_bench.cpp; docs/kernels.md, "Windows read in place").
 template <int MR, bool ADD, bool RELU>
 static inline __attribute__((always_inline)) void micro_float_impl(
     const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
