@@ -25,9 +25,10 @@ set -u
 cd "$(dirname "$0")/.."
 SCHEMES=${1:?usage: gpu_cifar10.sh SCHEMES MINUTES}
 MINUTES=${2:?usage: gpu_cifar10.sh SCHEMES MINUTES}
-case "$MINUTES" in
-  ''|*[!0-9.]*) echo "MINUTES=$MINUTES is not accepted: expected a positive number" >&2; exit 2 ;;
-esac
+# timeout treats 0 as "no limit", which would let the device call's own limit kill the job unsaved.
+if ! awk -v m="$MINUTES" 'BEGIN { exit !(m ~ /^[0-9]*\.?[0-9]+$/ && m + 0 > 0) }'; then
+  echo "MINUTES=$MINUTES is not accepted: expected a positive number of minutes" >&2; exit 2
+fi
 OUT=${OUT:-/tmp/hwq_gpu_cifar10}
 WORK=${HWQ_GPU_WORK:-/tmp/hwq_cifar10}
 DEVICE=${HWQ_DEVICE:-cuda}
