@@ -6,7 +6,7 @@ A recipe has six sections and a table of quantization schemes::
     [data]      name, dir, download, batch_size, test_batch_size, workers, augment,
                 crop_padding, flip, cache_dir ("" = $HWQ_CACHE or ~/.cache/hwq),
                 subset (train on a random subset of this many images; 0 = all)
-    [model]     name, act
+    [model]     name, act, channels (digits_cnn), shortcut (resnet20: "pair" or "every")
     [train]     epochs, seed, deterministic, device, progress, label_smoothing, sync_bn,
                 threads (CPU threads of torch; 0 = torch's default)
     [optim]     name (sgd, adam, adamw), lr, momentum, weight_decay, nesterov
@@ -47,12 +47,13 @@ from typing import Any, ClassVar
 
 from .._io import read_toml, tomllib
 from ..models.build import ACTS
+from ..models.resnet_cifar import SHORTCUTS
 
 # The TOML types a field's annotation accepts (an int where a float is meant; an array where a
 # tuple is meant). None is "not set": TOML has no null, so a file cannot write it. A field with an
 # annotation not listed here fails at import (Section.keys), not in a user's run.
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
+    "str": (str,), "str | None": (str,), "bool": (bool,), "int": (int,), "float": (float, int),
     "tuple[int, ...] | None": (list,), "dict | None": (dict,)}
 
 
@@ -116,11 +117,14 @@ class DataConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(Section):
-    """[model]: hwq.models.build's name and activation; ``channels`` for digits_cnn only."""
+    """[model]: hwq.models.build's name and activation; ``channels`` for digits_cnn only;
+    ``shortcut`` for resnet20 only: "pair" (He et al.'s block, the default when not set) or "every"
+    (Bi-Real Net's shortcut around every conv, hwq.models.resnet_cifar)."""
     section: ClassVar[str] = "model"
     name: str = "digits_cnn"
     act: str = "relu"
     channels: tuple[int, ...] | None = None
+    shortcut: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +191,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 CHOICES = {("optim", "name"): OPTIMIZERS,
            ("schedule", "name"): SCHEDULES,
-           ("model", "act"): tuple(ACTS)}  # the activations hwq.models.build knows
+           ("model", "act"): tuple(ACTS),  # the activations hwq.models.build knows
+           ("model", "shortcut"): SHORTCUTS}  # resnet20's block structures
 POSITIVE = {("data", "batch_size"), ("data", "test_batch_size"), ("train", "epochs"),
             ("optim", "lr")}
 

@@ -79,6 +79,11 @@ def build_model(recipe: dict, name: str, data: data_mod.Data) -> nn.Module:
             raise ValueError(f"model.channels = {list(m.channels)!r} is not accepted for model "
                              f"{m.name!r}: only digits_cnn takes channels")
         options["channels"] = m.channels
+    if m.shortcut is not None:
+        if m.name != "resnet20":
+            raise ValueError(f"model.shortcut = {m.shortcut!r} is not accepted for model "
+                             f"{m.name!r}: only resnet20 takes shortcut")
+        options["shortcut"] = m.shortcut
     model = models.build(m.name, num_classes=data.num_classes,
                          in_channels=data.input_shape[0], act=s.act, **options)
     if not s.is_float:
