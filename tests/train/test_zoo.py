@@ -2,6 +2,7 @@
 every entry re-measures its recorded accuracy (to 0.05 points) and the binary / 2-bit entries give
 the same accuracy through hwq.deploy; an entry written from a small run round-trips; bad names
 and files are refused by name; `hwq eval` prints what hwq.zoo.evaluate measures."""
+import functools
 import os
 import subprocess
 import sys
@@ -41,17 +42,23 @@ def test_entry_loads_with_its_record(name):
     assert bool(quantized) == (meta["scheme"] != "float")
 
 
+@functools.lru_cache(maxsize=None)
+def _qat_accuracy(name: str, data_dir: str) -> float:
+    """The QAT model's test accuracy, measured once per entry (both tests below need it, and a
+    CNV pass over the 10,000 test images costs about a minute on one core)."""
+    return zoo.evaluate(name, data_dir)["acc"]
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_entry_reaches_its_recorded_accuracy(name):
     data_dir = cifar10_dir() if name.startswith("cifar10/") else pytest.skip(name)
-    acc = zoo.evaluate(name, data_dir)["acc"]
-    assert acc == pytest.approx(zoo.info(name)["test_acc"], abs=0.05)
+    assert _qat_accuracy(name, data_dir) == pytest.approx(zoo.info(name)["test_acc"], abs=0.05)
 
 
 @pytest.mark.parametrize("name", [n for n in SHIPPED if n.endswith(("-w1a1", "-w2a2"))])
 def test_deployed_entry_has_the_qat_accuracy(name):
     data_dir = cifar10_dir()
-    qat = zoo.evaluate(name, data_dir)["acc"]
+    qat = _qat_accuracy(name, data_dir)
     deployed = zoo.evaluate(name, data_dir, deploy=True)["acc"]
     assert deployed == pytest.approx(qat, abs=0.05)
 
