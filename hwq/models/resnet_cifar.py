@@ -78,7 +78,8 @@ class CifarResNet(nn.Module):
                  shortcut: str = "pair"):
         super().__init__()
         if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
-            raise ValueError(f"depth={depth!r} is not accepted: expected 6n + 2 (20, 32, 44, 56, ...)")
+            raise ValueError(f"depth={depth!r} is not accepted: expected 6n + 2 "
+                             "(20, 32, 44, 56, ...)")
         if not isinstance(shortcut, str) or shortcut not in BLOCKS:
             raise ValueError(f"shortcut={shortcut!r} is not accepted: expected one of "
                              f"{list(SHORTCUTS)} (a shortcut around each pair of convs, He et al. "
