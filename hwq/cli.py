@@ -339,7 +339,7 @@ def cmd_export(args) -> int:
                          weights=_spec(args.weights) if args.weights else None,
                          acts=_spec(args.acts) if args.acts else None, plan=args.plan,
                          num_classes=args.num_classes, input_size=args.input_size,
-                         batch=args.batch, act=args.act)
+                         batch=args.batch, act=args.act, shortcut=args.shortcut)
     try:
         report = export(src.model, src.example_input, args.output, args.format,
                         int4=not args.no_int4, verify=not args.no_verify,
@@ -432,6 +432,7 @@ def _add_grid_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from hwq.models.build import ACTS  # the activations models and recipes know, listed once
+    from hwq.models.resnet_cifar import SHORTCUTS  # ResNet-20's block structures
     p = argparse.ArgumentParser(prog="hwq", description="hardware-aware quantization")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -585,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--act", choices=tuple(ACTS), default="relu",
                     help="checkpoint: the model's activation function (default relu; BNNs: "
                          "hardtanh)")
+    ex.add_argument("--shortcut", choices=SHORTCUTS, default=None,
+                    help="checkpoint, resnet20: block structure (default pair, He et al.; every: "
+                         "Bi-Real Net)")
     ex.add_argument("--num-classes", type=int, default=10, help="checkpoint: classes (default 10)")
     ex.add_argument("--input-size", type=_input_size, default=None,
                     help="input shape with batch, e.g. 1,3,32,32 (checkpoint: required; run "

@@ -7,7 +7,8 @@ file or a zoo name.
                   the data set is not on this machine (said so).
   checkpoint      a state_dict file (or a dict with 'model' or 'state_dict'), with the model, its
                   activation function and its quantizers named on the command line (--model,
-                  --act, --weights, --acts, --plan): a state_dict does not record them.
+                  --act, --shortcut, --weights, --acts, --plan): a state_dict does not record them
+                  (a Bi-Real ResNet-20's blocks mark their structure, so it cannot be mistaken).
   zoo name        an entry of hwq.zoo (example input: N(0, 1) noise of its input shape), or what
                   the function given to ``set_zoo_resolver`` returns for the name.
 """
@@ -62,8 +63,13 @@ def _load_into(model: nn.Module, state: dict, path: str) -> None:
         model.load_state_dict(state)
     except RuntimeError as e:
         lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+        # "_extra_state" keys mark a structure that parameter names cannot tell apart (a
+        # ResNet-20 with shortcut = "every" has the pair ResNet-20's parameters)
+        hint = (" (its '_extra_state' entries mark a block structure other than the model's: "
+                "for a ResNet-20 trained with shortcut = 'every' give --shortcut every)"
+                if "_extra_state" in str(e) else "")
         raise ValueError(f"checkpoint {path!r} does not fit the model: "
-                         f"{' '.join(lines[1:3])[:300] or lines[0][:300]}") from None
+                         f"{' '.join(lines[1:3])[:300] or lines[0][:300]}{hint}") from None
 
 
 def from_run(folder: str, scheme: str | None, batch: int,
@@ -122,7 +128,8 @@ def from_run(folder: str, scheme: str | None, batch: int,
 
 
 def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: str | None,
-                    num_classes: int, input_size: tuple[int, ...], act: str = "relu") -> Source:
+                    num_classes: int, input_size: tuple[int, ...], act: str = "relu",
+                    shortcut: str | None = None) -> Source:
     from .. import models
     from ..convert import quantize
     if model_name is None:
@@ -130,7 +137,14 @@ def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: s
                          "quantizers it was trained with (--weights, --acts, --plan)")
     if input_size is None:
         raise ValueError(f"checkpoint {path!r}: give --input-size, e.g. 1,3,32,32")
-    model = models.build(model_name, num_classes=num_classes, in_channels=input_size[1], act=act)
+    options = {}
+    if shortcut is not None:
+        if model_name != "resnet20":
+            raise ValueError(f"--shortcut {shortcut!r} is not accepted for model {model_name!r}: "
+                             "only resnet20 takes shortcut")
+        options["shortcut"] = shortcut
+    model = models.build(model_name, num_classes=num_classes, in_channels=input_size[1], act=act,
+                         **options)
     quantize(model, weights=weights, acts=acts, plan=plan)
     _load_into(model, _state_dict(path), path)
     example = torch.randn(input_size, generator=torch.Generator().manual_seed(0))
@@ -166,7 +180,7 @@ def from_zoo(name: str) -> Source:
 def resolve(text: str, *, scheme: str | None = None, model_name: str | None = None,
             weights: Any = None, acts: Any = None, plan: str | None = None,
             num_classes: int = 10, input_size: tuple[int, ...] | None = None,
-            batch: int = 1, act: str = "relu") -> Source:
+            batch: int = 1, act: str = "relu", shortcut: str | None = None) -> Source:
     """The model and example input that SOURCE ``text`` names (see the module docstring)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"--batch {batch!r} is not accepted: expected a number of images >= 1")
@@ -177,5 +191,5 @@ def resolve(text: str, *, scheme: str | None = None, model_name: str | None = No
         return from_run(text, scheme, batch, input_size)
     if os.path.isfile(text):
         return from_checkpoint(text, model_name, weights, acts, plan, num_classes, input_size,
-                               act)
+                               act, shortcut)
     return from_zoo(text)

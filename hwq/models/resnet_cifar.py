@@ -66,6 +66,19 @@ class BiRealBlock(BasicBlock):
         out = self.act1(self.bn1(self.conv1(x)) + self._short(x))
         return self.act2(self.bn2(self.conv2(out)) + out)
 
+    # The two structures have the same parameter names and shapes, so without a mark a Bi-Real
+    # state_dict would load into the pair ResNet (and back) without a word and compute the wrong
+    # network. The mark ("layers.N._extra_state" = {"shortcut": "every"}) makes a strict load of
+    # either into the other fail on that key; the pair block has none, so every pair checkpoint
+    # loads as before.
+    def get_extra_state(self) -> dict[str, str]:
+        return {"shortcut": self.shortcut}
+
+    def set_extra_state(self, state) -> None:
+        if state != {"shortcut": self.shortcut}:
+            raise ValueError(f"state_dict entry _extra_state = {state!r} is not accepted for a "
+                             f"Bi-Real block: expected {{'shortcut': {self.shortcut!r}}}")
+
 
 BLOCKS: dict[str, type[BasicBlock]] = {b.shortcut: b for b in (BasicBlock, BiRealBlock)}
 SHORTCUTS = tuple(BLOCKS)  # ("pair", "every")

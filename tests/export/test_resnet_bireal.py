@@ -58,3 +58,30 @@ def test_qdq_w4a4(tmp_path):
     with torch.no_grad():
         assert_matches(run_onnxruntime(path, x.numpy()), model(x).numpy(), close_fraction=0.9)
     assert nodes(path)["Add"] == 18
+
+
+def test_bare_checkpoint_needs_its_structure(tmp_path, capsys):
+    """A Bi-Real state_dict has the pair ResNet-20's parameter names and shapes; its blocks' marks
+    ('_extra_state') make `hwq export CKPT --model resnet20` refuse it, naming --shortcut, rather
+    than export the pair network with its weights. With --shortcut every it exports the model."""
+    from hwq.cli import main
+    model = _calibrated("fixed:4", "pact:4", "relu")
+    ckpt = tmp_path / "bireal.pt"
+    torch.save({"model": model.state_dict()}, ckpt)
+    args = ["export", str(ckpt), "--format", "qdq", "--model", "resnet20", "--weights",
+            "fixed:4", "--acts", "pact:4", "--input-size", "2,3,32,32"]
+    assert main(args + ["-o", str(tmp_path / "pair.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the model" in err and "--shortcut every" in err
+    assert not (tmp_path / "pair.onnx").exists()
+    assert main(args + ["-o", str(tmp_path / "every.onnx"), "--shortcut", "every"]) == 0
+    assert nodes(tmp_path / "every.onnx")["Add"] == 18
+    # and the other way: a pair checkpoint does not load as Bi-Real
+    pair = hwq.models.build("resnet20")
+    torch.save(pair.state_dict(), tmp_path / "pair.pt")
+    assert main(["export", str(tmp_path / "pair.pt"), "-o", str(tmp_path / "x.onnx"), "--model",
+                 "resnet20", "--shortcut", "every", "--input-size", "1,3,32,32"]) == 2
+    assert "Missing key" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "pair.pt"), "-o", str(tmp_path / "x.onnx"), "--model",
+                 "cnv", "--shortcut", "every", "--input-size", "1,3,32,32"]) == 2
+    assert "--shortcut 'every' is not accepted for model 'cnv'" in capsys.readouterr().err

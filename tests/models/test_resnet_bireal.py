@@ -40,7 +40,7 @@ def _reference(model, x, shortcut, act):
     pair (He et al. 2016):  act(bn2(conv2(act(bn1(conv1(x))))) + A(x))
     every (Bi-Real Net):    y = act(bn1(conv1(x)) + A(x)); act(bn2(conv2(y)) + y)
     A(x): option A, x[:, :, ::s, ::s] with zero channels added evenly on both sides."""
-    p = {k: v.double() for k, v in model.state_dict().items()}
+    p = {k: v.double() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
 
     def bn(t, name):
         return ((t - p[f"{name}.running_mean"].view(1, -1, 1, 1))
@@ -93,9 +93,17 @@ def test_same_modules_and_parameters_different_function():
     assert [b.shortcut for b in every.layers] == ["every"] * 9  # declared on the block class
     # the same names (a recipe's layer patterns apply to both) and the same 269,722 parameters
     # (tests/test_recipes.py works that number by hand): option A's shortcuts hold no weights
-    assert pair.state_dict().keys() == every.state_dict().keys()
+    marks = {f"layers.{i}._extra_state" for i in range(9)}
+    assert set(pair.state_dict()) == set(every.state_dict()) - marks
     assert sum(p.numel() for p in every.parameters()) == 269_722
-    every.load_state_dict(pair.state_dict())
+    # the blocks' marks keep either structure's state_dict from loading into the other
+    with pytest.raises(RuntimeError, match="Missing key.*layers.0._extra_state"):
+        every.load_state_dict(pair.state_dict())
+    with pytest.raises(RuntimeError, match="Unexpected key.*layers.0._extra_state"):
+        pair.load_state_dict(every.state_dict())
+    with pytest.raises(ValueError, match="_extra_state = {'shortcut': 'pair'} is not accepted"):
+        every.load_state_dict({**every.state_dict(), "layers.0._extra_state": {"shortcut": "pair"}})
+    every.load_state_dict({**pair.state_dict(), **{k: {"shortcut": "every"} for k in marks}})
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert not torch.allclose(pair.eval()(x), every.eval()(x))
