@@ -717,7 +717,7 @@ static void fused_float_block(const KernelTable* kt, const ConvShape& s, const u
                               const std::vector<int32_t>& offsets, const EpilogueOut& e, int64_t g,
                               int64_t nb, int64_t cols, int64_t m0, int64_t mc,
                               const BlockScratch& sb) {
-  const int64_t mr = kt->mr, tc = kt->panels * kPanel, k = s.k;
+  const int64_t mr = kt->fused_mr, tc = kt->fused_panels * kPanel, k = s.k;
   const int64_t o0 = g * s.og + nb * kPanel;
   const uint64_t* xg = xpad.data + g * s.cwg;  // binary: one plane
   const int32_t* const og0 = offsets.data() + o0;  // [(pattern * groups + g) * og + nb * 8]

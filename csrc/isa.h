@@ -80,6 +80,10 @@ struct KernelTable {
   // xor_popcount with the float epilogue fused (FusedFloat), same mr x panels tile; nullptr where
   // the path has none (the driver then runs the C block, xor_popcount and epilogue_float).
   MicroFloatFn xor_popcount_float;
+  // The fused kernel's tile: fused_mr rows x fused_panels panels per call (rows <= 16; the
+  // driver's row blocks are a multiple of it).
+  int fused_mr;
+  int fused_panels;
 };
 
 // Each returns nullptr when the path was not compiled (non-x86 build). The caller checks the CPU.

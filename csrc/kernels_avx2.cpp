@@ -30,6 +30,10 @@ struct V {
     const T hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
     return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
   }
+  // C[0..L) = the 8 byte counts of each 64-bit lane, summed.
+  static inline void assign(int64_t* c, T acc) {
+    _mm256_storeu_si256((__m256i*)c, _mm256_sad_epu8(acc, _mm256_setzero_si256()));
+  }
   // C[0..L) += or -= (the 8 byte counts of each 64-bit lane, summed) << shift.
   static inline void accumulate(int64_t* c, T acc, int shift, bool negative) {
     const T sums = _mm256_sll_epi64(_mm256_sad_epu8(acc, _mm256_setzero_si256()),
@@ -87,9 +91,12 @@ constexpr int64_t kMinHarleySeal = 27;
 // the temporaries of two interleaved blocks) nearly fit (GCC keeps a few in the stack), 4 would
 // spill the whole state. Of the 2-element tiles, 2 rows x 1 vector (one weight load for both
 // rows) measured 1-5% faster than 1 row x 2 vectors, and 1 x 1 was slower (two loads per word).
-template <bool XOR, int MR, int NV>
+// The rows are given by a row addressing (micro_lut.h: an im2col block or the windows in place),
+// word k of row r at A.at(r, k) (written out at each use: through a lambda, GCC kept the state in
+// memory and lost 15-20% at K >= 27).
+template <bool XOR, int MR, int NV, typename Rows>
 static inline __attribute__((always_inline)) void harley_seal(
-    const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K, int64_t* C,
+    const Rows& A, const uint64_t* B, int64_t ldb, int64_t K, int64_t* C,
     int64_t ldc, int shift, bool negative) {
   constexpr int64_t kBlocksPerFlush = 31;
   constexpr int L = V::lanes;
@@ -101,22 +108,22 @@ static inline __attribute__((always_inline)) void harley_seal(
   __m256i ones[MR][NV], twos[MR][NV], fours[MR][NV], e8[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) {
-      const uint64_t* a = A + r * lda + k8;
       const uint64_t* b = bcol(v) + k8 * 8;
       ones[r][v] = twos[r][v] = fours[r][v] = e8[r][v] = zero;
       if (n == 1) {
-        ones[r][v] = op_words(XOR, a, b);
+        ones[r][v] = op_words(XOR, A.at(r, k8), b);
       } else if (n > 1) {  // t0 + t1 + t2 (+ t3 + t4 (+ t5 + t6)), missing words are zero
-        const __m256i t2 = n > 2 ? op_words(XOR, a + 2, b + 16) : zero;
-        csa(twos[r][v], ones[r][v], op_words(XOR, a, b), op_words(XOR, a + 1, b + 8), t2);
+        const __m256i t2 = n > 2 ? op_words(XOR, A.at(r, k8 + 2), b + 16) : zero;
+        csa(twos[r][v], ones[r][v], op_words(XOR, A.at(r, k8), b),
+            op_words(XOR, A.at(r, k8 + 1), b + 8), t2);
         if (n > 3) {
           __m256i twos_b;
-          const __m256i t4 = n > 4 ? op_words(XOR, a + 4, b + 32) : zero;
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 3, b + 24), t4);
+          const __m256i t4 = n > 4 ? op_words(XOR, A.at(r, k8 + 4), b + 32) : zero;
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k8 + 3), b + 24), t4);
           if (n > 5) {
             __m256i twos_c;
-            const __m256i t6 = n > 6 ? op_words(XOR, a + 6, b + 48) : zero;
-            csa(twos_c, ones[r][v], ones[r][v], op_words(XOR, a + 5, b + 40), t6);
+            const __m256i t6 = n > 6 ? op_words(XOR, A.at(r, k8 + 6), b + 48) : zero;
+            csa(twos_c, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k8 + 5), b + 40), t6);
             csa(fours[r][v], twos[r][v], twos[r][v], twos_b, twos_c);
           } else {
             fours[r][v] = _mm256_and_si256(twos[r][v], twos_b);
@@ -131,18 +138,18 @@ static inline __attribute__((always_inline)) void harley_seal(
     const int64_t kend = k8 - k > 8 * kBlocksPerFlush ? k + 8 * kBlocksPerFlush : k8;
     for (; k < kend; k += 8) {
       for (int r = 0; r < MR; ++r) {
-        const uint64_t* a = A + r * lda + k;
         for (int v = 0; v < NV; ++v) {
           const uint64_t* b = bcol(v) + k * 8;
           __m256i twos_a, twos_b, fours_a, fours_b, eights;
-          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, a, b), op_words(XOR, a + 1, b + 8));
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 2, b + 16),
-              op_words(XOR, a + 3, b + 24));
+          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k), b),
+              op_words(XOR, A.at(r, k + 1), b + 8));
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 2), b + 16),
+              op_words(XOR, A.at(r, k + 3), b + 24));
           csa(fours_a, twos[r][v], twos[r][v], twos_a, twos_b);
-          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, a + 4, b + 32),
-              op_words(XOR, a + 5, b + 40));
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 6, b + 48),
-              op_words(XOR, a + 7, b + 56));
+          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 4), b + 32),
+              op_words(XOR, A.at(r, k + 5), b + 40));
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 6), b + 48),
+              op_words(XOR, A.at(r, k + 7), b + 56));
           csa(fours_b, twos[r][v], twos[r][v], twos_a, twos_b);
           csa(eights, fours[r][v], fours[r][v], fours_a, fours_b);
           e8[r][v] = V::add8(e8[r][v], V::popcount_bytes(eights, lut, low4));
@@ -197,8 +204,97 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
   const int shift = __builtin_ctzll(static_cast<uint64_t>(negative ? -coef : coef));
   for (int r0 = 0; r0 < ROWS; r0 += 2)
     for (int v0 = 0; v0 < 2; ++v0)  // the two halves (4 channels each) of the panel
-      harley_seal<XOR, 2, 1>(A + r0 * lda, lda, B + v0 * V::lanes, ldb, K,
+      harley_seal<XOR, 2, 1>(RowsStrided{A + r0 * lda, lda}, B + v0 * V::lanes, ldb, K,
                              C + r0 * ldc + v0 * V::lanes, ldc, shift, negative);
+}
+
+// The float epilogue fused, with the windows read in place (isa.h: MicroFloatFn, FusedFloat):
+// kFusedRows rows x kFusedPanels panels per call. Its 16 registers do not hold the sums of a whole
+// tile (the Harley-Seal state of one 2 x 4-channel element fills them; keeping sums across
+// panels spilled, docs/kernels.md), so the counts go to a C tile on the stack (4 KB, in L1) and
+// the epilogue reads them back in the same call. What this saves against the unfused route: the
+// im2col copy (K words per row, written and read back), the C block's zeroing and border
+// correction pass outside the kernel, one epilogue call per block, and the non-temporal stores
+// now cover whole 64-byte lines (32 channels per row) instead of the 8 channels of a panel.
+constexpr int kFusedRows = 16, kFusedPanels = 4, kFusedCols = 8 * kFusedPanels;
+
+template <bool ADD, bool RELU>
+static inline __attribute__((always_inline)) void micro_float_impl(
+    const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
+    const hwq::FusedFloat& f) {
+  alignas(32) int64_t C[kFusedRows * kFusedCols];
+  const int panels = static_cast<int>((f.cols + 7) / 8);
+  const int rows = static_cast<int>((f.rows + 1) & ~int64_t{1});  // whole 2-row tiles
+  // Below kMinHarleySeal words the byte table counts in one flush (31 words), which writes C.
+  const bool table = K < kMinHarleySeal;
+  if (!table || K == 0) {
+    const __m256i zero = V::zero();
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < 8 * panels; c += V::lanes)
+        _mm256_store_si256((__m256i*)(C + r * kFusedCols + c), zero);
+  }
+  const RowsIndirect in_place{A, koff};
+  for (int p = 0; p < panels; ++p)
+    for (int r0 = 0; r0 < rows; r0 += 2) {
+      int64_t* c = C + r0 * kFusedCols + p * 8;
+      if (table) {
+        lut_tile<true, 2, 2, RowsIndirect, true>(in_place.from(r0), B + p * ldb, ldb, K, c,
+                                                 kFusedCols, 1);
+      } else {
+        for (int v0 = 0; v0 < 2; ++v0)  // the two halves (4 channels each) of the panel
+          harley_seal<true, 2, 1>(in_place.from(r0), B + p * ldb + v0 * V::lanes, ldb, K,
+                                  c + v0 * V::lanes, kFusedCols, 0, false);
+      }
+    }
+  // s = offset - 2 * S in int32 (modulo 2^32), float(s) * scale + bias, + residual, ReLU as
+  // max(+0, v) (vmaxps returns its second operand for NaN and for two zeros: v < 0 ? 0 : v bit
+  // for bit), the same operations in the same order as the scalar tail and epilogue.h.
+  const __m256 zero_ps = _mm256_setzero_ps();
+  for (int64_t r = 0; r < f.rows; ++r) {
+    const int64_t* c = C + r * kFusedCols;
+    const int32_t* off = f.offset[r];
+    float* o = f.out + r * f.ldo;
+    const float* res = ADD ? f.residual + r * f.ldo : nullptr;
+    const bool stream = (reinterpret_cast<uintptr_t>(o) & 31) == 0;
+    int64_t j = 0;
+    for (; j + 8 <= f.cols; j += 8) {
+      // int64 counts -> int32: dwords 0 and 2 of each 128-bit lane of both, then the qwords
+      // in order (c0 c1 | c4 c5 | c2 c3 | c6 c7 -> c0 .. c7)
+      const __m256 lo = _mm256_castsi256_ps(_mm256_load_si256((const __m256i*)(c + j)));
+      const __m256 hi = _mm256_castsi256_ps(_mm256_load_si256((const __m256i*)(c + j + 4)));
+      const __m256i x =
+          _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8);
+      const __m256i s =
+          _mm256_sub_epi32(_mm256_loadu_si256((const __m256i*)(off + j)), _mm256_add_epi32(x, x));
+      __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(f.scale + j)),
+                               _mm256_loadu_ps(f.bias + j));
+      if (ADD) v = _mm256_add_ps(v, _mm256_loadu_ps(res + j));
+      if (RELU) v = _mm256_max_ps(zero_ps, v);
+      if (stream)
+        _mm256_stream_ps(o + j, v);
+      else
+        _mm256_storeu_ps(o + j, v);
+    }
+    for (; j < f.cols; ++j) {
+      const int32_t s = static_cast<int32_t>(static_cast<uint32_t>(off[j]) -
+                                             2u * static_cast<uint32_t>(c[j]));
+      float v = static_cast<float>(s) * f.scale[j] + f.bias[j];
+      if (ADD) v = v + res[j];
+      o[j] = RELU && v < 0.0f ? 0.0f : v;
+    }
+  }
+}
+
+static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
+                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
+  if (f.residual != nullptr) {
+    if (f.relu) micro_float_impl<true, true>(A, koff, B, ldb, K, f);
+    else micro_float_impl<true, false>(A, koff, B, ldb, K, f);
+  } else if (f.relu) {
+    micro_float_impl<false, true>(A, koff, B, ldb, K, f);
+  } else {
+    micro_float_impl<false, false>(A, koff, B, ldb, K, f);
+  }
 }
 
 // x < 0 as in the generic packer: an ordered compare, so -0.0 and NaN give bit 0 (+1).
@@ -279,7 +375,9 @@ const KernelTable* table_avx2() {
   static const KernelTable t = {"avx2", 16, 1, avx2_impl::micro<true, 16>,
                                 avx2_impl::micro<false, 16>,
                                 avx2_impl::epilogue_int, avx2_impl::epilogue_float, avx2_impl::epilogue_sign,
-                                avx2_impl::pack_sign_f32, avx2_impl::peak, 2 * 8 * 256, nullptr};
+                                avx2_impl::pack_sign_f32, avx2_impl::peak, 2 * 8 * 256,
+                                avx2_impl::micro_float, avx2_impl::kFusedRows,
+                                avx2_impl::kFusedPanels};
   return &t;
 #else
   return nullptr;

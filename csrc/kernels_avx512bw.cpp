@@ -256,7 +256,7 @@ const KernelTable* table_avx512bw() {
   static const KernelTable t = {"avx512bw", 16, 1, avx512bw_impl::micro<true, 16, 1>,
                                 avx512bw_impl::micro<false, 16, 1>, avx512bw_impl::epilogue_int,
                                 avx512bw_impl::epilogue_float, avx512bw_impl::epilogue_sign,
-                                avx512bw_impl::pack_sign_f32, avx512bw_impl::peak, 2 * 8 * 512, nullptr};
+                                avx512bw_impl::pack_sign_f32, avx512bw_impl::peak, 2 * 8 * 512, nullptr, 0, 0};
   return &t;
 #else
   return nullptr;

@@ -26,7 +26,7 @@ const KernelTable* table_scalar() {
   static const KernelTable t = {"scalar", scalar_portable::MR, 1, scalar_portable::micro<true>,
                                 scalar_portable::micro<false>, scalar_portable::epilogue_int,
                                 scalar_portable::epilogue_float, scalar_portable::epilogue_sign,
-                                scalar_portable::pack_sign_f32_portable, scalar_portable::peak, 8 * 64, nullptr};
+                                scalar_portable::pack_sign_f32_portable, scalar_portable::peak, 8 * 64, nullptr, 0, 0};
   return &t;
 }
 
@@ -35,7 +35,7 @@ const KernelTable* table_scalar_popcnt() {
   static const KernelTable t = {"scalar_popcnt", scalar_popcnt::MR, 1, scalar_popcnt::micro<true>,
                                 scalar_popcnt::micro<false>, scalar_popcnt::epilogue_int,
                                 scalar_popcnt::epilogue_float, scalar_popcnt::epilogue_sign,
-                                scalar_popcnt::pack_sign_f32_portable, scalar_popcnt::peak, 8 * 64, nullptr};
+                                scalar_popcnt::pack_sign_f32_portable, scalar_popcnt::peak, 8 * 64, nullptr, 0, 0};
   return &t;
 #else
   return nullptr;

@@ -126,7 +126,7 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   }
   float* out = static_cast<float*>(std::aligned_alloc(64, M * O * sizeof(float)));
   std::vector<float> ref(kRows * O);
-  const int64_t tc = 8 * t->panels;
+  const int64_t tc = 8 * t->panels, ftc = 8 * t->fused_panels;  // unfused, fused tile columns
   std::vector<int32_t> row_offsets(O, int32_t(K * 64));  // K_valid, no padding
   const int32_t* offs[64];
   for (auto& p : offs) p = row_offsets.data();
@@ -138,14 +138,15 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
     for (int64_t m0 = 0; m0 + kRows <= M; m0 += kRows)
       for (int64_t nb = 0; nb < O; nb += kCols) {
         if (fuse) {
-          for (int64_t p = 0; p < kCols; p += tc)
-            for (int64_t r = 0; r < kRows; r += t->mr) {
-              for (int i = 0; i < t->mr; ++i) {
+          for (int64_t p = 0; p < kCols; p += ftc)
+            for (int64_t r = 0; r < kRows; r += t->fused_mr) {
+              for (int i = 0; i < t->fused_mr; ++i) {
                 offs[i] = row_offsets.data() + nb + p;
                 rows[i] = A.data() + (r + i) * K;
               }
               const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
-                                      out + (m0 + r) * O + nb + p, O, nullptr, t->mr, tc, true};
+                                      out + (m0 + r) * O + nb + p, O, nullptr, t->fused_mr,
+                                      ftc, true};
               t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
             }
         } else {

@@ -2,8 +2,9 @@
 exact int32 sums, bit for bit, for output widths whose rows start on 32- and 64-byte boundaries
 (where the SIMD paths write with non-temporal stores) and widths where they do not; NaN and the
 ReLU included. Each path the CPU runs is compared (hwq.kernels.available_isas); on
-avx512_vpopcntdq the binary float outputs come from the micro-kernel with the epilogue fused
-(its four variants: with and without the residual and the ReLU), elsewhere from the C block."""
+avx512_vpopcntdq and avx2 the binary float outputs come from the micro-kernel with the epilogue
+fused and the windows read in place (its four variants: with and without the residual and the
+ReLU; on avx2 the byte-table and Harley-Seal counts), elsewhere from the C block."""
 import pytest
 import torch
 
@@ -54,8 +55,8 @@ BORDER_GEOMETRIES = [
 
 @pytest.mark.parametrize("geometry", BORDER_GEOMETRIES)
 def test_fused_windows_in_place_match_float64_conv(geometry):
-    """The fused avx512_vpopcntdq kernel reads each window from a zero-padded copy of the packed
-    input (no im2col); every path's float outputs against float64 torch.conv2d sums of the +/-1
+    """The fused kernels (avx512_vpopcntdq, avx2) read each window from a zero-padded copy of the
+    packed input (no im2col); every path's float outputs against float64 torch.conv2d sums of the +/-1
     values with zero padding, then torch's float32 multiply and add."""
     cin, cout, groups, k, stride, padding, dilation = geometry
     gen = torch.Generator().manual_seed(cin * cout)
@@ -77,3 +78,59 @@ def test_fused_windows_in_place_match_float64_conv(geometry):
         assert torch.equal(got, want), isa
         assert torch.equal(relu, torch.relu(want)), isa
         assert torch.equal(added_relu, torch.relu(want + residual)), isa
+
+
+def _fused_case(x, w, stride, padding, dilation, groups, gen):
+    """Every path's float outputs (plain, ReLU, residual + ReLU) against float64 conv2d sums
+    of the +/-1 values, then torch's float32 multiply and add."""
+    cin, cout, k = x.shape[1], w.shape[0], list(w.shape[2:])
+    sums = torch.nn.functional.conv2d(x.double(), w.double(), stride=stride, padding=padding,
+                                      dilation=dilation, groups=groups)
+    scale, bias = torch.randn(cout, generator=gen), torch.randn(cout, generator=gen)
+    want = sums.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
+    residual = torch.randn(want.shape, generator=gen)
+    px, pw = kernels.pack_activations(x, groups=groups), kernels.pack_weights(w, groups=groups)
+    args = (px.data, pw.data, cin, cout, k, 1, 1, True, list(stride), list(padding),
+            list(dilation), groups, scale, bias)
+    for isa in kernels.available_isas():
+        with kernels.use_isa(isa):
+            got = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT)
+            relu = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT_RELU)
+            added = torch.ops.hwq.conv2d_packed_add(*args, residual, False)
+            added_relu = torch.ops.hwq.conv2d_packed_add(*args, residual, True)
+        assert torch.equal(got, want), isa
+        assert torch.equal(relu, torch.relu(want)), isa
+        assert torch.equal(added, want + residual), isa
+        assert torch.equal(added_relu, torch.relu(want + residual)), isa
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fused_random_shapes_match_float64_conv(seed):
+    """Random geometries (channels 1-200 per group, 1-3 groups, kernels up to 5x5, stride 1-2,
+    padding 0-2, dilation 1-2, batch 1-3, images 1-12 pixels a side): output pixel counts that
+    are not multiples of the fused tiles' rows (6 on avx512_vpopcntdq, 16 on avx2), channel
+    counts that cut a tile's 32 columns and a vector's 8 or 16, rows of 1 to 64 words."""
+    gen = torch.Generator().manual_seed(1000 + seed)
+    r = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=gen))  # noqa: E731
+    groups = r(1, 3)
+    cin, cout = groups * r(1, 200), groups * r(1, 30)
+    k = (r(1, 5), r(1, 5))
+    stride, padding, dilation = (r(1, 2), r(1, 2)), (r(0, 2), r(0, 2)), (r(1, 2), r(1, 2))
+    h = max(r(1, 12), (k[0] - 1) * dilation[0] + 1 - 2 * padding[0])
+    wd = max(r(1, 12), (k[1] - 1) * dilation[1] + 1 - 2 * padding[1])
+    x = torch.randn(r(1, 3), cin, h, wd, generator=gen).sign()
+    w = torch.randn(cout, cin // groups, *k, generator=gen).sign()
+    _fused_case(x, w, stride, padding, dilation, groups, gen)
+
+
+# Row lengths K (words per window) around the avx2 fused kernel's switch from the byte table to
+# Harley-Seal (27 words), a Harley-Seal remainder of every length, and past the 248 words after
+# which its byte counts are folded (31 blocks of 8).
+@pytest.mark.parametrize("cin, kernel", [(64 * 26, 1), (64 * 27, 1), (64 * 27 - 5, 1),
+                                         (64 * 3 + 1, 3), (64 * 4, 3), (64 * 28 - 60, 3),
+                                         (64 * 29, 3)])
+def test_fused_row_lengths_match_float64_conv(cin, kernel):
+    gen = torch.Generator().manual_seed(cin + kernel)
+    x = torch.randn(2, cin, 4, 5, generator=gen).sign()
+    w = torch.randn(20, cin, kernel, kernel, generator=gen).sign()
+    _fused_case(x, w, (1, 1), (kernel // 2, kernel // 2), (1, 1), 1, gen)
