@@ -15,14 +15,16 @@ def require_runtimes():
         pytest.importorskip(name)
 
 
-def calibrated(name, weights, acts, act="relu", size=None, layers=None, seed=0, batches=3):
-    """A QAT model (hwq.models ``name``) with BatchNorm statistics and quantizer ranges set by a few
-    training-mode batches of N(0, 1) inputs, in eval mode."""
+def calibrated(name, weights, acts, act="relu", size=None, layers=None, seed=0, batches=3,
+               **options):
+    """A QAT model (hwq.models ``name``, built with ``options`` such as shortcut="every") with
+    BatchNorm statistics and quantizer ranges set by a few training-mode batches of N(0, 1)
+    inputs, in eval mode."""
     sizes = {"digits_cnn": (1, 8, 8), "lenet5": (1, 28, 28), "resnet20": (3, 32, 32),
              "cnv": (3, 32, 32), "resnet18": (3, 32, 32), "mobilenet_v2": (3, 32, 32)}
     shape = size or sizes[name]
     torch.manual_seed(seed)
-    model = hwq.models.build(name, num_classes=10, in_channels=shape[0], act=act)
+    model = hwq.models.build(name, num_classes=10, in_channels=shape[0], act=act, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hwq.quantize(model, weights=weights, acts=acts, layers=layers)

@@ -3,13 +3,11 @@ shortcut="every"), as tests/export/test_qonnx.py and test_qdq.py export He et al
 QONNX (W1A1 with 8-bit first and last layers, run by qonnx's executor) and ONNX QDQ (run by
 onnxruntime) against the QAT model; the file holds one Add per conv of the blocks (18), twice the
 pair structure's 9."""
-import warnings
-
 import torch
 
 import hwq
 
-from .helpers import assert_matches, nodes, require_runtimes
+from .helpers import assert_matches, calibrated, nodes, require_runtimes
 
 require_runtimes()
 
@@ -19,20 +17,8 @@ EDGE_8BIT = {"conv1": dict(weights="fixed:8", acts="fixed:8"),
              "fc": dict(weights="fixed:8", acts="fixed:8")}
 
 
-def _calibrated(weights, acts, act, layers=None, seed=0):
-    """As helpers.calibrated, with shortcut="every" (a few training-mode batches of N(0, 1))."""
-    torch.manual_seed(seed)
-    model = hwq.models.build("resnet20", act=act, shortcut="every")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hwq.quantize(model, weights=weights, acts=acts, layers=layers)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(3):
-            model(torch.randn(8, 3, 32, 32, generator=g))
-    return model.eval()
+def _calibrated(weights, acts, act, layers=None):
+    return calibrated("resnet20", weights, acts, act, layers=layers, shortcut="every")
 
 
 def test_qonnx_w1a1(tmp_path):
