@@ -20,10 +20,11 @@ def test_cifar10_recipe_smoke_on_real_subset(tmp_path):
     data = cifar10_dir()
     out = str(tmp_path / "out")
     p = run(hwq_cmd("recipes/cifar10.toml", "--data-dir", data, "--out", out,
-                    "--schemes", "float,w2a2", "--set", "data.subset=2000",
-                    "--set", "train.epochs=1", "--set", "schemes.w2a2.epochs=1"), timeout=900)
+                    "--schemes", "float,w4a4,w2a2", "--set", "data.subset=2000",
+                    "--set", "train.epochs=1", "--set", "schemes.w4a4.epochs=1",
+                    "--set", "schemes.w2a2.epochs=1"), timeout=900)  # w2a2 starts from w4a4
     results = json.load(open(os.path.join(out, "results.json")))
-    assert set(results) == {"float", "w2a2"}
+    assert set(results) == {"float", "w4a4", "w2a2"}
     assert results["w2a2"]["w_bits"] == "8/2x18/8" and results["w2a2"]["macs"] == 40_551_040
     assert "data loading took" in p.stdout
     from hwq.train import data as data_mod
