@@ -62,22 +62,7 @@ def test_fused_windows_in_place_match_float64_conv(geometry):
     gen = torch.Generator().manual_seed(cin * cout)
     x = torch.randn(3, cin, 11, 10, generator=gen).sign()
     w = torch.randn(cout, cin // groups, *k, generator=gen).sign()
-    sums = torch.nn.functional.conv2d(x.double(), w.double(), stride=stride, padding=padding,
-                                      dilation=dilation, groups=groups)
-    scale, bias = torch.randn(cout, generator=gen), torch.randn(cout, generator=gen)
-    want = sums.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
-    residual = torch.randn(want.shape, generator=gen)
-    px, pw = kernels.pack_activations(x, groups=groups), kernels.pack_weights(w, groups=groups)
-    args = (px.data, pw.data, cin, cout, list(k), 1, 1, True, list(stride), list(padding),
-            list(dilation), groups, scale, bias)
-    for isa in kernels.available_isas():
-        with kernels.use_isa(isa):
-            got = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT)
-            relu = torch.ops.hwq.conv2d_packed(*args, OutMode.FLOAT_RELU)
-            added_relu = torch.ops.hwq.conv2d_packed_add(*args, residual, True)
-        assert torch.equal(got, want), isa
-        assert torch.equal(relu, torch.relu(want)), isa
-        assert torch.equal(added_relu, torch.relu(want + residual)), isa
+    _fused_case(x, w, stride, padding, dilation, groups, gen)
 
 
 def _fused_case(x, w, stride, padding, dilation, groups, gen):
