@@ -132,6 +132,7 @@ def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: s
                     shortcut: str | None = None) -> Source:
     from .. import models
     from ..convert import quantize
+    from ..models.build import OPTION_OWNERS
     if model_name is None:
         raise ValueError(f"checkpoint {path!r}: give --model (one of {list(models.NAMES)}) and the "
                          "quantizers it was trained with (--weights, --acts, --plan)")
@@ -139,9 +140,10 @@ def from_checkpoint(path: str, model_name: str, weights: Any, acts: Any, plan: s
         raise ValueError(f"checkpoint {path!r}: give --input-size, e.g. 1,3,32,32")
     options = {}
     if shortcut is not None:
-        if model_name != "resnet20":
+        owner = OPTION_OWNERS["shortcut"]
+        if model_name != owner:
             raise ValueError(f"--shortcut {shortcut!r} is not accepted for model {model_name!r}: "
-                             "only resnet20 takes shortcut")
+                             f"only {owner} takes shortcut")
         options["shortcut"] = shortcut
     model = models.build(model_name, num_classes=num_classes, in_channels=input_size[1], act=act,
                          **options)

@@ -30,6 +30,9 @@ def _resnet20(num_classes: int, in_channels: int, act: type[nn.Module],
 
 OWN = {"digits_cnn": DigitsCNN, "lenet5": LeNet5, "cnv": CNV, "resnet20": _resnet20}
 NAMES = tuple(OWN) + TORCHVISION
+# The structure options a recipe's [model] section or `hwq export` may set, and the model that
+# takes each (hwq.train.run and hwq.export.source check against this one table).
+OPTION_OWNERS = {"channels": "digits_cnn", "shortcut": "resnet20"}
 
 
 def _swap_acts(model: nn.Module, act: type[nn.Module]) -> None:

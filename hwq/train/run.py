@@ -29,6 +29,7 @@ from .. import hw, models
 from .._io import atomic_write_text, read_json
 from .._table import text_table
 from ..convert import quantize
+from ..models.build import OPTION_OWNERS
 from ..nn import QuantLayer
 from ..profile import profile as make_profile
 from . import checkpoint, data as data_mod, distributed, engine
@@ -74,16 +75,15 @@ def build_model(recipe: dict, name: str, data: data_mod.Data) -> nn.Module:
     """The model of scheme ``name``, quantized as the scheme says (weights freshly initialised)."""
     m, s = section(recipe, "model"), scheme(recipe, name)
     options = {}
-    if m.channels is not None:
-        if m.name != "digits_cnn":
-            raise ValueError(f"model.channels = {list(m.channels)!r} is not accepted for model "
-                             f"{m.name!r}: only digits_cnn takes channels")
-        options["channels"] = m.channels
-    if m.shortcut is not None:
-        if m.name != "resnet20":
-            raise ValueError(f"model.shortcut = {m.shortcut!r} is not accepted for model "
-                             f"{m.name!r}: only resnet20 takes shortcut")
-        options["shortcut"] = m.shortcut
+    for key, owner in OPTION_OWNERS.items():
+        value = getattr(m, key)
+        if value is None:
+            continue
+        if m.name != owner:
+            shown = list(value) if isinstance(value, tuple) else value  # as the TOML wrote it
+            raise ValueError(f"model.{key} = {shown!r} is not accepted for model {m.name!r}: "
+                             f"only {owner} takes {key}")
+        options[key] = value
     model = models.build(m.name, num_classes=data.num_classes,
                          in_channels=data.input_shape[0], act=s.act, **options)
     if not s.is_float:
