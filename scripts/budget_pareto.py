@@ -65,6 +65,10 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=16)
     ap.add_argument("--arch", default=None, help="default: the recipe's report.arch")
     ap.add_argument("--plot", default=None, help="write the two fronts to this image file")
+    ap.add_argument("--plans", default=None,
+                    help="measure only these plans, comma-separated labels such as "
+                         "allocated@w4a4,w4a4 (to split the work across processes, each with its "
+                         "own --out); default: all")
     args = ap.parse_args(argv)
 
     if args.finetune < 0:
@@ -74,6 +78,10 @@ def main(argv=None) -> int:
     if not energies:
         raise ValueError("--energies is empty: expected budgets such as 0.3x,w3a3")
     uniform = runner.uniform_pairs(_names(args.uniform))
+    labels = [f"allocated@{e}" for e in energies] + [c for c, _ in uniform]
+    wanted = labels if args.plans is None else _names(args.plans)
+    if not wanted or any(w not in labels for w in wanted):
+        raise ValueError(f"--plans {args.plans!r} is not accepted: expected labels among {labels}")
     recipe = recipes.load(recipes.find(args.recipe), [("data.dir", args.data_dir),
                                                        ("train.progress", False)])
     rep = section(recipe, "report")
@@ -121,6 +129,8 @@ def main(argv=None) -> int:
         names, pinned = list(res.bits), res.pinned
     plans += [(c, runner.uniform_bits(p, names, pinned)) for c, p in uniform]
 
+    plans = [(label, b) for label, b in plans if label in wanted]
+
     tune_data = runner.tuning_data(recipe, data, args.finetune)
     done = {(r["plan"], r["seed"]) for r in rows}
     for label, plan_bits in plans:
@@ -144,12 +154,14 @@ def main(argv=None) -> int:
         mine = [r for r in rows if r["plan"] == label]
         if not mine:
             continue
-        tuned = [r.get("accuracy_finetuned", float("nan")) for r in mine]
+        # rows of --finetune 0 have no tuned accuracy (statistics cannot take the NaN)
+        tuned = [r["accuracy_finetuned"] for r in mine if "accuracy_finetuned" in r]
         ptq = [r["accuracy_ptq"] for r in mine]
         spread = f" ±{statistics.stdev(tuned):.2f}" if len(tuned) > 1 else ""
         table.append([label, f"{mine[0]['energy_pj'] / 1e6:.3f}",
                       f"{mine[0]['latency_s'] * 1e3:.4f}", f"{statistics.mean(ptq):.2f}",
-                      f"{statistics.mean(tuned):.2f}{spread}", str(len(mine))])
+                      f"{statistics.mean(tuned):.2f}{spread}" if tuned else "-",
+                      str(len(mine))])
     print(text_table(["plan", "energy_uJ", "latency_ms", "ptq_acc", "tuned_acc", "seeds"], table))
     print(f"rows: {rows_path}")
     if args.plot:

@@ -56,3 +56,18 @@ def test_pareto_rows_budgets_and_resume(trained_float, capsys):
     with pytest.raises(ValueError, match="--seeds"):
         script.main(args[:-2] + ["--seeds", "-1"])
 
+
+
+def test_pareto_plans_splits_the_work(trained_float):
+    """--plans measures only the named plans (the rest of the work left to another process), and
+    an unknown label is refused before anything is loaded."""
+    out, script = trained_float, _script()
+    args = [RECIPE, "--data-dir", "data", "--out", out, "--energies", "w4a4",
+            "--uniform", "w4a4,w2a2", "--finetune", "0", "--seeds", "7"]
+    assert script.main(args + ["--plans", "w2a2"]) == 0
+    rows = json.loads(open(os.path.join(out, "search", "pareto.json")).read())["rows"]
+    assert [r["plan"] for r in rows if r["seed"] == 7] == ["w2a2"]
+    for bad in ["w3a3", "", "allocated@0.3x"]:
+        with pytest.raises(ValueError, match=r"--plans .* not accepted: expected labels among "
+                                             r"\['allocated@w4a4', 'w4a4', 'w2a2'\]"):
+            script.main(args + ["--plans", bad])
