@@ -57,7 +57,6 @@ def test_pareto_rows_budgets_and_resume(trained_float, capsys):
         script.main(args[:-2] + ["--seeds", "-1"])
 
 
-
 def test_pareto_plans_splits_the_work(trained_float):
     """--plans measures only the named plans (the rest of the work left to another process), and
     an unknown label is refused before anything is loaded."""
