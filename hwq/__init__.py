@@ -21,9 +21,9 @@ from . import hw  # noqa: E402
 from .hw import Report, generate, map, sweep  # noqa: E402
 from .deploy import deploy  # noqa: E402
 from .export import export  # noqa: E402  (onnx is imported only when a file is written)
-from . import models, search, train  # noqa: E402
+from . import models, search, train, zoo  # noqa: E402
 
 __all__ = ["quant", "nn", "quantize", "summary", "Summary", "Plan", "UnquantizedLayersWarning",
            "__version__", "profile", "Profile", "workloads",
            "hw", "Report", "sweep", "generate", "deploy", "models", "train", "search",
-           "export"]
+           "export", "zoo"]

@@ -29,6 +29,14 @@ def test_zoo_has_entries_and_stays_small():
     assert size < 40 * 2**20
 
 
+def test_readme_spelling_hwq_zoo_load_works_after_import_hwq():
+    """The README writes hwq.zoo.load(...) after a bare `import hwq`: a fresh interpreter, since
+    this file's own `from hwq import zoo` would hide a missing attribute."""
+    code = "import hwq; print(hwq.zoo.load is hwq.zoo.load, 'zoo' in hwq.__all__)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.split() == ["True", "True"], r.stderr
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_entry_loads_with_its_record(name):
     meta = zoo.info(name)
