@@ -553,8 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", action="append", metavar="METRIC=VALUE",
                     help="budget: energy|latency|size|bops = 0.5x (of uniform 8-bit), w4a4 (of "
                          "that uniform plan), or absolute uJ / ms / MB / count (repeatable)")
-    se.add_argument("--sensitivity", choices=("hutchinson", "fisher"), default="hutchinson",
-                    help="budget: Hessian trace (Hutchinson) or empirical Fisher")
+    se.add_argument("--sensitivity", choices=("hutchinson", "fisher", "loss"),
+                    default="hutchinson",
+                    help="budget: Hessian trace (Hutchinson), empirical Fisher, or the measured "
+                         "loss rise of each layer, role and bit width (one forward each)")
     se.add_argument("--iters", type=int, default=16,
                     help="budget: Hutchinson estimates per batch (default 16)")
     se.add_argument("--bits", type=_candidate_bits, default=[2, 3, 4, 6, 8],

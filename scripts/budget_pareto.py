@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--uniform", default="w2a2,w3a3,w4a4", help="uniform plans to compare")
     ap.add_argument("--finetune", type=int, default=3, help="fine-tuning epochs for every plan")
     ap.add_argument("--seeds", default="0", help="fine-tuning seeds (data order, augmentation)")
-    ap.add_argument("--sensitivity", default="fisher", choices=["fisher", "hutchinson"])
+    ap.add_argument("--sensitivity", default="fisher", choices=["fisher", "hutchinson", "loss"])
     ap.add_argument("--iters", type=int, default=16)
     ap.add_argument("--arch", default=None, help="default: the recipe's report.arch")
     ap.add_argument("--plot", default=None, help="write the two fronts to this image file")

@@ -612,7 +612,8 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
                                  f"w{w}a{a} of layer {n!r}")
     noisy = [u for u in sens.unresolved() if u.rsplit(".", 1)[0] not in pins]
     if noisy:
-        warnings.warn(f"hwq.search.budget: the {sens.method} trace estimates of {noisy} lie within "
+        what = "loss rises" if sens.method == "loss" else "trace estimates"
+        warnings.warn(f"hwq.search.budget: the {sens.method} {what} of {noisy} lie within "
                       "2 standard errors of 0, so their sensitivities are mostly noise (a negative "
                       "one counts as 0 and makes low bits look free there); more iters or samples, "
                       "or method='fisher', resolve them", UnresolvedSensitivityWarning,

@@ -247,6 +247,13 @@ def test_cli_budget_writes_plan_profile_report(digits):
     rows = json.loads(open(os.path.join(folder, "float.budget.accuracy.json")).read())
     assert [r["plan"] for r in rows] == ["allocated", "w4a4"]
     assert rows[1]["bits"]["conv1"] == [8, 8] and rows[1]["bits"]["conv2"] == [4, 4]
+    # the measured loss rise as the sensitivity: same outputs, the budget met again
+    assert main(["search", os.path.join(ROOT, "recipes", "digits.toml"), "--out", out,
+                 "--no-progress", "--mode", "budget", "--budget", "energy=0.5x", "--arch", "loom",
+                 "--sensitivity", "loss", "--bits", "2,4,8"]) == 0
+    res = json.loads(open(os.path.join(folder, "float.budget.json")).read())
+    assert res["sensitivity"]["method"] == "loss" and res["sensitivity"]["backward"] == 0
+    assert res["mapped"]["energy"] <= res["budgets"][0]["limit"]
     assert main(["search", os.path.join(ROOT, "recipes", "digits.toml"), "--out", out,
                  "--mode", "budget", "--budget", "energy=-2uJ"]) == 2
     assert main(["search", os.path.join(ROOT, "recipes", "digits.toml"), "--out", out,

@@ -242,3 +242,105 @@ def test_bad_arguments(kwargs, match):
         sensitivity(m, [(x, y)], **kwargs)
     with pytest.raises(ValueError, match="batches"):
         sensitivity(m, [x])
+
+
+def _hand_loss(m, batches, layer=None, w=None, a_bits=None):
+    """Mean cross-entropy over ``batches`` (weighted by size) of a copy of ``m`` whose ``layer``
+    has weights ``w`` and/or its input through a fresh fixed:a_bits quantizer per batch: the
+    method "loss" written out by hand, without hooks."""
+    import copy
+    net = copy.deepcopy(m).eval()
+    mod = getattr(net, layer) if layer else None
+    if w is not None:
+        with torch.no_grad():
+            mod.weight.copy_(w)
+    if a_bits is not None:
+        inner = mod.forward
+        mod.forward = lambda t: inner(hwq.quant.get(f"fixed:{a_bits}", role="act").double()
+                                      .train()(t))
+    total = n = 0
+    with torch.no_grad():
+        for x, y in batches:
+            total += float(F.cross_entropy(net(x), y)) * x.shape[0]
+            n += x.shape[0]
+    return total / n
+
+
+def test_loss_method_matches_a_hand_loop_float64():
+    """Method "loss": Omega is twice the measured rise of the mean loss with only that tensor
+    quantized; checked against the model copied and changed by hand, over two batches of
+    different sizes, in float64."""
+    torch.manual_seed(3)
+    m = Tiny().double()
+    batches = [(torch.randn(n, 4, dtype=torch.float64), torch.randint(0, 3, (n,))) for n in (6, 4)]
+    s = sensitivity(m, batches, bits=(2, 4), method="loss")
+    base = _hand_loss(m, batches)
+    for layer in ("fc1", "fc2"):
+        w = getattr(m, layer).weight.detach()
+        for b in (2, 4):
+            qw = hwq.quant.get(f"fixed:{b}", role="weight")(w)
+            ref_w = 2 * (_hand_loss(m, batches, layer, w=qw) - base)
+            ref_a = 2 * (_hand_loss(m, batches, layer, a_bits=b) - base)
+            assert s[layer].w_rise[b] == pytest.approx(ref_w, rel=1e-9, abs=1e-12)
+            assert s[layer].a_rise[b] == pytest.approx(ref_a, rel=1e-9, abs=1e-12)
+            assert s[layer].omega(b, b) == pytest.approx(max(ref_w, 0) + max(ref_a, 0))
+    assert math.isnan(s["fc1"].w_trace) and s.backward == 0 and s.hvp == 0
+    assert s.forward == 2 + 2 * 2 * 2 * 2  # the float pass, then layers x roles x bits per batch
+    assert "loss on 10 samples in 2 batch(es)" in s.cost()
+    assert "fc2" in s.table()
+    assert all(getattr(m, l).weight.requires_grad for l in ("fc1", "fc2"))  # model untouched
+
+
+def test_loss_method_round_trips_and_allocates():
+    """A "loss" sensitivity survives JSON, and hwq.search.budget allocates with it (digits
+    model, size budget)."""
+    import json
+
+    from hwq.search.sensitivity import Sensitivity
+    torch.manual_seed(3)
+    m = Tiny().double()
+    w_before = m.fc1.weight.detach().clone()
+    batches = [(torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,)))]
+    s = sensitivity(m, batches, bits=(2, 8), method="loss")
+    assert torch.equal(m.fc1.weight, w_before)  # weights restored on the caller's model
+    text = json.dumps(s.to_dict())
+    back = Sensitivity.from_dict(json.loads(text))
+    assert json.dumps(back.to_dict()) == text  # NaN traces: compare the records, not ==
+    assert back["fc1"].omega(2, 8) == s["fc1"].omega(2, 8)
+    assert math.isnan(s["fc1"].w_rise_se[2])  # one batch: no standard error
+    assert s.unresolved() == []
+    res = hwq.search.budget(m.float(), [(x.float(), y) for x, y in batches], "size=0.6x",
+                            arch=None, w_bits=(2, 8), pinned=None, method="loss")
+    assert res.sensitivity.method == "loss"
+    assert res.totals["size"] <= res.limits["size"] == pytest.approx(0.6 * res.uniform8["size"])
+    # the allocation minimises the summed measured rises: brute force over the 4 x 4 plans
+    best = min(((p1, p2) for p1 in res.candidates["fc1"] for p2 in res.candidates["fc2"]
+                if res.costs["fc1"][p1]["size"] + res.costs["fc2"][p2]["size"]
+                <= res.limits["size"]),
+               key=lambda p: res.omega("fc1", p[0]) + res.omega("fc2", p[1]))
+    assert res.objective == pytest.approx(res.omega("fc1", best[0]) + res.omega("fc2", best[1]))
+
+
+def test_loss_method_sees_each_branch_of_a_shared_input():
+    """The activation perturbation of method "loss" reaches only the layer measured, also when
+    another layer reads the same tensor (a residual shortcut)."""
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 2)
+            self.b = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.a(x) + 3 * self.b(x)
+
+    torch.manual_seed(0)
+    m = Two().double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    s = sensitivity(m, [(x, y)], bits=(2,), method="loss")
+    qx = hwq.quant.get("fixed:2", role="act").double().train()(x)
+    with torch.no_grad():
+        base = float(F.cross_entropy(m(x), y))
+        only_a = float(F.cross_entropy(m.a(qx) + 3 * m.b(x), y))
+    assert s["a"].a_rise[2] == pytest.approx(2 * (only_a - base), rel=1e-9)
