@@ -612,12 +612,13 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
                                  f"w{w}a{a} of layer {n!r}")
     noisy = [u for u in sens.unresolved() if u.rsplit(".", 1)[0] not in pins]
     if noisy:
-        what = "loss rises" if sens.method == "loss" else "trace estimates"
+        what, fix = (("loss rises at the fewest bits", "more samples resolve them")
+                     if sens.method == "loss" else
+                     ("trace estimates", "more iters or samples, or method='fisher', resolve them"))
         warnings.warn(f"hwq.search.budget: the {sens.method} {what} of {noisy} lie within "
                       "2 standard errors of 0, so their sensitivities are mostly noise (a negative "
-                      "one counts as 0 and makes low bits look free there); more iters or samples, "
-                      "or method='fisher', resolve them", UnresolvedSensitivityWarning,
-                      stacklevel=2)
+                      f"one counts as 0 and makes low bits look free there); {fix}",
+                      UnresolvedSensitivityWarning, stacklevel=2)
     omega = {n: {p: sens[n].omega(*p) for p in candidates[n]} for n in names}
     alloc = allocate(omega, {n: {p: costs[n][p] for p in candidates[n]} for n in names}, limits)
 

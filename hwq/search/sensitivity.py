@@ -180,8 +180,8 @@ class Sensitivity:
                    for l in self.layers])]
         noisy = self.unresolved()
         if noisy:
-            rows.append(f"within 2 standard errors of 0 (noise; raise iters or use fisher): "
-                        f"{', '.join(noisy)}")
+            fix = "more samples" if self.method == "loss" else "raise iters or use fisher"
+            rows.append(f"within 2 standard errors of 0 (noise; {fix}): {', '.join(noisy)}")
         rows.append(self.cost())
         return "\n".join(rows)
 

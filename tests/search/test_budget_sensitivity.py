@@ -344,3 +344,18 @@ def test_loss_method_sees_each_branch_of_a_shared_input():
         base = float(F.cross_entropy(m(x), y))
         only_a = float(F.cross_entropy(m.a(qx) + 3 * m.b(x), y))
     assert s["a"].a_rise[2] == pytest.approx(2 * (only_a - base), rel=1e-9)
+
+
+def test_loss_rises_within_two_standard_errors_are_named():
+    """Method "loss": a rise at the fewest bits within 2 standard errors of 0 is noise, named as
+    the trace methods name theirs, with the loss method's remedy."""
+    from hwq.search.sensitivity import LayerSensitivity, Sensitivity
+    nan = float("nan")
+    p = {2: 1.0, 4: 0.5}
+    layers = [LayerSensitivity("a", 4, 2, nan, nan, nan, nan, p, p, w_rise={2: 0.3, 4: 0.01},
+                               a_rise={2: 0.01, 4: -0.02}, w_rise_se={2: 0.1, 4: 0.1},
+                               a_rise_se={2: 0.02, 4: 0.1})]
+    s = Sensitivity("loss", (2, 4), layers, 8, 2, 0, 10, 0, 0, 0.1)
+    assert s.unresolved() == ["a.acts"]  # 0.3 is 3 SE (resolved), 0.01 is 0.5 SE
+    assert "more samples" in s.table()
+    assert s["a"].omega(2, 4) == 0.3 + 0.0  # the fall at 4 bits counts as 0
