@@ -26,6 +26,18 @@ class Tiny(nn.Module):
         return self.fc2(torch.tanh(self.fc1(x)))
 
 
+class Two(nn.Module):
+    """Two layers reading the same tensor, as a residual block's conv and shortcut do."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 2)
+        self.b = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.a(x) + 3 * self.b(x)
+
+
 def tiny_case(seed=0, n=6):
     torch.manual_seed(seed)
     m = Tiny().double()
@@ -211,15 +223,6 @@ def test_shared_input_is_differentiated_per_layer():
     """Two layers reading the same tensor (a residual shortcut): each layer's activation
     curvature is that of its own branch, not of the shared tensor."""
 
-    class Two(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(3, 2)
-            self.b = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.a(x) + 3 * self.b(x)
-
     torch.manual_seed(0)
     m = Two().double()
     x = torch.randn(4, 3, dtype=torch.float64)
@@ -324,15 +327,6 @@ def test_loss_method_round_trips_and_allocates():
 def test_loss_method_sees_each_branch_of_a_shared_input():
     """The activation perturbation of method "loss" reaches only the layer measured, also when
     another layer reads the same tensor (a residual shortcut)."""
-
-    class Two(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(3, 2)
-            self.b = nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.a(x) + 3 * self.b(x)
 
     torch.manual_seed(0)
     m = Two().double()
