@@ -49,7 +49,6 @@ constexpr int64_t kRowBlock = 48;  // output pixels per im2col block (a multiple
 // every block is whole panels), whatever the micro-tile's width, so that the epilogue's rows are
 // long enough to vectorize well.
 constexpr int64_t kColBlock = kPanelPad * kPanel;
-constexpr int64_t kMaxMr = 16;  // the largest KernelTable::mr (a divisor of kRowBlock)
 
 // n packed words; the common small counts (64-256 channels per tap) without a memcpy call.
 inline void copy_words(uint64_t* dst, const uint64_t* src, int64_t n) {
@@ -710,8 +709,9 @@ static void locate_rows_padded(const ConvShape& s, const BorderPatterns& bp, con
 }
 
 // Binary float outputs with the epilogue fused into the micro-kernel (kt->xor_popcount_float):
-// per micro-tile, where each row's window, offsets and outputs are; the sums never leave the
-// registers. Rows of a tile past mc repeat row r (computed, not written).
+// per column tile, one call with where each row's window, offsets and outputs are (the kernel
+// loops over the block's row tiles); the sums never leave the registers. Rows of the last tile
+// past mc repeat that tile's first row (computed, not written).
 static void fused_float_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
                               const PaddedInput& xpad, const std::vector<int64_t>& koff,
                               const std::vector<int32_t>& offsets, const EpilogueOut& e, int64_t g,
@@ -721,22 +721,21 @@ static void fused_float_block(const KernelTable* kt, const ConvShape& s, const u
   const int64_t o0 = g * s.og + nb * kPanel;
   const uint64_t* xg = xpad.data + g * s.cwg;  // binary: one plane
   const int32_t* const og0 = offsets.data() + o0;  // [(pattern * groups + g) * og + nb * 8]
-  const int32_t* row_offset[kMaxMr];
-  const uint64_t* row_words[kMaxMr];
+  const int32_t* row_offset[kRowBlock];
+  const uint64_t* row_words[kRowBlock];
+  const int64_t padded = (mc + mr - 1) / mr * mr;  // <= kRowBlock, a multiple of every mr
   for (int64_t p = 0; p < cols; p += tc) {
     const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;
-    for (int64_t r = 0; r < mc; r += mr) {
-      for (int64_t i = 0; i < mr; ++i) {
-        const int64_t ri = r + i < mc ? r + i : r;
-        row_offset[i] = og0 + sb.offset_at[ri] + p;
-        row_words[i] = xg + sb.corner[ri];
-      }
-      const int64_t out_at = (m0 + r) * e.out_channels + o0 + p;
-      const FusedFloat f{row_offset, e.scale + o0 + p, e.bias + o0 + p, e.out_f + out_at,
-                         e.out_channels, e.residual ? e.residual + out_at : nullptr,
-                         std::min(mr, mc - r), std::min(tc, cols - p), e.mode == kOutFloatRelu};
-      kt->xor_popcount_float(row_words, koff.data(), b, k * kPanel, k, f);
+    for (int64_t i = 0; i < padded; ++i) {
+      const int64_t ri = i < mc ? i : i / mr * mr;
+      row_offset[i] = og0 + sb.offset_at[ri] + p;
+      row_words[i] = xg + sb.corner[ri];
     }
+    const int64_t out_at = m0 * e.out_channels + o0 + p;
+    const FusedFloat f{row_offset, e.scale + o0 + p, e.bias + o0 + p, e.out_f + out_at,
+                       e.out_channels, e.residual ? e.residual + out_at : nullptr, mc,
+                       std::min(tc, cols - p), e.mode == kOutFloatRelu};
+    kt->xor_popcount_float(row_words, koff.data(), b, k * kPanel, k, f);
   }
 }
 

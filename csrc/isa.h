@@ -39,19 +39,25 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 // EpiFloatFn with beta = -2: the same s modulo 2^32, and the true s fits in int32). Rows past
 // `rows` are computed and dropped. Non-temporal stores may be used: the caller issues
 // _mm_sfence() before its results are read by another thread.
+//
+// One call covers a column tile (cols <= 8 * panels) of a whole row block: the kernel loops over
+// its tiles of fused_mr rows itself, so that the call, its dispatch and its set-up are paid once
+// per block and not once per tile (on a Zen 5 core, 6 x 32 tiles at K = 9 words: 19% faster;
+// docs/kernels.md). Row arrays (offset, A) hold ceil(rows / fused_mr) * fused_mr entries: past
+// `rows` the driver repeats a row of the last tile (computed, not written).
 struct FusedFloat {
-  const int32_t* const* offset;  // per tile row: its offsets, at the tile's first column
+  const int32_t* const* offset;  // per row: its offsets, at the tile's first column
   const float* scale;            // at the tile's first column
   const float* bias;
-  float* out;                    // at the tile's first row and column
+  float* out;                    // at the block's first row and the tile's first column
   int64_t ldo;
   const float* residual;         // the layout of out, or nullptr
-  int64_t rows, cols;            // rows (<= mr) and columns (<= 8 * panels) written
+  int64_t rows, cols;            // rows (<= the driver's row block) and columns (<= 8 * panels)
   bool relu;
 };
-// The activations are addressed without an im2col copy: word k of tile row r is A[r][koff[k]]
-// (r < mr; the driver points A[r] at the window's first word in the zero-padded packed input and
-// koff[k] is tap k / cwg's offset from it plus k % cwg; an im2col block is A[r] = block + r * K,
+// The activations are addressed without an im2col copy: word k of row r is A[r][koff[k]] (the
+// driver points A[r] at the window's first word in the zero-padded packed input and koff[k] is
+// tap k / cwg's offset from it plus k % cwg; an im2col block is A[r] = block + r * K,
 // koff[k] = k). B, ldb and K as in MicroFn.
 typedef void (*MicroFloatFn)(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
                              int64_t ldb, int64_t K, const FusedFloat& f);
@@ -80,8 +86,8 @@ struct KernelTable {
   // xor_popcount with the float epilogue fused (FusedFloat), same mr x panels tile; nullptr where
   // the path has none (the driver then runs the C block, xor_popcount and epilogue_float).
   MicroFloatFn xor_popcount_float;
-  // The fused kernel's tile: fused_mr rows x fused_panels panels per call (rows <= 16; the
-  // driver's row blocks are a multiple of it).
+  // The fused kernel's tile: fused_mr rows x fused_panels panels (rows <= 16; the driver's row
+  // blocks are a multiple of it); one call loops over a row block's tiles.
   int fused_mr;
   int fused_panels;
 };

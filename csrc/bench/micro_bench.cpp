@@ -137,18 +137,16 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   auto run = [&](bool fuse) {
     for (int64_t m0 = 0; m0 + kRows <= M; m0 += kRows)
       for (int64_t nb = 0; nb < O; nb += kCols) {
-        if (fuse) {
-          for (int64_t p = 0; p < kCols; p += ftc)
-            for (int64_t r = 0; r < kRows; r += t->fused_mr) {
-              for (int i = 0; i < t->fused_mr; ++i) {
-                offs[i] = row_offsets.data() + nb + p;
-                rows[i] = A.data() + (r + i) * K;
-              }
-              const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
-                                      out + (m0 + r) * O + nb + p, O, nullptr, t->fused_mr,
-                                      ftc, true};
-              t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
+        if (fuse) {  // one call per column tile of the block, as conv2d_packed calls it
+          for (int64_t p = 0; p < kCols; p += ftc) {
+            for (int i = 0; i < kRows; ++i) {
+              offs[i] = row_offsets.data() + nb + p;
+              rows[i] = A.data() + i * K;
             }
+            const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
+                                    out + m0 * O + nb + p, O, nullptr, kRows, ftc, true};
+            t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
+          }
         } else {
           std::fill(C.begin(), C.end(), 0);
           for (int64_t p = 0; p < kCols; p += tc)
