@@ -612,10 +612,11 @@ def budget(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]
                                  f"w{w}a{a} of layer {n!r}")
     noisy = [u for u in sens.unresolved() if u.rsplit(".", 1)[0] not in pins]
     if noisy:
-        what, fix = (("loss rises at the fewest bits", "more samples resolve them")
+        what, fix = (("measured loss rises at the fewest bits", "more samples resolve them")
                      if sens.method == "loss" else
-                     ("trace estimates", "more iters or samples, or method='fisher', resolve them"))
-        warnings.warn(f"hwq.search.budget: the {sens.method} {what} of {noisy} lie within "
+                     (f"{sens.method} trace estimates",
+                      "more iters or samples, or method='fisher', resolve them"))
+        warnings.warn(f"hwq.search.budget: the {what} of {noisy} lie within "
                       "2 standard errors of 0, so their sensitivities are mostly noise (a negative "
                       f"one counts as 0 and makes low bits look free there); {fix}",
                       UnresolvedSensitivityWarning, stacklevel=2)
