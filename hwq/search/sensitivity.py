@@ -12,7 +12,7 @@ be applied with (hwq.search.apply), fresh and calibrated on the tensor itself: b
 ``fixed:b`` (weights: range max|W|; activations: the batch max|x|); with ``lsq`` its initial
 step.
 
-Curvature, two methods:
+Three methods: two estimate the curvature, the third measures Omega itself.
 
 * ``"hutchinson"``: Tr(H) = E_v[v^T H v] with Rademacher v (Hutchinson 1990; the estimator of
   HAWQ-V2 / PyHessian, Yao et al. 2020). One Hessian-vector product (a double backward through the
