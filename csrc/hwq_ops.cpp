@@ -484,12 +484,15 @@ struct BlockScratch {
   std::vector<int64_t> corner;
   std::vector<int64_t> src_pixel;
   std::vector<int64_t> offset;    // per row: binary K_valid, bit-serial 0 (the epilogue's offset)
-  std::vector<int64_t> offset_at;  // fused path, per row: where its fused offsets start
+  // Fused path, per row (padded to whole tiles): its fused offsets from output channel 0, and its
+  // window's top-left word in the padded input (isa.h, FusedFloat and MicroFloatFn's A).
+  std::vector<const int32_t*> row_offset;
+  std::vector<const uint64_t*> row_words;
 
   explicit BlockScratch(const ConvShape& s)
       : abuf(s.pa * kRowBlock * s.k), cbuf(kRowBlock * kColBlock), valid(kRowBlock),
         pattern(kRowBlock), corner(kRowBlock), src_pixel(kRowBlock * s.taps), offset(kRowBlock),
-        offset_at(kRowBlock) {}
+        row_offset(kRowBlock), row_words(kRowBlock) {}
 };
 
 // Where the windows of output pixels m0 .. m0 + mc - 1 lie: pattern, valid taps, corner or
@@ -669,32 +672,39 @@ static PaddedInput padded_input(const at::Tensor& x, const uint64_t* xp, const C
   return p;
 }
 
-// The fused kernels' koff (isa.h): word k = t * cwg + cw of a window is tap t's pixel, word cw,
-// at this offset from the window's first word in the padded input.
+// The fused kernels' koff (isa.h), per group: word k = t * cwg + cw of group g's window is tap
+// t's pixel, word g * cwg + cw, at koff[g * K + k] from the window's first word in the padded
+// input (so that the row pointers serve every group).
 static std::vector<int64_t> padded_word_offsets(const ConvShape& s, const PaddedInput& p) {
   const int64_t pixel_words = s.groups * s.pa * s.cwg;
-  std::vector<int64_t> koff(s.k);
-  for (int64_t a = 0; a < s.kh; ++a)
-    for (int64_t c = 0; c < s.kw; ++c)
-      for (int64_t cw = 0; cw < s.cwg; ++cw)
-        koff[(a * s.kw + c) * s.cwg + cw] = (a * s.dy * p.wp + c * s.dx) * pixel_words + cw;
+  std::vector<int64_t> koff(s.groups * s.k);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t a = 0; a < s.kh; ++a)
+      for (int64_t c = 0; c < s.kw; ++c)
+        for (int64_t cw = 0; cw < s.cwg; ++cw)
+          koff[g * s.k + (a * s.kw + c) * s.cwg + cw] =
+              (a * s.dy * p.wp + c * s.dx) * pixel_words + g * s.cwg + cw;
   return koff;
 }
 
 // For the fused path: per output pixel m0 .. m0 + mc - 1, where its border pattern's fused offsets
-// start (offset_at, group 0) and the word offset of its window's top-left pixel in the padded
-// input (corner), stepped along without multiplications.
+// start (row_offset, at group 0, channel 0) and its window's top-left word in the padded input
+// (row_words), stepped along without multiplications. Rows past mc, up to a whole tile of mr,
+// repeat their tile's first row (computed by the kernel, not written).
 static void locate_rows_padded(const ConvShape& s, const BorderPatterns& bp, const PaddedInput& p,
-                               int64_t m0, int64_t mc, BlockScratch& sb) {
+                               const int32_t* offsets, int64_t mr, int64_t m0, int64_t mc,
+                               BlockScratch& sb) {
   const int64_t pixel_words = s.groups * s.pa * s.cwg, step = s.sx * pixel_words;
   const int64_t pattern_len = s.groups * s.og;
   int64_t in = m0 / (s.oh * s.ow), oy = (m0 % (s.oh * s.ow)) / s.ow, ox = m0 % s.ow;
   int64_t corner = ((in * p.hp + oy * s.sy) * p.wp + ox * s.sx) * pixel_words;
   const int64_t* col_id = bp.col_id.data();
   int64_t row_pattern = bp.row_id[oy] * bp.n_col;
+  const int32_t** row_offset = sb.row_offset.data();
+  const uint64_t** row_words = sb.row_words.data();
   for (int64_t r = 0; r < mc; ++r) {
-    sb.offset_at[r] = (row_pattern + col_id[ox]) * pattern_len;
-    sb.corner[r] = corner;
+    row_offset[r] = offsets + (row_pattern + col_id[ox]) * pattern_len;
+    row_words[r] = p.data + corner;
     corner += step;
     if (++ox == s.ow) {
       ox = 0;
@@ -706,36 +716,29 @@ static void locate_rows_padded(const ConvShape& s, const BorderPatterns& bp, con
       row_pattern = bp.row_id[oy] * bp.n_col;
     }
   }
+  const int64_t padded = (mc + mr - 1) / mr * mr;  // <= kRowBlock, a multiple of every mr
+  for (int64_t r = mc; r < padded; ++r) {
+    row_offset[r] = row_offset[r / mr * mr];
+    row_words[r] = row_words[r / mr * mr];
+  }
 }
 
 // Binary float outputs with the epilogue fused into the micro-kernel (kt->xor_popcount_float):
-// per column tile, one call with where each row's window, offsets and outputs are (the kernel
-// loops over the block's row tiles); the sums never leave the registers. Rows of the last tile
-// past mc repeat that tile's first row (computed, not written).
+// per column tile, one call over the block's rows (the kernel loops over its row tiles; the row
+// arrays, from locate_rows_padded, serve every tile); the sums never leave the registers.
 static void fused_float_block(const KernelTable* kt, const ConvShape& s, const uint64_t* wp,
-                              const PaddedInput& xpad, const std::vector<int64_t>& koff,
-                              const std::vector<int32_t>& offsets, const EpilogueOut& e, int64_t g,
+                              const std::vector<int64_t>& koff, const EpilogueOut& e, int64_t g,
                               int64_t nb, int64_t cols, int64_t m0, int64_t mc,
                               const BlockScratch& sb) {
-  const int64_t mr = kt->fused_mr, tc = kt->fused_panels * kPanel, k = s.k;
+  const int64_t tc = kt->fused_panels * kPanel, k = s.k;
   const int64_t o0 = g * s.og + nb * kPanel;
-  const uint64_t* xg = xpad.data + g * s.cwg;  // binary: one plane
-  const int32_t* const og0 = offsets.data() + o0;  // [(pattern * groups + g) * og + nb * 8]
-  const int32_t* row_offset[kRowBlock];
-  const uint64_t* row_words[kRowBlock];
-  const int64_t padded = (mc + mr - 1) / mr * mr;  // <= kRowBlock, a multiple of every mr
   for (int64_t p = 0; p < cols; p += tc) {
     const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;
-    for (int64_t i = 0; i < padded; ++i) {
-      const int64_t ri = i < mc ? i : i / mr * mr;
-      row_offset[i] = og0 + sb.offset_at[ri] + p;
-      row_words[i] = xg + sb.corner[ri];
-    }
     const int64_t out_at = m0 * e.out_channels + o0 + p;
-    const FusedFloat f{row_offset, e.scale + o0 + p, e.bias + o0 + p, e.out_f + out_at,
-                       e.out_channels, e.residual ? e.residual + out_at : nullptr, mc,
-                       std::min(tc, cols - p), e.mode == kOutFloatRelu};
-    kt->xor_popcount_float(row_words, koff.data(), b, k * kPanel, k, f);
+    const FusedFloat f{sb.row_offset.data(), o0 + p, e.scale + o0 + p, e.bias + o0 + p,
+                       e.out_f + out_at, e.out_channels, e.residual ? e.residual + out_at : nullptr,
+                       mc, std::min(tc, cols - p), e.mode == kOutFloatRelu};
+    kt->xor_popcount_float(sb.row_words.data(), koff.data() + g * k, b, k * kPanel, k, f);
   }
 }
 
@@ -825,10 +828,10 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
       const int64_t mc = std::min(kRowBlock, m_total - m0);
       const int64_t mp = (mc + kt->mr - 1) / kt->mr * kt->mr;
       if (fused) {  // no im2col: the windows are read from the padded input
-        locate_rows_padded(cs, bp, xpad, m0, mc, sb);
+        locate_rows_padded(cs, bp, xpad, offsets.data(), kt->fused_mr, m0, mc, sb);
         for (int64_t g = 0; g < cs.groups; ++g)
           for (int64_t nb = 0; nb < cs.np && nb * kPanel < cs.og; nb += kColBlock / kPanel)
-            fused_float_block(kt, cs, wp, xpad, koff, offsets, eo, g, nb,
+            fused_float_block(kt, cs, wp, koff, eo, g, nb,
                               std::min(kColBlock, cs.og - nb * kPanel), m0, mc, sb);
         continue;
       }

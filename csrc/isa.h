@@ -31,7 +31,7 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 // The float epilogue fused into a binary micro-kernel (used where one call covers the whole
 // reduction: binary layers, one plane pair). For rows r < rows and columns c < cols of the tile:
 //   S = sum_{k < K} popcount(A[r][koff[k]] XOR B_c[k])
-//   s = offset[r][c] - 2 * int32(S)                      (int32 arithmetic, modulo 2^32)
+//   s = offset[r][col + c] - 2 * int32(S)                (int32 arithmetic, modulo 2^32)
 //   v = float(s) * scale[c] + bias[c]  (then + residual[r * ldo + c]; then v < 0 ? 0 : v)
 //   out[r * ldo + c] = v
 // where offset[r][c] = K_valid + 2 * (the row's padding correction at column c), so these are
@@ -44,9 +44,13 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 // its tiles of fused_mr rows itself, so that the call, its dispatch and its set-up are paid once
 // per block and not once per tile (on a Zen 5 core, 6 x 32 tiles at K = 9 words: 19% faster;
 // docs/kernels.md). Row arrays (offset, A) hold ceil(rows / fused_mr) * fused_mr entries: past
-// `rows` the driver repeats a row of the last tile (computed, not written).
+// `rows` the driver repeats a row of the last tile (computed, not written). The row arrays do not
+// depend on the column tile (`col` says where it starts in each row's offsets), so the driver
+// builds them once per row block and not once per tile and call (Zen 5, 64-channel layer: that
+// rebuilding was a tenth of the layer's time; docs/kernels.md).
 struct FusedFloat {
-  const int32_t* const* offset;  // per row: its offsets, at the tile's first column
+  const int32_t* const* offset;  // per row: its offsets, from output channel 0 of the layer
+  int64_t col;                   // the tile's first column in offset[r]
   const float* scale;            // at the tile's first column
   const float* bias;
   float* out;                    // at the block's first row and the tile's first column

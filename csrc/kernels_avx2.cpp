@@ -252,7 +252,7 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   const __m256 zero_ps = _mm256_setzero_ps();
   for (int64_t r = 0; r < f.rows; ++r) {
     const int64_t* c = C + r * kFusedCols;
-    const int32_t* off = f.offset[r];
+    const int32_t* off = f.offset[r] + f.col;
     float* o = f.out + r * f.ldo;
     const float* res = ADD ? f.residual + r * f.ldo : nullptr;
     const bool stream = (reinterpret_cast<uintptr_t>(o) & 31) == 0;
@@ -294,7 +294,7 @@ __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
                                                       int64_t ldb, int64_t K,
                                                       const hwq::FusedFloat& f) {
   for (int64_t r = 0; r < f.rows; r += kFusedRows) {
-    const hwq::FusedFloat tile{f.offset + r, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
+    const hwq::FusedFloat tile{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
                                ADD ? f.residual + r * f.ldo : nullptr,
                                f.rows - r < kFusedRows ? f.rows - r : kFusedRows, f.cols, RELU};
     micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, tile);

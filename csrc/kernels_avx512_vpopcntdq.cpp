@@ -127,7 +127,7 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   // memory, so GCC would otherwise load them again after every row.
   const int32_t* off_row[MR];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) off_row[r] = f.offset[r];
+  for (int r = 0; r < MR; ++r) off_row[r] = f.offset[r] + f.col;
   float* const out = f.out;
   const float* const residual = f.residual;
   const int64_t ldo = f.ldo, n_rows = f.rows;
@@ -175,7 +175,7 @@ __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
                                                       int64_t ldb, int64_t K,
                                                       const hwq::FusedFloat& f) {
   for (int64_t r = 0; r < f.rows; r += MR) {
-    const hwq::FusedFloat tile{f.offset + r, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
+    const hwq::FusedFloat tile{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
                                ADD ? f.residual + r * f.ldo : nullptr,
                                f.rows - r < MR ? f.rows - r : MR, f.cols, RELU};
     micro_float_impl<MR, ADD, RELU>(A + r, koff, B, ldb, K, tile);

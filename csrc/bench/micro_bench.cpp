@@ -140,10 +140,10 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
         if (fuse) {  // one call per column tile of the block, as conv2d_packed calls it
           for (int64_t p = 0; p < kCols; p += ftc) {
             for (int i = 0; i < kRows; ++i) {
-              offs[i] = row_offsets.data() + nb + p;
+              offs[i] = row_offsets.data();
               rows[i] = A.data() + i * K;
             }
-            const hwq::FusedFloat f{offs, scale.data() + nb + p, bias.data() + nb + p,
+            const hwq::FusedFloat f{offs, nb + p, scale.data() + nb + p, bias.data() + nb + p,
                                     out + m0 * O + nb + p, O, nullptr, kRows, ftc, true};
             t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
           }
