@@ -59,6 +59,12 @@ struct FusedFloat {
   int64_t rows, cols;            // rows (<= the driver's row block) and columns (<= 8 * panels)
   bool relu;
 };
+// The tile of rows r .. r + mr - 1 of a row block's call (the kernels' loop over their tiles).
+inline FusedFloat fused_tile(const FusedFloat& f, int64_t r, int64_t mr) {
+  return FusedFloat{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
+                    f.residual != nullptr ? f.residual + r * f.ldo : nullptr,
+                    f.rows - r < mr ? f.rows - r : mr, f.cols, f.relu};
+}
 // The activations are addressed without an im2col copy: word k of row r is A[r][koff[k]] (the
 // driver points A[r] at the window's first word in the zero-padded packed input and koff[k] is
 // tap k / cwg's offset from it plus k % cwg; an im2col block is A[r] = block + r * K,

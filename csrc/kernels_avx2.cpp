@@ -293,12 +293,8 @@ __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
                                                       const int64_t* koff, const uint64_t* B,
                                                       int64_t ldb, int64_t K,
                                                       const hwq::FusedFloat& f) {
-  for (int64_t r = 0; r < f.rows; r += kFusedRows) {
-    const hwq::FusedFloat tile{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
-                               ADD ? f.residual + r * f.ldo : nullptr,
-                               f.rows - r < kFusedRows ? f.rows - r : kFusedRows, f.cols, RELU};
-    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, tile);
-  }
+  for (int64_t r = 0; r < f.rows; r += kFusedRows)
+    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
 }
 
 static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,

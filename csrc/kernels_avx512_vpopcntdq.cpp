@@ -174,12 +174,8 @@ __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
                                                       const int64_t* koff, const uint64_t* B,
                                                       int64_t ldb, int64_t K,
                                                       const hwq::FusedFloat& f) {
-  for (int64_t r = 0; r < f.rows; r += MR) {
-    const hwq::FusedFloat tile{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
-                               ADD ? f.residual + r * f.ldo : nullptr,
-                               f.rows - r < MR ? f.rows - r : MR, f.cols, RELU};
-    micro_float_impl<MR, ADD, RELU>(A + r, koff, B, ldb, K, tile);
-  }
+  for (int64_t r = 0; r < f.rows; r += MR)
+    micro_float_impl<MR, ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, MR));
 }
 
 template <int MR>

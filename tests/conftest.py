@@ -1,5 +1,7 @@
+import importlib.util
 import os
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -13,3 +15,19 @@ settings.register_profile("explore", deadline=None, max_examples=500,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hwq"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """load_script("bench_kernels") imports scripts/bench_kernels.py as a module (the scripts are
+    not a package), for the tests of their helpers."""
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(ROOT, "scripts", name + ".py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

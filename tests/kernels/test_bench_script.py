@@ -1,24 +1,10 @@
 """scripts/bench_kernels.py's measuring helpers (not its timings, which tests never assert): the
 fp32 ceiling is the faster of torch.mm and oneDNN's GEMM and says which it used; minor page
 faults are counted per call."""
-import importlib.util
-import os
-
-import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_kernels", os.path.join(ROOT, "scripts", "bench_kernels.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_fp32_ceiling_names_its_gemm_and_is_the_faster():
-    b = _bench()
+def test_fp32_ceiling_names_its_gemm_and_is_the_faster(load_script):
+    b = load_script("bench_kernels")
     c = b.ceilings(repeats=1)
     assert c["fp32"] > 0 and c["clock"] > 0 and c["binary"] > 0
     # a oneDNN ceiling is only taken when it beat torch.mm, whose rate it then quotes
@@ -26,12 +12,12 @@ def test_fp32_ceiling_names_its_gemm_and_is_the_faster():
         c["fp32_how"].startswith("oneDNN fp32 GEMM") and "torch.mm:" in c["fp32_how"])
 
 
-def test_minor_faults_counts_fresh_pages():
+def test_minor_faults_counts_fresh_pages(load_script):
     """A fresh anonymous mapping, written page by page, faults whatever allocator the process
     uses (a torch tensor need not: jemalloc, or glibc under MALLOC_MMAP_MAX_=0, reuses its heap).
     Where the kernel counts no faults at all, the helper must say so with {} rather than 0."""
     import mmap
-    b = _bench()
+    b = load_script("bench_kernels")
     size = 8 * 2 ** 20
 
     def touch():

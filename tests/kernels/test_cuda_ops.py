@@ -2,8 +2,6 @@
 version of scripts/gpu_check.sh's checks, sharing its case generators). Skipped without CUDA."""
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
 
 import pytest
@@ -11,15 +9,10 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope="module")
-def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", os.path.join(REPO, "scripts",
-                                                                            "gpu_check.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def gpu_check(load_script):
+    mod = load_script("gpu_check")
     try:
         mod.cuda_mod.load(jit=False)
     except ImportError:  # not installed with HWQ_CUDA=1: build just in time

@@ -1,6 +1,5 @@
 """scripts/budget_pareto.py on the digits recipe: the plans meet their budgets when mapped back
 independently, finished rows are kept across runs, and rows of other settings are refused."""
-import importlib.util
 import json
 import os
 
@@ -13,14 +12,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RECIPE = os.path.join(ROOT, "recipes", "digits.toml")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "budget_pareto", os.path.join(ROOT, "scripts", "budget_pareto.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def trained_float(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("pareto"))
@@ -29,8 +20,8 @@ def trained_float(tmp_path_factory):
     return out
 
 
-def test_pareto_rows_budgets_and_resume(trained_float, capsys):
-    out, script = trained_float, _script()
+def test_pareto_rows_budgets_and_resume(trained_float, capsys, load_script):
+    out, script = trained_float, load_script("budget_pareto")
     args = [RECIPE, "--data-dir", "data", "--out", out, "--energies", "w4a4,0.45x",
             "--uniform", "w4a4,w2a2,w8a8", "--finetune", "0", "--seeds", "0"]
     assert script.main(args) == 0
@@ -57,10 +48,10 @@ def test_pareto_rows_budgets_and_resume(trained_float, capsys):
         script.main(args[:-2] + ["--seeds", "-1"])
 
 
-def test_pareto_plans_splits_the_work(trained_float):
+def test_pareto_plans_splits_the_work(trained_float, load_script):
     """--plans measures only the named plans (the rest of the work left to another process), and
     an unknown label is refused before anything is loaded."""
-    out, script = trained_float, _script()
+    out, script = trained_float, load_script("budget_pareto")
     args = [RECIPE, "--data-dir", "data", "--out", out, "--energies", "w4a4",
             "--uniform", "w4a4,w2a2", "--finetune", "0", "--seeds", "7"]
     assert script.main(args + ["--plans", "w2a2"]) == 0
