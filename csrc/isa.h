@@ -46,7 +46,7 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 // docs/kernels.md). Row arrays (offset, A) hold ceil(rows / fused_mr) * fused_mr entries: past
 // `rows` the driver repeats a row of the last tile (computed, not written). The row arrays do not
 // depend on the column tile (`col` says where it starts in each row's offsets), so the driver
-// builds them once per row block and not once per tile and call (Zen 5, 64-channel layer: that
+// builds them once per row block and not once per tile and call (Zen 4, 64-channel layer: that
 // rebuilding was a tenth of the layer's time; docs/kernels.md).
 struct FusedFloat {
   const int32_t* const* offset;  // per row: its offsets, from output channel 0 of the layer
