@@ -15,8 +15,6 @@ settings.register_profile("explore", deadline=None, max_examples=500,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hwq"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

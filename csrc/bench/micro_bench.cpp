@@ -131,7 +131,9 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
   const int32_t* offs[64];
   for (auto& p : offs) p = row_offsets.data();
   // The im2col block as the fused kernel addresses it (isa.h): row r at A + r * K, koff[k] = k.
+  // Like the driver's, the row arrays serve every column tile (FusedFloat.col picks the tile).
   const uint64_t* rows[64];
+  for (int i = 0; i < kRows; ++i) rows[i] = A.data() + i * K;
   std::vector<int64_t> koff(K);
   for (int64_t k = 0; k < K; ++k) koff[k] = k;
   auto run = [&](bool fuse) {
@@ -139,10 +141,6 @@ void layer_rate(const hwq::KernelTable* t, int64_t K, int64_t M, int64_t O, doub
       for (int64_t nb = 0; nb < O; nb += kCols) {
         if (fuse) {  // one call per column tile of the block, as conv2d_packed calls it
           for (int64_t p = 0; p < kCols; p += ftc) {
-            for (int i = 0; i < kRows; ++i) {
-              offs[i] = row_offsets.data();
-              rows[i] = A.data() + i * K;
-            }
             const hwq::FusedFloat f{offs, nb + p, scale.data() + nb + p, bias.data() + nb + p,
                                     out + m0 * O + nb + p, O, nullptr, kRows, ftc, true};
             t->xor_popcount_float(rows, koff.data(), B.data() + (nb + p) * K, K * 8, K, f);
