@@ -46,30 +46,41 @@ static inline __m512i op_words(bool x, const uint64_t* a, const uint64_t* b) {
   return x ? _mm512_xor_epi64(bi, ai) : _mm512_and_epi64(bi, ai);
 }
 
-// Byte-table popcount of every word (the previous kernel), for K < kMinHarleySeal words: a
-// carry-save block plus the final popcounts of ones/twos/fours cost about 56 operations per tile
-// element against 8 per word for the table, and timed alone the table was faster at K = 8 (and
-// slower from K = 9). Byte counts stay below 8 * K <= 255.
+// The byte-table kernel (micro_lut.h) on 512-bit vectors, one vector = one panel.
+struct V {
+  using T = __m512i;
+  static constexpr int lanes = 8;
+  static inline T zero() { return _mm512_setzero_si512(); }
+  static inline T load(const uint64_t* p) { return _mm512_loadu_si512((const void*)p); }
+  static inline T broadcast(uint64_t a) { return _mm512_set1_epi64((long long)a); }
+  static inline T bxor(T a, T b) { return _mm512_xor_si512(a, b); }
+  static inline T band(T a, T b) { return _mm512_and_si512(a, b); }
+  static inline T add8(T a, T b) { return _mm512_add_epi8(a, b); }
+  static inline T nibble_table() { return _mm512_load_si512((const void*)kNibblePopcount); }
+  static inline T low_nibble_mask() { return _mm512_set1_epi8(0x0f); }
+  static inline T popcount_bytes(T v, T lut, T low4) {
+    return avx512bw_impl::popcount_bytes(v, lut, low4);
+  }
+  static inline void assign(int64_t* c, T acc) {
+    _mm512_storeu_si512((void*)c, _mm512_sad_epu8(acc, _mm512_setzero_si512()));
+  }
+  static inline void accumulate(int64_t* c, T acc, int shift, bool negative) {
+    add_to_c(c, _mm512_sad_epu8(acc, _mm512_setzero_si512()), shift, negative);
+  }
+};
+
+#define HWQ_LUT_NS avx512bw_impl
+}  // namespace avx512bw_impl
+#include "micro_lut.h"
+#undef HWQ_LUT_NS
+
+namespace avx512bw_impl {
+
+// The byte table per word (micro_lut.h) below this many words: a carry-save block plus the final
+// popcounts of ones/twos/fours cost about 56 operations per tile element against 8 per word for
+// the table, and timed alone the table was faster at K = 8 (and slower from K = 9). Byte counts
+// stay below 8 * K <= 255.
 constexpr int64_t kMinHarleySeal = 9;
-template <bool XOR, int MR, int NV>
-static void micro_short(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K,
-                        int64_t* C, int64_t ldc, int shift, bool negative) {
-  const __m512i lut = _mm512_load_si512((const void*)kNibblePopcount);
-  const __m512i low4 = _mm512_set1_epi8(0x0f);
-  __m512i bytes[MR][NV];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) bytes[r][v] = _mm512_setzero_si512();
-  for (int64_t k = 0; k < K; ++k)
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v)
-        bytes[r][v] = _mm512_add_epi8(
-            bytes[r][v],
-            popcount_bytes(op_words(XOR, A + r * lda + k, B + v * ldb + k * 8), lut, low4));
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v)
-      add_to_c(C + r * ldc + v * 8, _mm512_sad_epu8(bytes[r][v], _mm512_setzero_si512()), shift,
-               negative);
-}
 
 // Harley-Seal tile: the MicroFn contract (isa.h) for MR rows x NV panels of 8 output channels,
 // with coef given as its shift and sign.
@@ -87,10 +98,13 @@ static void micro_short(const uint64_t* A, int64_t lda, const uint64_t* B, int64
 // most 7, needs no eights), so no word is counted with the table alone. At the end:
 // total = 8 * sum(e8) + sum(4 * popc(fours) + 2 * popc(twos) + popc(ones)), the second sum in
 // bytes (at most 32 + 16 + 8 = 56 per byte).
-template <bool XOR, int MR, int NV>
+//
+// The rows are given by a row addressing (micro_lut.h: an im2col block or the windows read in
+// place), word k of row r at A.at(r, k), written out at each use as in the AVX2 kernel.
+template <bool XOR, int MR, int NV, typename Rows>
 static inline __attribute__((always_inline)) void harley_seal(
-    const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb, int64_t K, int64_t* C,
-    int64_t ldc, int shift, bool negative) {
+    const Rows& A, const uint64_t* B, int64_t ldb, int64_t K, int64_t* C, int64_t ldc, int shift,
+    bool negative) {
   constexpr int64_t kBlocksPerFlush = 31;
   const __m512i lut = _mm512_load_si512((const void*)kNibblePopcount);
   const __m512i low4 = _mm512_set1_epi8(0x0f);
@@ -98,24 +112,26 @@ static inline __attribute__((always_inline)) void harley_seal(
   const int64_t k8 = K & ~int64_t{7};  // words counted in blocks of 8
   const int n = static_cast<int>(K - k8);
   __m512i ones[MR][NV], twos[MR][NV], fours[MR][NV], e8[MR][NV];
+  #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
-      const uint64_t* a = A + r * lda + k8;
       const uint64_t* b = B + v * ldb + k8 * 8;
       ones[r][v] = twos[r][v] = fours[r][v] = e8[r][v] = zero;
       if (n == 1) {
-        ones[r][v] = op_words(XOR, a, b);
+        ones[r][v] = op_words(XOR, A.at(r, k8), b);
       } else if (n > 1) {  // t0 + t1 + t2 (+ t3 + t4 (+ t5 + t6)), missing words are zero
-        const __m512i t2 = n > 2 ? op_words(XOR, a + 2, b + 16) : zero;
-        csa(twos[r][v], ones[r][v], op_words(XOR, a, b), op_words(XOR, a + 1, b + 8), t2);
+        const __m512i t2 = n > 2 ? op_words(XOR, A.at(r, k8 + 2), b + 16) : zero;
+        csa(twos[r][v], ones[r][v], op_words(XOR, A.at(r, k8), b),
+            op_words(XOR, A.at(r, k8 + 1), b + 8), t2);
         if (n > 3) {
           __m512i twos_b;
-          const __m512i t4 = n > 4 ? op_words(XOR, a + 4, b + 32) : zero;
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 3, b + 24), t4);
+          const __m512i t4 = n > 4 ? op_words(XOR, A.at(r, k8 + 4), b + 32) : zero;
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k8 + 3), b + 24), t4);
           if (n > 5) {
             __m512i twos_c;
-            const __m512i t6 = n > 6 ? op_words(XOR, a + 6, b + 48) : zero;
-            csa(twos_c, ones[r][v], ones[r][v], op_words(XOR, a + 5, b + 40), t6);
+            const __m512i t6 = n > 6 ? op_words(XOR, A.at(r, k8 + 6), b + 48) : zero;
+            csa(twos_c, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k8 + 5), b + 40), t6);
             csa(fours[r][v], twos[r][v], twos[r][v], twos_b, twos_c);
           } else {
             fours[r][v] = _mm512_and_si512(twos[r][v], twos_b);
@@ -129,19 +145,21 @@ static inline __attribute__((always_inline)) void harley_seal(
   while (true) {
     const int64_t kend = k8 - k > 8 * kBlocksPerFlush ? k + 8 * kBlocksPerFlush : k8;
     for (; k < kend; k += 8) {
+      #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
-        const uint64_t* a = A + r * lda + k;
+        #pragma GCC unroll 16
         for (int v = 0; v < NV; ++v) {
           const uint64_t* b = B + v * ldb + k * 8;
           __m512i twos_a, twos_b, fours_a, fours_b, eights;
-          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, a, b), op_words(XOR, a + 1, b + 8));
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 2, b + 16),
-              op_words(XOR, a + 3, b + 24));
+          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k), b),
+              op_words(XOR, A.at(r, k + 1), b + 8));
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 2), b + 16),
+              op_words(XOR, A.at(r, k + 3), b + 24));
           csa(fours_a, twos[r][v], twos[r][v], twos_a, twos_b);
-          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, a + 4, b + 32),
-              op_words(XOR, a + 5, b + 40));
-          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, a + 6, b + 48),
-              op_words(XOR, a + 7, b + 56));
+          csa(twos_a, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 4), b + 32),
+              op_words(XOR, A.at(r, k + 5), b + 40));
+          csa(twos_b, ones[r][v], ones[r][v], op_words(XOR, A.at(r, k + 6), b + 48),
+              op_words(XOR, A.at(r, k + 7), b + 56));
           csa(fours_b, twos[r][v], twos[r][v], twos_a, twos_b);
           csa(eights, fours[r][v], fours[r][v], fours_a, fours_b);
           e8[r][v] = _mm512_add_epi8(e8[r][v], popcount_bytes(eights, lut, low4));
@@ -149,7 +167,9 @@ static inline __attribute__((always_inline)) void harley_seal(
       }
     }
     if (k == k8) break;  // the last flush is merged with the remainder below
+    #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
+      #pragma GCC unroll 16
       for (int v = 0; v < NV; ++v) {
         add_to_c(C + r * ldc + v * 8, _mm512_slli_epi64(_mm512_sad_epu8(e8[r][v], zero), 3),
                  shift, negative);
@@ -157,7 +177,10 @@ static inline __attribute__((always_inline)) void harley_seal(
       }
   }
 
+  #pragma GCC unroll 16
+
   for (int r = 0; r < MR; ++r)
+    #pragma GCC unroll 16
     for (int v = 0; v < NV; ++v) {
       // 4 * popc(fours) + 2 * popc(twos) + popc(ones) in bytes, doubling with byte adds.
       __m512i rest = popcount_bytes(fours[r][v], lut, low4);
@@ -183,11 +206,106 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
   const int shift = __builtin_ctzll(static_cast<uint64_t>(negative ? -coef : coef));
   if (K < kMinHarleySeal) {
     for (int r0 = 0; r0 < ROWS; r0 += 4)
-      micro_short<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, shift, negative);
+      micro_lut<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, coef);
     return;
   }
   for (int r0 = 0; r0 < ROWS; r0 += 4)
-    harley_seal<XOR, 4, NV>(A + r0 * lda, lda, B, ldb, K, C + r0 * ldc, ldc, shift, negative);
+    harley_seal<XOR, 4, NV>(RowsStrided{A + r0 * lda, lda}, B, ldb, K, C + r0 * ldc, ldc, shift,
+                            negative);
+}
+
+// The float epilogue fused, with the windows read in place (isa.h: MicroFloatFn, FusedFloat), as
+// the AVX2 kernel does it: kFusedRows rows x kFusedPanels panels per tile. The Harley-Seal state of
+// a 4 x 1 element fills the registers, so the counts of the tile go to a C tile on the stack
+// (16 rows x 32 channels x 8 bytes = 4 KB, in L1) and the epilogue reads them back in the same
+// call. What this saves against the unfused route (the path of Cascade Lake class CPUs,
+// AVX-512BW without VPOPCNTDQ): the im2col copy (K words per row, written and read back), the C
+// block's zeroing and border-correction pass outside the kernel, and one epilogue call per block;
+// the non-temporal stores cover whole 64-byte lines (16 channels) as before.
+constexpr int kFusedRows = 16, kFusedPanels = 4, kFusedCols = 8 * kFusedPanels;
+
+template <bool ADD, bool RELU>
+static inline __attribute__((always_inline)) void micro_float_impl(
+    const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
+    const hwq::FusedFloat& f) {
+  alignas(64) int64_t C[kFusedRows * kFusedCols];
+  const int panels = static_cast<int>((f.cols + 7) / 8);
+  // Whole 4-row tiles: the driver's row arrays are padded to kFusedRows (isa.h, FusedFloat).
+  const int rows = static_cast<int>((f.rows + 3) & ~int64_t{3});
+  // Below kMinHarleySeal words the byte table counts in one flush (K < 31 words) and writes C;
+  // Harley-Seal adds to it.
+  const bool table = K < kMinHarleySeal;
+  if (!table || K == 0) {
+    for (int r = 0; r < rows; ++r)
+      for (int p = 0; p < panels; ++p)
+        _mm512_store_si512((void*)(C + r * kFusedCols + p * 8), _mm512_setzero_si512());
+  }
+  const RowsIndirect in_place{A, koff};
+  for (int p = 0; p < panels; ++p)
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+      int64_t* c = C + r0 * kFusedCols + p * 8;
+      if (table)
+        lut_tile<true, 4, 1, RowsIndirect, true>(in_place.from(r0), B + p * ldb, ldb, K, c,
+                                                 kFusedCols, 1);
+      else
+        harley_seal<true, 4, 1>(in_place.from(r0), B + p * ldb, ldb, K, c, kFusedCols, 0, false);
+    }
+  // Per row and 16 channels: the two panels' int64 counts narrowed to int32 (vpermt2d of the low
+  // halves; the counts are < 2^31), s = offset - 2 * S (int32, modulo 2^32), float(s) * scale +
+  // bias, + residual, ReLU as max(+0, v) (vmaxps returns its second operand for NaN and for two
+  // zeros: v < 0 ? 0 : v bit for bit): the operations of epilogue.h in the same order. Columns
+  // past f.cols are masked off (loads and stores).
+  const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
+  const __mmask16 mh[2] = {static_cast<__mmask16>(colmask), static_cast<__mmask16>(colmask >> 16)};
+  const __m512i low_halves =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const bool whole = f.cols >= 32;
+  for (int64_t r = 0; r < f.rows; ++r) {
+    const int64_t* c = C + r * kFusedCols;
+    const int32_t* off = f.offset[r] + f.col;
+    float* o = f.out + r * f.ldo;
+    const float* res = ADD ? f.residual + r * f.ldo : nullptr;
+    const bool stream = whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
+    for (int h = 0; h < 2 && h * 16 < f.cols; ++h) {
+      const __mmask16 m = mh[h];
+      const __m512i x = _mm512_permutex2var_epi32(_mm512_load_si512((const void*)(c + 16 * h)),
+                                                  low_halves,
+                                                  _mm512_load_si512((const void*)(c + 16 * h + 8)));
+      const __m512i s =
+          _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off + 16 * h), _mm512_add_epi32(x, x));
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s),
+                                             _mm512_maskz_loadu_ps(m, f.scale + 16 * h)),
+                               _mm512_maskz_loadu_ps(m, f.bias + 16 * h));
+      if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
+      if (RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);
+      if (stream)
+        _mm512_stream_ps(o + 16 * h, v);
+      else
+        _mm512_mask_storeu_ps(o + 16 * h, m, v);
+    }
+  }
+}
+
+// The row block's tiles, one after another in this call (isa.h, FusedFloat).
+template <bool ADD, bool RELU>
+__attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
+                                                      const int64_t* koff, const uint64_t* B,
+                                                      int64_t ldb, int64_t K,
+                                                      const hwq::FusedFloat& f) {
+  for (int64_t r = 0; r < f.rows; r += kFusedRows)
+    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
+}
+
+static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
+                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
+  if (f.residual != nullptr) {
+    if (f.relu) micro_float_rows<true, true>(A, koff, B, ldb, K, f);
+    else micro_float_rows<true, false>(A, koff, B, ldb, K, f);
+  } else if (f.relu) {
+    micro_float_rows<false, true>(A, koff, B, ldb, K, f);
+  } else {
+    micro_float_rows<false, false>(A, koff, B, ldb, K, f);
+  }
 }
 
 // The Harley-Seal block of harley_seal() on register operands: 2 independent states (ones,
@@ -256,7 +374,9 @@ const KernelTable* table_avx512bw() {
   static const KernelTable t = {"avx512bw", 16, 1, avx512bw_impl::micro<true, 16, 1>,
                                 avx512bw_impl::micro<false, 16, 1>, avx512bw_impl::epilogue_int,
                                 avx512bw_impl::epilogue_float, avx512bw_impl::epilogue_sign,
-                                avx512bw_impl::pack_sign_f32, avx512bw_impl::peak, 2 * 8 * 512, nullptr, 0, 0};
+                                avx512bw_impl::pack_sign_f32, avx512bw_impl::peak, 2 * 8 * 512,
+                                avx512bw_impl::micro_float, avx512bw_impl::kFusedRows,
+                                avx512bw_impl::kFusedPanels};
   return &t;
 #else
   return nullptr;
