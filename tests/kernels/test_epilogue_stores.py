@@ -2,9 +2,10 @@
 exact int32 sums, bit for bit, for output widths whose rows start on 32- and 64-byte boundaries
 (where the SIMD paths write with non-temporal stores) and widths where they do not; NaN and the
 ReLU included. Each path the CPU runs is compared (hwq.kernels.available_isas); on
-avx512_vpopcntdq and avx2 the binary float outputs come from the micro-kernel with the epilogue
-fused and the windows read in place (its four variants: with and without the residual and the
-ReLU; on avx2 the byte-table and Harley-Seal counts), elsewhere from the C block."""
+avx512_vpopcntdq, avx512bw and avx2 the binary float outputs come from the micro-kernel with the
+epilogue fused and the windows read in place (its four variants: with and without the residual
+and the ReLU; on avx512bw and avx2 the byte-table and Harley-Seal counts, the latter with more than
+one flush of its byte counts past 248 words), on the scalar paths from the C block."""
 import pytest
 import torch
 
@@ -50,18 +51,21 @@ BORDER_GEOMETRIES = [
     (140, 48, 2, (3, 5), (2, 1), (1, 2), (1, 1)),
     (96, 64, 1, (5, 3), (1, 2), (0, 0), (1, 2)),
     (7, 33, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (2048, 24, 1, (3, 3), (2, 2), (1, 1), (1, 1)),  # 288 words: Harley-Seal flushes twice
 ]
 
 
 @pytest.mark.parametrize("geometry", BORDER_GEOMETRIES)
 def test_fused_windows_in_place_match_float64_conv(geometry):
-    """The fused kernels (avx512_vpopcntdq, avx2) read each window from a zero-padded copy of the
+    """The fused kernels (avx512_vpopcntdq, avx512bw, avx2) read each window from a zero-padded copy of the
     packed input (no im2col); every path's float outputs against float64 torch.conv2d sums of the +/-1
     values with zero padding, then torch's float32 multiply and add."""
     cin, cout, groups, k, stride, padding, dilation = geometry
     gen = torch.Generator().manual_seed(cin * cout)
-    x = torch.randn(3, cin, 11, 10, generator=gen).sign()
-    w = torch.randn(cout, cin // groups, *k, generator=gen).sign()
+    # +/-1 drawn directly: randn().sign() gives 0 now and then in a tensor this large (packed as
+    # +1, which the float64 reference would count as 0).
+    x = torch.randint(0, 2, (3, cin, 11, 10), generator=gen).float() * 2 - 1
+    w = torch.randint(0, 2, (cout, cin // groups, *k), generator=gen).float() * 2 - 1
     _fused_case(x, w, stride, padding, dilation, groups, gen)
 
 
