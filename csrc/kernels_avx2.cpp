@@ -285,29 +285,13 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   }
 }
 
-// The row block's tiles, one after another in this call (isa.h, FusedFloat). Not inlined into
-// micro_float's dispatch: with the four loops in one function GCC allocated the registers of the
-// tile worse (Zen 5, K = 9: 486-496 against 524-531 binary MAC/cycle, csrc/bench/micro_bench.cpp).
-template <bool ADD, bool RELU>
-__attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
-                                                      const int64_t* koff, const uint64_t* B,
-                                                      int64_t ldb, int64_t K,
-                                                      const hwq::FusedFloat& f) {
-  for (int64_t r = 0; r < f.rows; r += kFusedRows)
-    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
-}
+}  // namespace avx2_impl
 
-static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
-                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
-  if (f.residual != nullptr) {
-    if (f.relu) micro_float_rows<true, true>(A, koff, B, ldb, K, f);
-    else micro_float_rows<true, false>(A, koff, B, ldb, K, f);
-  } else if (f.relu) {
-    micro_float_rows<false, true>(A, koff, B, ldb, K, f);
-  } else {
-    micro_float_rows<false, false>(A, koff, B, ldb, K, f);
-  }
-}
+#define HWQ_EPI_NS avx2_impl
+#include "fused_rows.h"
+#undef HWQ_EPI_NS
+
+namespace avx2_impl {
 
 // x < 0 as in the generic packer: an ordered compare, so -0.0 and NaN give bit 0 (+1).
 static void pack_sign_f32(const float* src, int64_t pixels, int64_t pixel_stride, int64_t nc,

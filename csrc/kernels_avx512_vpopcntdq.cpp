@@ -8,6 +8,10 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq")
 #include <immintrin.h>
 
+#define HWQ_EPI_NS vpopcnt_impl
+#include "fused_store_avx512.h"
+#undef HWQ_EPI_NS
+
 namespace vpopcnt_impl {
 
 // The main loop of both micro-kernels: acc[r][v] = sum over k < K of popcount(word(r, k) OP B_v[k]),
@@ -88,14 +92,10 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
     }
 }
 
-// micro<true, MR, 4> with the float epilogue fused (isa.h, FusedFloat): the 4 x MR accumulators go
-// from registers to float outputs, with no C block to zero, add into, write back and read again.
-// Per row, two accumulators (16 channels of int64 counts) are narrowed into one vector of int32
-// (vpermt2d picks the low halves: the counts are < 2^31, as the driver's int32 bound ensures),
-// then s = offset[c] - 2 * S, float(s) * scale + bias, the residual, the ReLU (v < 0 ? 0 : v as
-// max(+0, v), torch.relu bit for bit) and one 64-byte store: non-temporal where the row
-// is whole and 64-byte aligned (the output does not stay in cache, and a non-temporal store of a
-// whole line skips reading it first), masked where the tile is cut by the last channel.
+// micro<true, kFusedRows, 4> with the float epilogue fused (isa.h, FusedFloat): the 4 x
+// kFusedRows accumulators go from registers to float outputs (fused_store_avx512.h), with no C
+// block to zero, add into, write back and read again; non-temporal stores where the row is whole
+// and 64-byte aligned, masked where the tile is cut by the last channel.
 //
 // The activation words are addressed without im2col (isa.h, MicroFloatFn): word k of tile row r is
 // A[r][koff[k]], so the driver points each row at its window's corner in the (zero-padded) packed
@@ -103,11 +103,14 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // broadcasts from six row pointers held in general registers; the loop is bound by the 24 vector
 // popcounts (about 36 cycles per word), so the extra load costs no measurable time
 // (csrc/bench/micro_bench.cpp; docs/kernels.md, "Windows read in place").
-template <int MR, bool ADD, bool RELU>
+// 6 rows x 4 panels: 24 accumulators + 4 weight vectors + 1 broadcast of 32 registers.
+constexpr int kFusedRows = 6, kFusedPanels = 4;
+
+template <bool ADD, bool RELU>
 static inline __attribute__((always_inline)) void micro_float_impl(
     const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
     const hwq::FusedFloat& f) {
-  constexpr int NV = 4;
+  constexpr int MR = kFusedRows, NV = kFusedPanels;
   const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
   // The accumulators start from the first word's counts (no loads: the padding correction is in
   // the offsets, read in the epilogue; starting them at minus it made GCC build them in memory and
@@ -132,7 +135,6 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   const float* const residual = f.residual;
   const int64_t ldo = f.ldo, n_rows = f.rows;
   const __mmask16 m0 = static_cast<__mmask16>(colmask), m1 = static_cast<__mmask16>(colmask >> 16);
-  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const bool whole = f.cols >= 32;
   const __m512 scale_h[2] = {_mm512_maskz_loadu_ps(m0, f.scale), _mm512_maskz_loadu_ps(m1, f.scale + 16)};
   const __m512 bias_h[2] = {_mm512_maskz_loadu_ps(m0, f.bias), _mm512_maskz_loadu_ps(m1, f.bias + 16)};
@@ -143,53 +145,24 @@ static inline __attribute__((always_inline)) void micro_float_impl(
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     const bool row = r < n_rows;
-    const int32_t* off = off_row[r];
     float* o = out + r * ldo;
     const float* res = ADD ? residual + r * ldo : nullptr;
     const bool stream = row && whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
 #pragma GCC unroll 2
-    for (int h = 0; h < 2; ++h) {
-      const __m512i x = _mm512_permutex2var_epi32(acc[r][2 * h], low_halves, acc[r][2 * h + 1]);
-      const __mmask16 m = row ? (h == 0 ? m0 : m1) : 0;
-      const __m512i s =
-          _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off + 16 * h), _mm512_add_epi32(x, x));
-      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), scale_h[h]), bias_h[h]);
-      if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
-      // max(+0, v) is v < 0 ? 0 : v bit for bit: vmaxps returns its second operand when either
-      // is NaN or both are zeros, so NaN and -0.0 pass through (one instruction for two).
-      if (RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);
-      if (stream)
-        _mm512_stream_ps(o + 16 * h, v);
-      else
-        _mm512_mask_storeu_ps(o + 16 * h, m, v);
-    }
+    for (int h = 0; h < 2; ++h)
+      fused_store16<ADD, RELU>(acc[r][2 * h], acc[r][2 * h + 1], off_row[r] + 16 * h, scale_h[h],
+                               bias_h[h], ADD ? res + 16 * h : nullptr, o + 16 * h,
+                               row ? (h == 0 ? m0 : m1) : 0, stream);
   }
 }
 
-// The row block's tiles, one after another in this call (isa.h, FusedFloat). Not inlined into
-// micro_float's dispatch: with the four loops in one function GCC allocated the registers of the
-// tile worse (Zen 5, K = 9: 486-496 against 524-531 binary MAC/cycle, csrc/bench/micro_bench.cpp).
-template <int MR, bool ADD, bool RELU>
-__attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
-                                                      const int64_t* koff, const uint64_t* B,
-                                                      int64_t ldb, int64_t K,
-                                                      const hwq::FusedFloat& f) {
-  for (int64_t r = 0; r < f.rows; r += MR)
-    micro_float_impl<MR, ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, MR));
-}
+}  // namespace vpopcnt_impl
 
-template <int MR>
-static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
-                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
-  if (f.residual != nullptr) {
-    if (f.relu) micro_float_rows<MR, true, true>(A, koff, B, ldb, K, f);
-    else micro_float_rows<MR, true, false>(A, koff, B, ldb, K, f);
-  } else if (f.relu) {
-    micro_float_rows<MR, false, true>(A, koff, B, ldb, K, f);
-  } else {
-    micro_float_rows<MR, false, false>(A, koff, B, ldb, K, f);
-  }
-}
+#define HWQ_EPI_NS vpopcnt_impl
+#include "fused_rows.h"
+#undef HWQ_EPI_NS
+
+namespace vpopcnt_impl {
 
 // 16 independent (vpxorq, vpopcntq, vpaddq) chains per iteration on 2 x 8 register operands; the
 // empty asm makes the compiler treat b0, b1 as changed each iteration, so nothing is hoisted.
@@ -232,7 +205,8 @@ const KernelTable* table_avx512_vpopcntdq() {
                                 vpopcnt_impl::micro<false, 6, 4>,
                                 vpopcnt_impl::epilogue_int, vpopcnt_impl::epilogue_float, vpopcnt_impl::epilogue_sign,
                                 vpopcnt_impl::pack_sign_f32, vpopcnt_impl::peak, 16 * 512,
-                                vpopcnt_impl::micro_float<6>, 6, 4};
+                                vpopcnt_impl::micro_float, vpopcnt_impl::kFusedRows,
+                                vpopcnt_impl::kFusedPanels};
   return &t;
 #else
   return nullptr;

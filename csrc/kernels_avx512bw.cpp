@@ -8,6 +8,10 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl")
 #include <immintrin.h>
 
+#define HWQ_EPI_NS avx512bw_impl
+#include "fused_store_avx512.h"
+#undef HWQ_EPI_NS
+
 namespace avx512bw_impl {
 
 // popcount of each byte = table[low nibble] + table[high nibble]; vpshufb looks up within each
@@ -250,15 +254,13 @@ static inline __attribute__((always_inline)) void micro_float_impl(
       else
         harley_seal<true, 4, 1>(in_place.from(r0), B + p * ldb, ldb, K, c, kFusedCols, 0, false);
     }
-  // Per row and 16 channels: the two panels' int64 counts narrowed to int32 (vpermt2d of the low
-  // halves; the counts are < 2^31), s = offset - 2 * S (int32, modulo 2^32), float(s) * scale +
-  // bias, + residual, ReLU as max(+0, v) (vmaxps returns its second operand for NaN and for two
-  // zeros: v < 0 ? 0 : v bit for bit): the operations of epilogue.h in the same order. Columns
-  // past f.cols are masked off (loads and stores).
+  // Per row, 16 channels at a time (fused_store_avx512.h); columns past f.cols masked off.
   const uint32_t colmask = f.cols >= 32 ? 0xffffffffu : (uint32_t{1} << f.cols) - 1;
   const __mmask16 mh[2] = {static_cast<__mmask16>(colmask), static_cast<__mmask16>(colmask >> 16)};
-  const __m512i low_halves =
-      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512 scale_h[2] = {_mm512_maskz_loadu_ps(mh[0], f.scale),
+                             _mm512_maskz_loadu_ps(mh[1], f.scale + 16)};
+  const __m512 bias_h[2] = {_mm512_maskz_loadu_ps(mh[0], f.bias),
+                            _mm512_maskz_loadu_ps(mh[1], f.bias + 16)};
   const bool whole = f.cols >= 32;
   for (int64_t r = 0; r < f.rows; ++r) {
     const int64_t* c = C + r * kFusedCols;
@@ -266,47 +268,21 @@ static inline __attribute__((always_inline)) void micro_float_impl(
     float* o = f.out + r * f.ldo;
     const float* res = ADD ? f.residual + r * f.ldo : nullptr;
     const bool stream = whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;
-    for (int h = 0; h < 2 && h * 16 < f.cols; ++h) {
-      const __mmask16 m = mh[h];
-      const __m512i x = _mm512_permutex2var_epi32(_mm512_load_si512((const void*)(c + 16 * h)),
-                                                  low_halves,
-                                                  _mm512_load_si512((const void*)(c + 16 * h + 8)));
-      const __m512i s =
-          _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off + 16 * h), _mm512_add_epi32(x, x));
-      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s),
-                                             _mm512_maskz_loadu_ps(m, f.scale + 16 * h)),
-                               _mm512_maskz_loadu_ps(m, f.bias + 16 * h));
-      if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + 16 * h));
-      if (RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);
-      if (stream)
-        _mm512_stream_ps(o + 16 * h, v);
-      else
-        _mm512_mask_storeu_ps(o + 16 * h, m, v);
-    }
+    for (int h = 0; h < 2 && h * 16 < f.cols; ++h)
+      fused_store16<ADD, RELU>(_mm512_load_si512((const void*)(c + 16 * h)),
+                               _mm512_load_si512((const void*)(c + 16 * h + 8)), off + 16 * h,
+                               scale_h[h], bias_h[h], ADD ? res + 16 * h : nullptr, o + 16 * h,
+                               mh[h], stream);
   }
 }
 
-// The row block's tiles, one after another in this call (isa.h, FusedFloat).
-template <bool ADD, bool RELU>
-__attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
-                                                      const int64_t* koff, const uint64_t* B,
-                                                      int64_t ldb, int64_t K,
-                                                      const hwq::FusedFloat& f) {
-  for (int64_t r = 0; r < f.rows; r += kFusedRows)
-    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
-}
+}  // namespace avx512bw_impl
 
-static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
-                        int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
-  if (f.residual != nullptr) {
-    if (f.relu) micro_float_rows<true, true>(A, koff, B, ldb, K, f);
-    else micro_float_rows<true, false>(A, koff, B, ldb, K, f);
-  } else if (f.relu) {
-    micro_float_rows<false, true>(A, koff, B, ldb, K, f);
-  } else {
-    micro_float_rows<false, false>(A, koff, B, ldb, K, f);
-  }
-}
+#define HWQ_EPI_NS avx512bw_impl
+#include "fused_rows.h"
+#undef HWQ_EPI_NS
+
+namespace avx512bw_impl {
 
 // The Harley-Seal block of harley_seal() on register operands: 2 independent states (ones,
 // twos, fours, byte counts), each counting 8 vectors per iteration (xor, 7 carry-save adders, the
