@@ -19,6 +19,8 @@
 #include <functional>
 #include <tuple>
 
+#include "clones.h"
+
 namespace hwq_qat {
 
 constexpr int64_t kGrain = 16384;
@@ -37,13 +39,7 @@ static inline float clampf(float v, float lo, float hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// The inner loops, compiled for AVX-512, AVX2 and baseline x86-64; the loader picks the best one
-// for the CPU at run time (GCC target_clones), never -march=native.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HWQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define HWQ_CLONES
-#endif
+// The inner loops are HWQ_CLONES (clones.h): compiled for AVX-512, AVX2 and baseline x86-64.
 
 HWQ_CLONES static void fq_forward_block(const float* __restrict px, float* __restrict py,
                                         int64_t n, float s, float lo, float hi) {

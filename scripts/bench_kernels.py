@@ -38,6 +38,8 @@ What each column times (inputs prepared outside the timed region, as inside a ne
             scale/bias epilogue (what hwq.deploy runs); "+pack" adds packing the float input
             (channels-last, as a deployed layer receives it from the previous one).
   WxAy      bit-serial: signed x-bit weights, unsigned y-bit activations, packed input, float out.
+After the layers, ResNet-18's stem max pool: torch's F.max_pool2d against hwq.deploy's (no argmax
+indices, the same values).
 
     .venv/bin/python scripts/bench_kernels.py [--rounds 7] [--threads N] [--isa NAME] [--e2e]
         [--pt2e] [--no-layers] [--no-deepbench] [--batch 16] [--cpu-time]
@@ -343,6 +345,18 @@ def run_e2e(args) -> None:
               "tcmalloc) keeps the memory; see docs/kernels.md.")
 
 
+def run_pool(args) -> None:
+    """ResNet-18's stem max pool (3x3, stride 2, padding 1 on 64 x 112 x 112, channels-last float32,
+    what a deployed conv1 hands on): torch's F.max_pool2d, which also computes the argmax indices,
+    against hwq.deploy's op (csrc/max_pool.cpp), same values bit for bit."""
+    x = torch.randn(args.batch, 64, 112, 112).contiguous(memory_format=torch.channels_last)
+    configs = {"torch": lambda: F.max_pool2d(x, 3, 2, 1),
+               "hwq": lambda: torch.ops.hwq.max_pool2d_cl(x, [3, 3], [2, 2], [1, 1])}
+    res = time_interleaved(configs, 3 * args.rounds, min_time=0.01, stat=min)
+    print(f"\nResNet-18 stem max pool, batch {args.batch}: torch F.max_pool2d {res['torch'] * 1e3:.2f} "
+          f"ms, hwq max_pool2d_cl {res['hwq'] * 1e3:.2f} ms, {res['torch'] / res['hwq']:.2f}x")
+
+
 def faults_counted() -> bool:
     """Whether this kernel counts minor page faults in getrusage: writing a fresh 4 MiB anonymous
     mapping must fault at least once (some sandboxed kernels report 0 for every process)."""
@@ -406,6 +420,7 @@ def main() -> None:
     print_ceilings(ceil)
     if not args.no_layers:
         run_layers(args, ceil)
+        run_pool(args)
     if args.e2e:
         run_e2e(args)
 

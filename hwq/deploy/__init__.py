@@ -17,7 +17,8 @@ mode (which would recalibrate the layers it kept).
 
 deploy() (passes.py) runs named passes over a copy of the model: check, copy, trace, choose, fold
 batch norms, install, chain sign bits, fuse ReLUs, fuse residual blocks (a shared ReLU's call sites
-and a residual add + ReLU go into the conv epilogue; the block becomes an fx.GraphModule). Batch
+and a residual add + ReLU go into the conv epilogue; the block becomes an fx.GraphModule), kept
+convs on channels-last input, max pools without argmax indices (pool.py: the same values). Batch
 norm, chains and ReLUs are found with torch.fx (graph.py); a model fx cannot trace is deployed
 without them and the report says so. A
 module registered under several names (``self.b = self.a``) is replaced under every name.
