@@ -1,8 +1,8 @@
 // The fused kernels' loop over a row block's tiles and their dispatch on the residual and the ReLU
 // (isa.h: MicroFloatFn, FusedFloat), shared by the kernel files that have a fused kernel. Included
 // inside their `#pragma GCC target` region after their tile function; expects HWQ_EPI_NS to name
-// the namespace, which defines kFusedRows and micro_float_impl<ADD, RELU>(A, koff, B, ldb, K, f),
-// the tile of kFusedRows rows.
+// the namespace, which defines kFusedRows and micro_float_impl<ADD, RELU, SIGN>(A, koff, B, ldb,
+// K, f), the tile of kFusedRows rows (SIGN: packed sign outputs, isa.h).
 namespace HWQ_EPI_NS {
 
 // The row block's tiles, one after another in this call. Not inlined into micro_float's dispatch:
@@ -22,7 +22,7 @@ static inline void prefetch_residual(const float* res, int64_t rows, int64_t ldo
   }
 }
 
-template <bool ADD, bool RELU>
+template <bool ADD, bool RELU, bool SIGN>
 __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
                                                       const int64_t* koff, const uint64_t* B,
                                                       int64_t ldb, int64_t K,
@@ -34,19 +34,21 @@ __attribute__((noinline)) static void micro_float_rows(const uint64_t* const* A,
       prefetch_residual(f.residual + (r + kFusedRows) * f.ldo,
                         next < kFusedRows ? next : kFusedRows, f.ldo, f.cols);
     }
-    micro_float_impl<ADD, RELU>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
+    micro_float_impl<ADD, RELU, SIGN>(A + r, koff, B, ldb, K, hwq::fused_tile(f, r, kFusedRows));
   }
 }
 
 static void micro_float(const uint64_t* const* A, const int64_t* koff, const uint64_t* B,
                         int64_t ldb, int64_t K, const hwq::FusedFloat& f) {
-  if (f.residual != nullptr) {
-    if (f.relu) micro_float_rows<true, true>(A, koff, B, ldb, K, f);
-    else micro_float_rows<true, false>(A, koff, B, ldb, K, f);
+  if (f.signs != nullptr) {
+    micro_float_rows<false, false, true>(A, koff, B, ldb, K, f);
+  } else if (f.residual != nullptr) {
+    if (f.relu) micro_float_rows<true, true, false>(A, koff, B, ldb, K, f);
+    else micro_float_rows<true, false, false>(A, koff, B, ldb, K, f);
   } else if (f.relu) {
-    micro_float_rows<false, true>(A, koff, B, ldb, K, f);
+    micro_float_rows<false, true, false>(A, koff, B, ldb, K, f);
   } else {
-    micro_float_rows<false, false>(A, koff, B, ldb, K, f);
+    micro_float_rows<false, false, false>(A, koff, B, ldb, K, f);
   }
 }
 

@@ -12,17 +12,33 @@ namespace HWQ_EPI_NS {
 // non-temporal store of a whole line skips reading it first), else masked by m, the channels
 // that exist. The operations of epilogue.h in the same order. scale and bias are loaded (masked)
 // by the caller, once per tile.
+static inline __attribute__((always_inline)) __m512 fused_value16(__m512i lo, __m512i hi,
+                                                                  const int32_t* off, __m512 scale,
+                                                                  __m512 bias, __mmask16 m) {
+  const __m512i low_halves =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i x = _mm512_permutex2var_epi32(lo, low_halves, hi);
+  const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off), _mm512_add_epi32(x, x));
+  return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), scale), bias);
+}
+
+// Packed sign outputs (isa.h, FusedFloat::signs): bit c = v < 0, an ordered compare (NaN and -0.0
+// give 0, as epilogue.h's y < 0.0f), for the channels in m; 0 for the others.
+static inline __attribute__((always_inline)) uint32_t fused_sign16(__m512i lo, __m512i hi,
+                                                                   const int32_t* off,
+                                                                   __m512 scale, __m512 bias,
+                                                                   __mmask16 m) {
+  return _mm512_mask_cmp_ps_mask(m, fused_value16(lo, hi, off, scale, bias, m),
+                                 _mm512_setzero_ps(), _CMP_LT_OQ);
+}
+
 template <bool ADD, bool RELU>
 static inline __attribute__((always_inline)) void fused_store16(__m512i lo, __m512i hi,
                                                                 const int32_t* off, __m512 scale,
                                                                 __m512 bias, const float* res,
                                                                 float* o, __mmask16 m,
                                                                 bool stream) {
-  const __m512i low_halves =
-      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i x = _mm512_permutex2var_epi32(lo, low_halves, hi);
-  const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, off), _mm512_add_epi32(x, x));
-  __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), scale), bias);
+  __m512 v = fused_value16(lo, hi, off, scale, bias, m);
   if (ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
   if (RELU) v = _mm512_max_ps(_mm512_setzero_ps(), v);
   if (stream)

@@ -743,10 +743,17 @@ static void fused_float_block(const KernelTable* kt, const ConvShape& s, const u
   const int64_t o0 = g * s.og + nb * kPanel;
   for (int64_t p = 0; p < cols; p += tc) {
     const uint64_t* b = wp + (g * s.np + nb + p / kPanel) * k * kPanel;
-    const int64_t out_at = m0 * e.out_channels + o0 + p;
-    const FusedFloat f{sb.row_offset.data(), o0 + p, e.scale + o0 + p, e.bias + o0 + p,
-                       e.out_f + out_at, e.out_channels, e.residual ? e.residual + out_at : nullptr,
-                       mc, std::min(tc, cols - p), e.mode == kOutFloatRelu};
+    FusedFloat f{sb.row_offset.data(), o0 + p, e.scale + o0 + p, e.bias + o0 + p, nullptr,
+                 e.out_channels, nullptr, mc, std::min(tc, cols - p), e.mode == kOutFloatRelu,
+                 nullptr};
+    if (e.mode == kOutPackedSign) {  // the 32-bit halves of the packed words (isa.h)
+      f.signs = reinterpret_cast<uint32_t*>(e.out_p) + m0 * 2 * e.cwo + (o0 + p) / 32;
+      f.ldo = 2 * e.cwo;
+    } else {
+      const int64_t out_at = m0 * e.out_channels + o0 + p;
+      f.out = e.out_f + out_at;
+      f.residual = e.residual ? e.residual + out_at : nullptr;
+    }
     kt->xor_popcount_float(sb.row_words.data(), koff.data() + g * k, b, k * kPanel, k, f);
   }
 }
@@ -821,8 +828,12 @@ static at::Tensor conv2d_packed_impl(const at::Tensor& x_in, const at::Tensor& w
                        bi,
                        residual.defined() ? residual.const_data_ptr<float>() : nullptr};
   const int64_t n_blocks = (m_total + kRowBlock - 1) / kRowBlock;
-  // Binary float outputs: the epilogue fused into the micro-kernel, where the path has one.
-  const bool fused = binary && float_out && kt->xor_popcount_float != nullptr;
+  // Binary float or packed sign outputs: the epilogue fused into the micro-kernel, where the path
+  // has one. Packed signs are written in 32-bit halves of the output words, so each column tile
+  // (32 channels from a group's first) must start on one: one group, or groups of 32k channels.
+  const bool sign_halves = out_mode == kOutPackedSign && kt->fused_panels * kPanel == 32 &&
+                           (cs.groups == 1 || cs.og % 32 == 0);
+  const bool fused = binary && (float_out || sign_halves) && kt->xor_popcount_float != nullptr;
   const std::vector<int32_t> offsets =
       fused ? fused_offsets(cs, bp, border_pop) : std::vector<int32_t>();
   const PaddedInput xpad = fused ? padded_input(x, xp, cs) : PaddedInput{at::Tensor(), xp, 0, 0};

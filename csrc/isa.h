@@ -48,22 +48,31 @@ typedef void (*EpiSignFn)(const int64_t* C, int64_t ldc, int64_t rows, int64_t c
 // depend on the column tile (`col` says where it starts in each row's offsets), so the driver
 // builds them once per row block and not once per tile and call (Zen 4, 64-channel layer: that
 // rebuilding was a tenth of the layer's time; docs/kernels.md).
+//
+// Packed sign outputs (OutMode 2) take the same route with `signs` set and `out` null: then for
+// each row the kernel writes one 32-bit word, bit c = (v < 0) for c < cols (an ordered compare: NaN
+// and -0.0 give 0) and 0 above, where v = float(s) * scale[c] + bias[c] (no residual, no ReLU). It
+// is the half of the row's packed 64-bit output word that holds the tile's columns, so the tile's
+// first column is a multiple of 32 (the driver checks), and ldo counts 32-bit words.
 struct FusedFloat {
   const int32_t* const* offset;  // per row: its offsets, from output channel 0 of the layer
   int64_t col;                   // the tile's first column in offset[r]
   const float* scale;            // at the tile's first column
   const float* bias;
-  float* out;                    // at the block's first row and the tile's first column
+  float* out;                    // at the block's first row and the tile's first column, or null
   int64_t ldo;
   const float* residual;         // the layout of out, or nullptr
   int64_t rows, cols;            // rows (<= the driver's row block) and columns (<= 8 * panels)
   bool relu;
+  uint32_t* signs;               // packed sign outputs at the block's first row, or nullptr
 };
 // The tile of rows r .. r + mr - 1 of a row block's call (the kernels' loop over their tiles).
 inline FusedFloat fused_tile(const FusedFloat& f, int64_t r, int64_t mr) {
-  return FusedFloat{f.offset + r, f.col, f.scale, f.bias, f.out + r * f.ldo, f.ldo,
+  return FusedFloat{f.offset + r, f.col, f.scale, f.bias,
+                    f.out != nullptr ? f.out + r * f.ldo : nullptr, f.ldo,
                     f.residual != nullptr ? f.residual + r * f.ldo : nullptr,
-                    f.rows - r < mr ? f.rows - r : mr, f.cols, f.relu};
+                    f.rows - r < mr ? f.rows - r : mr, f.cols, f.relu,
+                    f.signs != nullptr ? f.signs + r * f.ldo : nullptr};
 }
 // The activations are addressed without an im2col copy: word k of row r is A[r][koff[k]] (the
 // driver points A[r] at the window's first word in the zero-padded packed input and koff[k] is

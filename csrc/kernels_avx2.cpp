@@ -218,7 +218,7 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // now cover whole 64-byte lines (32 channels per row) instead of the 8 channels of a panel.
 constexpr int kFusedRows = 16, kFusedPanels = 4, kFusedCols = 8 * kFusedPanels;
 
-template <bool ADD, bool RELU>
+template <bool ADD, bool RELU, bool SIGN>
 static inline __attribute__((always_inline)) void micro_float_impl(
     const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
     const hwq::FusedFloat& f) {
@@ -253,9 +253,10 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   for (int64_t r = 0; r < f.rows; ++r) {
     const int64_t* c = C + r * kFusedCols;
     const int32_t* off = f.offset[r] + f.col;
-    float* o = f.out + r * f.ldo;
+    float* o = SIGN ? nullptr : f.out + r * f.ldo;
     const float* res = ADD ? f.residual + r * f.ldo : nullptr;
     const bool stream = (reinterpret_cast<uintptr_t>(o) & 31) == 0;
+    uint32_t bits = 0;  // SIGN: one 32-bit half of the row's packed output word (isa.h)
     int64_t j = 0;
     for (; j + 8 <= f.cols; j += 8) {
       // int64 counts -> int32: dwords 0 and 2 of each 128-bit lane of both, then the qwords
@@ -268,6 +269,11 @@ static inline __attribute__((always_inline)) void micro_float_impl(
           _mm256_sub_epi32(_mm256_loadu_si256((const __m256i*)(off + j)), _mm256_add_epi32(x, x));
       __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(f.scale + j)),
                                _mm256_loadu_ps(f.bias + j));
+      if (SIGN) {  // v < 0, ordered: NaN and -0.0 give 0
+        bits |= static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero_ps, _CMP_LT_OQ)))
+                << j;
+        continue;
+      }
       if (ADD) v = _mm256_add_ps(v, _mm256_loadu_ps(res + j));
       if (RELU) v = _mm256_max_ps(zero_ps, v);
       if (stream)
@@ -279,9 +285,14 @@ static inline __attribute__((always_inline)) void micro_float_impl(
       const int32_t s = static_cast<int32_t>(static_cast<uint32_t>(off[j]) -
                                              2u * static_cast<uint32_t>(c[j]));
       float v = static_cast<float>(s) * f.scale[j] + f.bias[j];
+      if (SIGN) {
+        bits |= static_cast<uint32_t>(v < 0.0f) << j;
+        continue;
+      }
       if (ADD) v = v + res[j];
       o[j] = RELU && v < 0.0f ? 0.0f : v;
     }
+    if (SIGN) f.signs[r * f.ldo] = bits;
   }
 }
 

@@ -106,7 +106,7 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // 6 rows x 4 panels: 24 accumulators + 4 weight vectors + 1 broadcast of 32 registers.
 constexpr int kFusedRows = 6, kFusedPanels = 4;
 
-template <bool ADD, bool RELU>
+template <bool ADD, bool RELU, bool SIGN>
 static inline __attribute__((always_inline)) void micro_float_impl(
     const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
     const hwq::FusedFloat& f) {
@@ -132,6 +132,7 @@ static inline __attribute__((always_inline)) void micro_float_impl(
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) off_row[r] = f.offset[r] + f.col;
   float* const out = f.out;
+  uint32_t* const signs = f.signs;
   const float* const residual = f.residual;
   const int64_t ldo = f.ldo, n_rows = f.rows;
   const __mmask16 m0 = static_cast<__mmask16>(colmask), m1 = static_cast<__mmask16>(colmask >> 16);
@@ -145,6 +146,14 @@ static inline __attribute__((always_inline)) void micro_float_impl(
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     const bool row = r < n_rows;
+    if (SIGN) {  // one 32-bit half of the row's packed output word (isa.h)
+      const uint32_t bits =
+          fused_sign16(acc[r][0], acc[r][1], off_row[r], scale_h[0], bias_h[0], m0) |
+          (uint32_t{fused_sign16(acc[r][2], acc[r][3], off_row[r] + 16, scale_h[1], bias_h[1], m1)}
+           << 16);
+      if (row) signs[r * ldo] = bits;
+      continue;
+    }
     float* o = out + r * ldo;
     const float* res = ADD ? residual + r * ldo : nullptr;
     const bool stream = row && whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;

@@ -228,7 +228,7 @@ static void micro(const uint64_t* A, int64_t lda, const uint64_t* B, int64_t ldb
 // the non-temporal stores cover whole 64-byte lines (16 channels) as before.
 constexpr int kFusedRows = 16, kFusedPanels = 4, kFusedCols = 8 * kFusedPanels;
 
-template <bool ADD, bool RELU>
+template <bool ADD, bool RELU, bool SIGN>
 static inline __attribute__((always_inline)) void micro_float_impl(
     const uint64_t* const* A, const int64_t* koff, const uint64_t* B, int64_t ldb, int64_t K,
     const hwq::FusedFloat& f) {
@@ -265,6 +265,16 @@ static inline __attribute__((always_inline)) void micro_float_impl(
   for (int64_t r = 0; r < f.rows; ++r) {
     const int64_t* c = C + r * kFusedCols;
     const int32_t* off = f.offset[r] + f.col;
+    if (SIGN) {  // one 32-bit half of the row's packed output word (isa.h)
+      uint32_t bits = 0;
+      for (int h = 0; h < 2 && h * 16 < f.cols; ++h)
+        bits |= uint32_t{fused_sign16(_mm512_load_si512((const void*)(c + 16 * h)),
+                                      _mm512_load_si512((const void*)(c + 16 * h + 8)),
+                                      off + 16 * h, scale_h[h], bias_h[h], mh[h])}
+                << (16 * h);
+      f.signs[r * f.ldo] = bits;
+      continue;
+    }
     float* o = f.out + r * f.ldo;
     const float* res = ADD ? f.residual + r * f.ldo : nullptr;
     const bool stream = whole && (reinterpret_cast<uintptr_t>(o) & 63) == 0;

@@ -123,3 +123,43 @@ def test_fused_row_lengths_match_float64_conv(cin, kernel):
     x = torch.randn(2, cin, 4, 5, generator=gen).sign()
     w = torch.randn(20, cin, kernel, kernel, generator=gen).sign()
     _fused_case(x, w, (1, 1), (kernel // 2, kernel // 2), (1, 1), 1, gen)
+
+
+def _packed_sign_ref(v: torch.Tensor) -> torch.Tensor:
+    """(N, O, OH, OW) float -> (N, OH, OW, 1, 1, words) int64: bit o % 64 of word o // 64 is
+    v < 0 (an ordered compare: NaN and -0.0 give 0), bits past O zero."""
+    n, o, oh, ow = v.shape
+    words = (o + 63) // 64
+    bits = torch.zeros(n, oh, ow, words * 64, dtype=torch.int64)
+    bits[..., :o] = (v < 0).permute(0, 2, 3, 1).long()
+    return (bits.view(n, oh, ow, words, 64) << torch.arange(64)).sum(-1).view(n, oh, ow, 1, 1, words)
+
+
+# (in_channels, out_channels, groups): one group of 8-130 channels (whole and cut 32-channel
+# tiles, one and three output words), groups of 32 (the fused kernels, tiles on 32-bit halves)
+# and of 24 (not on halves: the C-block route).
+SIGN_SHAPES = [(70, 8, 1), (70, 24, 1), (70, 40, 1), (64, 64, 1), (70, 130, 1), (9, 33, 1),
+               (140, 64, 2), (96, 48, 2), (1100, 40, 1)]
+
+
+@pytest.mark.parametrize("shape", SIGN_SHAPES)
+def test_packed_sign_outputs_on_every_path(shape):
+    """conv2d_packed's packed sign outputs (OutMode.PACKED_SIGN: the sign bits of the float
+    epilogue, for a following binary layer) on every path, fused into the micro-kernel or from the
+    C block, against float64 conv2d sums, torch's float32 multiply and add, and v < 0."""
+    cin, cout, groups = shape
+    gen = torch.Generator().manual_seed(cin + cout + groups)
+    x = torch.randint(0, 2, (2, cin, 9, 7), generator=gen).float() * 2 - 1
+    w = torch.randint(0, 2, (cout, cin // groups, 3, 3), generator=gen).float() * 2 - 1
+    sums = torch.nn.functional.conv2d(x.double(), w.double(), stride=(1, 2), padding=1,
+                                      groups=groups)
+    scale, bias = torch.randn(cout, generator=gen), torch.randn(cout, generator=gen)
+    scale[cout // 2] = float("nan")  # NaN gives bit 0
+    bias[0], scale[0] = -0.0, 0.0  # -0.0 gives bit 0
+    want = _packed_sign_ref(sums.float() * scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1))
+    px, pw = kernels.pack_activations(x, groups=groups), kernels.pack_weights(w, groups=groups)
+    args = (px.data, pw.data, cin, cout, [3, 3], 1, 1, True, [1, 2], [1, 1], [1, 1], groups,
+            scale, bias, OutMode.PACKED_SIGN)
+    for isa in kernels.available_isas():
+        with kernels.use_isa(isa):
+            assert torch.equal(torch.ops.hwq.conv2d_packed(*args), want), isa
