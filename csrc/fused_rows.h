@@ -1,12 +1,12 @@
-// The fused kernels' loop over a row block's tiles and their dispatch on the residual and the ReLU
-// (isa.h: MicroFloatFn, FusedFloat), shared by the kernel files that have a fused kernel. Included
+// The fused kernels' loop over a row block's tiles and their dispatch on the output (float, with or
+// without the residual and the ReLU, or packed signs; isa.h: MicroFloatFn, FusedFloat), shared by the kernel files that have a fused kernel. Included
 // inside their `#pragma GCC target` region after their tile function; expects HWQ_EPI_NS to name
 // the namespace, which defines kFusedRows and micro_float_impl<ADD, RELU, SIGN>(A, koff, B, ldb,
 // K, f), the tile of kFusedRows rows (SIGN: packed sign outputs, isa.h).
 namespace HWQ_EPI_NS {
 
 // The row block's tiles, one after another in this call. Not inlined into micro_float's dispatch:
-// with the four loops in one function GCC allocated the registers of the tile worse (Zen 5, the
+// with the variants' loops in one function GCC allocated the registers of the tile worse (Zen 5, the
 // vpopcntdq tile at K = 9: 486-496 against 524-531 binary MAC/cycle, csrc/bench/micro_bench.cpp).
 //
 // With a residual (ADD), each tile's epilogue reads the residual's rows right after its products,
