@@ -77,3 +77,23 @@ def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     assert again == first and after["metrics"] == before["metrics"]
     for k in before["model"]:
         assert torch.equal(before["model"][k], after["model"][k])
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch):
+    """Ctrl-C landing inside torch.save: the checkpoint is completed, then the KeyboardInterrupt
+    comes (raised inside torch.save it had left the zip writer broken, whose clean-up raised a
+    RuntimeError instead: hwq train's Ctrl-C then ended in a traceback, seen in CI)."""
+    from hwq.train import checkpoint
+    real_save = torch.save
+
+    def save_with_ctrl_c(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at its next instruction
+        real_save(obj, f)
+
+    monkeypatch.setattr(torch, "save", save_with_ctrl_c)
+    path = str(tmp_path / "last.pt")
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"epoch": 2, "w": torch.arange(1000.0)})
+    got = checkpoint.load(path)
+    assert got["epoch"] == 2 and torch.equal(got["w"], torch.arange(1000.0))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
