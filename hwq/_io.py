@@ -3,10 +3,13 @@ the file gets the mode the umask gives), and reads of text / JSON / TOML whose e
 ValueError naming the file."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import signal
 import tempfile
+import threading
 from typing import IO, Any, Callable
 
 try:  # Python 3.11+
@@ -50,6 +53,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
         if isinstance(e, OSError) and e.errno is not None and e.filename == tmp:
             raise type(e)(e.errno, e.strerror, path) from None  # the user's path, not ours
         raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) held back while the block runs, then handled as it would have been.
+
+    Why: a KeyboardInterrupt raised inside torch.save leaves its zip writer half-written, and the
+    writer's clean-up then raises a RuntimeError ("unexpected pos") in its place, so that hwq train
+    ended with a traceback and status 1 instead of its clean interrupted exit (130) when Ctrl-C hit
+    a checkpoint being written. Python runs signal handlers in the main thread only; elsewhere
+    nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    frames = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: frames.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if frames:
+            if callable(old):  # a Python handler (the CLI's, or the default one): it raises
+                old(signal.SIGINT, frames[0])
+            elif old == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+            elif old is None:  # a handler not installed from Python: the default behaviour
+                raise KeyboardInterrupt
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    """torch.save ``obj`` to ``path`` atomically; a Ctrl-C meanwhile takes effect once the file is
+    complete (interrupts_deferred)."""
+    import torch  # here: this module is imported by code that needs no torch
+
+    with interrupts_deferred():
+        atomic_write(path, lambda f: torch.save(obj, f), mode="wb")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -7,16 +7,13 @@ a run killed while writing leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import threading
 from typing import Any
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_torch_save
 
 
 def rng_state() -> dict[str, Any]:
@@ -36,39 +33,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """Ctrl-C (SIGINT) held back while the block runs, then handled as it would have been.
-
-    Why: a KeyboardInterrupt raised inside torch.save leaves its zip writer half-written, and the
-    writer's clean-up then raises a RuntimeError ("unexpected pos") in its place, so that hwq train
-    ended with a traceback and status 1 instead of its clean interrupted exit (130) when Ctrl-C hit
-    a checkpoint being written. Python runs signal handlers in the main thread only; elsewhere
-    nothing is deferred."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    frames = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: frames.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if frames:
-            if callable(old):  # a Python handler (the CLI's, or the default one): it raises
-                old(signal.SIGINT, frames[0])
-            elif old == signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGINT)
-            elif old is None:  # a handler not installed from Python: the default behaviour
-                raise KeyboardInterrupt
-
-
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """torch.save ``state`` to ``path`` atomically (temporary file, fsync, os.replace). A Ctrl-C
     while it writes takes effect once the checkpoint is complete."""
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    with _interrupts_deferred():
-        atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+    atomic_torch_save(path, state)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

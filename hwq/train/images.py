@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .._io import atomic_write
+from .._io import atomic_torch_save
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 CACHE_FORMAT = "hwq.image_cache"
@@ -290,7 +290,7 @@ def load_split(split_dir: str, cache_dir: str | None, classes: list[str] | None 
         state = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "key": key,
                  "n_files": len(split.files), "classes": split.classes, "images": images,
                  "labels": labels}
-        atomic_write(path, lambda f: torch.save(state, f), mode="wb")
+        atomic_torch_save(path, state)
     return images, labels, split.classes
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_write
+from .._io import atomic_torch_save
 
 FORMAT = "hwq.zoo"
 VERSION = 1
@@ -174,7 +174,7 @@ def add(run_dir: str, scheme: str, name: str, data_dir: str, zoo_dir: str = ZOO_
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, ".check-" + name.split("/")[-1] + ".pt")
     try:  # re-measure from the file as it will be read back
-        atomic_write(tmp, lambda f: torch.save(entry, f), mode="wb")
+        atomic_torch_save(tmp, entry)
         acc = evaluate(tmp, data_dir, zoo_dir=zoo_dir)["acc"]
     finally:
         if os.path.exists(tmp):
@@ -184,6 +184,5 @@ def add(run_dir: str, scheme: str, name: str, data_dir: str, zoo_dir: str = ZOO_
                          f"the run's {meta['recorded_test_acc']:.2f}%: is data_dir the data the "
                          "run was trained on?")
     meta["test_acc"] = round(acc, 2)
-    atomic_write(os.path.join(folder, name.split("/")[-1] + ".pt"),
-                 lambda f: torch.save(entry, f), mode="wb")
+    atomic_torch_save(os.path.join(folder, name.split("/")[-1] + ".pt"), entry)
     return meta
