@@ -92,8 +92,14 @@ def test_ctrl_c_while_a_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", save_with_ctrl_c)
     path = str(tmp_path / "last.pt")
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, {"epoch": 2, "w": torch.arange(1000.0)})
+    # Python's own handler (the one a plain script has), whatever earlier tests in this process
+    # left installed.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            checkpoint.save(path, {"epoch": 2, "w": torch.arange(1000.0)})
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, before)
     got = checkpoint.load(path)
     assert got["epoch"] == 2 and torch.equal(got["w"], torch.arange(1000.0))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
