@@ -92,8 +92,9 @@ def test_ctrl_c_while_a_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", save_with_ctrl_c)
     path = str(tmp_path / "last.pt")
-    # Python's own handler (the one a plain script has), whatever earlier tests in this process
-    # left installed.
+    # Python's own handler (the one a plain script has), whatever this process started with: a
+    # job started in the background by a shell inherits SIGINT ignored (POSIX), as CI's run did,
+    # and the deferral then rightly ignores it too.
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
