@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "clones.h"
 
@@ -72,11 +73,14 @@ HWQ_CLONES static void max_pool_row(const float* __restrict x, int64_t h, int64_
   }
 }
 
-static int64_t checked_pair(at::IntArrayRef v, const char* name, int64_t minimum, int i) {
+// (height, width) of a two-value argument, both at least `minimum`.
+static std::pair<int64_t, int64_t> checked_pair(at::IntArrayRef v, const char* name,
+                                                int64_t minimum) {
   TORCH_CHECK(v.size() == 2, "max_pool2d_cl: ", name, " has ", v.size(),
               " values: expected 2 (height, width)");
-  TORCH_CHECK(v[i] >= minimum, "max_pool2d_cl: ", name, "=", v, ": expected values >= ", minimum);
-  return v[i];
+  TORCH_CHECK(v[0] >= minimum && v[1] >= minimum, "max_pool2d_cl: ", name, "=", v,
+              ": expected values >= ", minimum);
+  return {v[0], v[1]};
 }
 
 // x: float32 (N, C, H, W) in channels-last memory; dilation 1, floor mode (no ceil_mode).
@@ -89,11 +93,9 @@ at::Tensor max_pool2d_cl(const at::Tensor& x, at::IntArrayRef kernel_size, at::I
   TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "max_pool2d_cl: x must be contiguous in channels-last memory (x.contiguous("
               "memory_format=torch.channels_last))");
-  const int64_t kh = checked_pair(kernel_size, "kernel_size", 1, 0);
-  const int64_t kw = checked_pair(kernel_size, "kernel_size", 1, 1);
-  const int64_t sy = checked_pair(stride, "stride", 1, 0), sx = checked_pair(stride, "stride", 1, 1);
-  const int64_t py = checked_pair(padding, "padding", 0, 0);
-  const int64_t px = checked_pair(padding, "padding", 0, 1);
+  const auto [kh, kw] = checked_pair(kernel_size, "kernel_size", 1);
+  const auto [sy, sx] = checked_pair(stride, "stride", 1);
+  const auto [py, px] = checked_pair(padding, "padding", 0);
   // torch's own rule: every window then holds at least one input pixel.
   TORCH_CHECK(2 * py <= kh && 2 * px <= kw, "max_pool2d_cl: padding=", padding,
               " with kernel_size=", kernel_size, ": expected padding <= kernel_size / 2");

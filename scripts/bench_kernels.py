@@ -28,8 +28,8 @@ repeated loops and oneDNN's benchdnn do, measures a kernel's steady rate: on a Z
 first call after another heavy kernel ran 10-15% slower than the next (the binary 64-channel
 layer 1.12-1.20 ms right after torch's fp32 conv, 1.00-1.04 ms as the second call;
 docs/kernels.md), a cost of what the previous work leaves behind that a one-call round charges to
-whichever configuration comes next. The end-to-end models are timed one call per round (each takes tens of
-milliseconds or more).
+whichever configuration comes next. The end-to-end models are timed one call per round (each takes
+tens of milliseconds or more).
 
 What each column times (inputs prepared outside the timed region, as inside a network):
   fp32      F.conv2d on an NCHW float tensor.
